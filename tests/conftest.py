@@ -1,0 +1,62 @@
+"""Shared fixtures: an isolated data home, the shipped model, real images when ../shared is present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+DEFAULT_MODEL = Path(__import__("os").environ.get("GWM_TEST_MODEL", ROOT / "resources" / "models" / "default"))
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory, monkeypatch):
+    """Every test gets its own GWM_HOME: the suite never touches a real user's profiles."""
+    home = tmp_path_factory.mktemp("gwm_home")
+    monkeypatch.setenv("GWM_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session", autouse=True)
+def single_torch_thread():
+    # Two cores shared with the test process's own work: one intra-op thread avoids oversubscription.
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def default_model_dir() -> Path:
+    if not (DEFAULT_MODEL / "manifest.json").exists():
+        pytest.fail("the shipped model resources/models/default is missing")
+    return DEFAULT_MODEL
+
+
+@pytest.fixture(scope="session")
+def engine(default_model_dir):
+    from gwm_desktop.core.engine import Engine
+
+    return Engine(default_model_dir, "cpu")
+
+
+def shared_folder(name: str) -> Path:
+    folder = SHARED_DATA / name
+    if not folder.is_dir():
+        pytest.skip(f"../shared/data/{name} is absent (it ships beside the repo in CI and development)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def paintings() -> list[Path]:
+    return sorted(shared_folder("paintings").glob("*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def portraits() -> list[Path]:
+    return sorted(shared_folder("portraits").glob("*.jpg"))
