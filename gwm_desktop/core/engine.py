@@ -1,0 +1,139 @@
+"""The one entry point the CLI, the GUI and the tests share: a loaded model on a device, plus the
+protect and scan jobs (generators of ``Progress``) that run it over files.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from gwm_desktop.core.detect import DEFAULT_FPR, Scanner
+from gwm_desktop.core.devices import describe_device, resolve_device
+from gwm_desktop.core.image_io import (
+    EncodeOptions,
+    ImageLoadError,
+    atomic_write_bytes,
+    iter_image_files,
+    load_image,
+    output_extension,
+    output_path_for,
+)
+from gwm_desktop.core.jobs import CancelToken, Progress
+from gwm_desktop.core.keys import message_from_key
+from gwm_desktop.core.lpips_metric import build_lpips
+from gwm_desktop.core.profiles import Profile
+from gwm_desktop.core.watermark import CalibrationError, Embedder
+from gwm_desktop.core.weights import ModelBundle, load_model
+from gwm_desktop.resources import resource_path
+
+
+def default_model_dir() -> Path:
+    return resource_path("models", "default")
+
+
+@dataclass
+class ProtectItem:
+    """What happened to one input of a protect job."""
+
+    source: Path
+    output: Path | None = None
+    error: str | None = None
+    lpips: float | None = None
+    psnr: float | None = None
+    strength: float | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Engine:
+    """A verified model on one device. Heavy to build (loads torch and LPIPS): build once, reuse."""
+
+    def __init__(self, model_dir: Path | None = None, device: str = "auto") -> None:
+        self.device = resolve_device(device)
+        self.model_dir = Path(model_dir) if model_dir else default_model_dir()
+        self.bundle: ModelBundle = load_model(self.model_dir, self.device)
+        self.lpips = build_lpips(self.device)
+        self._profile_bundles: dict[Path, ModelBundle] = {}
+
+    @property
+    def device_description(self) -> str:
+        return describe_device(self.device)
+
+    def bundle_for(self, profile: Profile) -> ModelBundle:
+        """The profile's own fine-tuned detector if it has one, else the shipped model."""
+        folder = profile.detector_folder
+        if folder is None:
+            return self.bundle
+        if folder not in self._profile_bundles:
+            self._profile_bundles[folder] = load_model(folder, self.device)
+        return self._profile_bundles[folder]
+
+    def embedder(self, profile: Profile) -> Embedder:
+        message = message_from_key(profile.key, self.bundle.n_bits)
+        return Embedder(self.bundle.generator, message, self.lpips, self.device)
+
+    def scanner(self, profile: Profile, fpr: float = DEFAULT_FPR) -> Scanner:
+        bundle = self.bundle_for(profile)
+        message = message_from_key(profile.key, bundle.n_bits)
+        return Scanner(bundle.detector, message, bundle.calibration, self.device, fpr)
+
+    def protect_files(self, inputs: Iterable[str | Path], out_dir: Path, profile: Profile, p: float,
+                      options: EncodeOptions | None = None, cancel: CancelToken | None = None
+                      ) -> Iterator[Progress]:
+        """Protect every image in ``inputs`` into ``out_dir``; one Progress (payload ProtectItem) per file.
+
+        Originals are only read. Each output is verified against the budget, then written atomically,
+        so a cancel or crash leaves either a complete file or none.
+        """
+        options = options or EncodeOptions()
+        cancel = cancel or CancelToken()
+        files = list(iter_image_files(inputs))
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        embedder = self.embedder(profile)
+        taken: set[Path] = set()
+        sources = {f.resolve() for f in files if f.exists()}
+        for index, source in enumerate(files, start=1):
+            if cancel.cancelled:
+                return
+            started = time.monotonic()
+            item = ProtectItem(source)
+            try:
+                loaded = load_image(source)
+                result = embedder.protect(loaded, p, options)
+                target = output_path_for(source, out_dir, result.format, taken)
+                if target.resolve() in sources:  # belt and braces: never overwrite an input
+                    raise ValueError(f"output {target} would overwrite an input")
+                if cancel.cancelled:
+                    return
+                atomic_write_bytes(target, result.data)
+                taken.add(target)
+                item.output, item.lpips, item.psnr, item.strength = target, result.lpips, result.psnr, result.strength
+            except FileNotFoundError:
+                item.error = "no such file"
+            except (ImageLoadError, CalibrationError, ValueError, OSError) as error:
+                item.error = str(error) or type(error).__name__
+            item.seconds = time.monotonic() - started
+            yield Progress(index, len(files), source.name, item)
+
+    def scan_files(self, inputs: Iterable[str | Path], profile: Profile, fpr: float = DEFAULT_FPR,
+                   cancel: CancelToken | None = None) -> Iterator[Progress]:
+        """Score every image in ``inputs``; one Progress (payload ScanResult) per file."""
+        files = list(iter_image_files(inputs))
+        yield from self.scanner(profile, fpr).scan_paths(files, len(files), cancel)
+
+
+def expected_output_name(source: Path, fmt: str) -> str:
+    return source.with_suffix(output_extension(fmt)).name
+
+
+def set_torch_threads(threads: int) -> None:
+    if threads > 0:
+        torch.set_num_threads(threads)

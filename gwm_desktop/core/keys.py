@@ -1,0 +1,42 @@
+"""Secret keys and the watermark message derived from them.
+
+A key is 32 random bytes. The message is a deterministic, one-way function of it (SHA-256 with a
+domain label), so images, logs and reports can carry neither the key nor anything that reveals it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+import torch
+
+KEY_BYTES = 32
+
+
+def new_key() -> bytes:
+    return secrets.token_bytes(KEY_BYTES)
+
+
+def _balanced_signs(order: torch.Tensor) -> torch.Tensor:
+    """A permutation -> signs with exactly half +1 (the first half of the permutation switched on)."""
+    n_bits = order.shape[-1]
+    signs = -torch.ones(order.shape, dtype=torch.float32)
+    return signs.scatter(-1, order[..., : n_bits // 2], 1.0)
+
+
+def message_from_key(key: bytes, n_bits: int) -> torch.Tensor:
+    """Key -> (n_bits,) float tensor of {-1, +1}, exactly half +1.
+
+    Balanced so every profile's watermark has the same strength, and two profiles' messages agree on
+    half their bits on average (hypergeometric overlap), which bounds the cross-key false positives.
+    """
+    seed = int.from_bytes(hashlib.sha256(b"gwm-message-v1" + key).digest()[:8], "big")
+    order = torch.randperm(n_bits, generator=torch.Generator().manual_seed(seed))
+    return _balanced_signs(order)
+
+
+def random_messages(batch: int, n_bits: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(batch, n_bits) random balanced messages: stand-ins for unseen profiles' keys during training."""
+    order = torch.argsort(torch.rand(batch, n_bits, generator=generator), dim=-1)
+    return _balanced_signs(order)

@@ -1,0 +1,98 @@
+"""Scan reports a person can read: CSV for spreadsheets, HTML with thumbnails for everyone else."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from gwm_desktop.core.detect import ScanResult
+from gwm_desktop.core.image_io import load_thumbnail
+
+MAX_HTML_THUMBNAILS = 2000
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def verdict(result: ScanResult) -> str:
+    if result.error:
+        return "error"
+    return "watermark found" if result.flagged else "not found"
+
+
+def write_csv(results: Sequence[ScanResult], path: Path) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["path", "score", "agreement", "flagged", "verdict", "error"])
+    for r in results:
+        writer.writerow([str(r.path), "" if r.score is None else f"{r.score:.4f}",
+                         "" if r.agreement is None else f"{r.agreement:.4f}", r.flagged, verdict(r), r.error or ""])
+    _atomic_text(Path(path), buffer.getvalue())
+
+
+def _thumbnail_uri(path: Path) -> str:
+    try:
+        thumb = load_thumbnail(path, 96).convert("RGB")
+    except Exception:  # a report must not fail on one unreadable image
+        return ""
+    buffer = io.BytesIO()
+    thumb.save(buffer, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def write_html(results: Sequence[ScanResult], path: Path, profile_name: str, fpr: float) -> None:
+    flagged = sum(r.flagged for r in results)
+    errors = sum(bool(r.error) for r in results)
+    rows = []
+    for index, r in enumerate(results):
+        uri = _thumbnail_uri(r.path) if index < MAX_HTML_THUMBNAILS and not r.error else ""
+        image = f'<img src="{uri}" alt="">' if uri else ""
+        score = "" if r.score is None else f"{r.score:.3f}"
+        css = "error" if r.error else ("hit" if r.flagged else "miss")
+        rows.append(f'<tr class="{css}"><td>{image}</td><td>{html.escape(str(r.path))}</td><td>{score}</td>'
+                    f"<td>{html.escape(verdict(r))}</td><td>{html.escape(r.error or '')}</td></tr>")
+    document = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>GenWatermark scan report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; width: 100%; }}
+td, th {{ border-bottom: 1px solid #ddd; padding: 6px; text-align: left; vertical-align: middle; }}
+tr.hit td {{ background: #fdecea; }} tr.error td {{ color: #8a6d00; }}
+img {{ max-width: 96px; max-height: 96px; }}
+</style></head><body>
+<h1>GenWatermark scan report</h1>
+<p>Profile <b>{html.escape(profile_name)}</b>, verdicts at a false-positive rate of {fpr:.2%}.
+{len(results)} images: <b>{flagged}</b> carry this profile's watermark, {errors} could not be read.
+Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>
+<table><thead><tr><th></th><th>Path</th><th>Score</th><th>Verdict</th><th>Error</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody></table></body></html>
+"""
+    _atomic_text(Path(path), document)
+
+
+def write_report(results: Sequence[ScanResult], path: Path, profile_name: str, fpr: float) -> None:
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        write_csv(results, path)
+    elif suffix in (".html", ".htm"):
+        write_html(results, path, profile_name, fpr)
+    else:
+        raise ValueError(f"report must end in .csv or .html, got {path}")

@@ -1,0 +1,138 @@
+"""Model folders: ``model.safetensors`` + ``manifest.json`` (sha256, config, command, metrics).
+
+A model folder is what ships in ``resources/models/default`` and what training writes. Loading
+verifies the sha256 recorded in the manifest, so a damaged or swapped file is refused, not used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from gwm_desktop.core.models import WatermarkDetector, WatermarkGenerator
+
+WEIGHTS_FILE = "model.safetensors"
+CALIBRATION_FILE = "calibration.safetensors"
+MANIFEST_FILE = "manifest.json"
+
+
+class ModelIntegrityError(RuntimeError):
+    """The weights on disk do not match their manifest."""
+
+
+@dataclass
+class ModelBundle:
+    generator: WatermarkGenerator
+    detector: WatermarkDetector
+    manifest: dict[str, Any]
+    folder: Path
+    calibration: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def n_bits(self) -> int:
+        return self.detector.n_bits
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_write_text(text: str, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def architecture_config(generator: WatermarkGenerator, detector: WatermarkDetector) -> dict[str, Any]:
+    return {
+        "n_bits": generator.n_bits,
+        "tile": generator.tile,
+        "base_amplitude": generator.base_amplitude,
+        "generator_width": generator.amplitude_net[0].out_channels,
+        "detector_widths": [detector.features[i].out_channels for i in (0, 2, 6)],
+        "spectrum_crop": detector.spectrum_crop,
+        "working_size": detector.working_size,
+    }
+
+
+def build_networks(config: dict[str, Any]) -> tuple[WatermarkGenerator, WatermarkDetector]:
+    generator = WatermarkGenerator(n_bits=config["n_bits"], tile=config["tile"], width=config["generator_width"],
+                                   base_amplitude=config["base_amplitude"], working_size=config["working_size"])
+    detector = WatermarkDetector(n_bits=config["n_bits"], widths=tuple(config["detector_widths"]),
+                                 spectrum_crop=config["spectrum_crop"], working_size=config["working_size"])
+    return generator, detector
+
+
+def save_model(folder: Path, generator: WatermarkGenerator, detector: WatermarkDetector,
+               manifest_extra: dict[str, Any] | None = None,
+               calibration: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """Write weights (and optional calibration bank) atomically, then the manifest that vouches for them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}
+    tensors.update({f"detector.{k}": v for k, v in detector.state_dict().items()})
+    _atomic_save_tensors(tensors, folder / WEIGHTS_FILE)
+    files = {WEIGHTS_FILE: sha256_file(folder / WEIGHTS_FILE)}
+    if calibration:
+        _atomic_save_tensors(calibration, folder / CALIBRATION_FILE)
+        files[CALIBRATION_FILE] = sha256_file(folder / CALIBRATION_FILE)
+    manifest: dict[str, Any] = {"format": "gwm-model-v1", "architecture": architecture_config(generator, detector)}
+    manifest.update(manifest_extra or {})
+    manifest["files"] = files
+    _atomic_write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", folder / MANIFEST_FILE)
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no {MANIFEST_FILE} in model folder {folder}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_model(folder: Path, device: torch.device | str = "cpu", verify: bool = True) -> ModelBundle:
+    """Load and verify a model folder; networks in eval mode on ``device``."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    files: dict[str, str] = manifest.get("files", {})
+    if verify:
+        for name, expected in files.items():
+            actual = sha256_file(folder / name)
+            if actual != expected:
+                raise ModelIntegrityError(f"{folder / name}: sha256 {actual[:12]}... does not match the manifest "
+                                          f"({expected[:12]}...); the file is damaged or was replaced")
+    generator, detector = build_networks(manifest["architecture"])
+    tensors = load_file(str(folder / WEIGHTS_FILE))
+    generator.load_state_dict({k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")})
+    detector.load_state_dict({k[len("detector."):]: v for k, v in tensors.items() if k.startswith("detector.")})
+    calibration = load_file(str(folder / CALIBRATION_FILE)) if CALIBRATION_FILE in files else {}
+    generator.eval().to(device)
+    detector.eval().to(device)
+    return ModelBundle(generator, detector, manifest, folder, calibration)
