@@ -1,0 +1,40 @@
+"""``gwm``: the headless command line (SPEC section 5). Same core calls as the GUI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gwm_desktop.cli import profile_cmd, protect_cmd, scan_cmd, train_cmd
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gwm", description="GenWatermark: protect artwork with an invisible learned watermark, "
+        "and find it again in suspect images. Data dir: $GWM_HOME or the platform's user data dir.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    profile_cmd.register(sub)
+    protect_cmd.register(sub)
+    scan_cmd.register(sub)
+    train_cmd.register(sub)
+    train_cmd.register_eval(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Training and evaluation have their own full parsers (and --help): hand the rest over untouched.
+    if argv[:1] == ["train"] and len(argv) >= 2 and argv[1] in train_cmd.TRAINERS:
+        return train_cmd.run_trainer(argv[1], argv[2:])
+    if argv[:1] == ["eval"]:
+        return train_cmd.run_eval(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished files are complete, nothing partial was left", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""``gwm protect INPUT... --out DIR``: export protected copies; originals are never touched."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from gwm_desktop.cli.common import add_engine_options, fail, make_engine, resolve_profile, with_progress
+from gwm_desktop.core.image_io import EncodeOptions
+from gwm_desktop.core.levels import DEFAULT_LEVEL, LEVELS, level_by_name
+from gwm_desktop.core.profiles import ProfileError, ProfileStore
+
+
+def register(sub) -> None:  # type: ignore[no-untyped-def]
+    levels = ", ".join(f"{lv.name} (p={lv.p:g})" for lv in LEVELS)
+    parser = sub.add_parser("protect", help="add your invisible watermark to images",
+                            description="Write watermarked copies of INPUT files/folders into --out. "
+                            f"Levels: {levels}.")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
+    parser.add_argument("--profile", default=None, help="profile name (default: 'default', created on first use)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--level", default=None, help=f"invisibility level (default {DEFAULT_LEVEL})")
+    group.add_argument("--p", type=float, default=None, help="LPIPS budget p directly (0 < p < 1)")
+    parser.add_argument("--format", default="same", choices=["same", "png", "jpeg", "webp"])
+    parser.add_argument("--jpeg-quality", type=int, default=95)
+    parser.add_argument("--webp-quality", type=int, default=95)
+    parser.add_argument("--strip-metadata", action="store_true", help="drop ICC profile and EXIF")
+    add_engine_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:  # type: ignore[no-untyped-def]
+    try:
+        p = args.p if args.p is not None else level_by_name(args.level or DEFAULT_LEVEL).p
+        if not 0 < p < 1:
+            return fail(f"--p must be between 0 and 1, got {p}")
+        profile = resolve_profile(ProfileStore(), args.profile)
+    except (ValueError, ProfileError) as error:
+        return fail(str(error))
+    options = EncodeOptions(format=args.format, jpeg_quality=args.jpeg_quality, webp_quality=args.webp_quality,
+                            keep_metadata=not args.strip_metadata)
+    engine = make_engine(args)
+    failures, exported = [], 0
+    for progress in with_progress(engine.protect_files(args.inputs, args.out, profile, p, options),
+                                  "protect", "img"):
+        item = progress.payload
+        if item.ok:
+            exported += 1
+            print(f"ok     {item.source} -> {item.output}  (LPIPS {item.lpips:.4f}, PSNR {item.psnr:.1f} dB)")
+        else:
+            failures.append(item)
+            print(f"FAILED {item.source}: {item.error}", file=sys.stderr)
+    print(f"{exported} exported, {len(failures)} failed (profile {profile.name!r}, p={p:g})", file=sys.stderr)
+    if exported == 0 and not failures:
+        return fail("no images found in the inputs")
+    return 1 if failures else 0

@@ -1,0 +1,59 @@
+"""``gwm scan INPUT...``: find a profile's watermark in suspect images."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from gwm_desktop.cli.common import add_engine_options, fail, make_engine, resolve_profile, with_progress
+from gwm_desktop.core.profiles import ProfileError, ProfileStore
+
+
+def register(sub) -> None:  # type: ignore[no-untyped-def]
+    parser = sub.add_parser("scan", help="score suspect images for your watermark")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    parser.add_argument("--profile", default=None, help="profile name (default: 'default')")
+    parser.add_argument("--fpr", type=float, default=0.01, help="false-positive rate of the verdict (default 0.01)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    parser.add_argument("--report", type=Path, default=None, help="write a .csv or .html report")
+    add_engine_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:  # type: ignore[no-untyped-def]
+    if not 0 < args.fpr < 1:
+        return fail(f"--fpr must be between 0 and 1, got {args.fpr}")
+    if args.report and args.report.suffix.lower() not in (".csv", ".html", ".htm"):
+        return fail("--report must end in .csv or .html")
+    try:
+        profile = resolve_profile(ProfileStore(), args.profile)
+    except ProfileError as error:
+        return fail(str(error))
+    engine = make_engine(args)
+    results = []
+    for progress in with_progress(engine.scan_files(args.inputs, profile, args.fpr), "scan", "img"):
+        result = progress.payload
+        results.append(result)
+        if args.json:
+            record = {"path": str(result.path), "score": result.score, "flagged": result.flagged}
+            if result.error:
+                record["error"] = result.error
+            print(json.dumps(record), flush=True)
+        elif result.error:
+            print(f"error      {result.path}: {result.error}")
+        else:
+            verdict = "WATERMARK" if result.flagged else "clean    "
+            print(f"{verdict}  {result.score:.3f}  {result.path}")
+    if args.report:
+        from gwm_desktop.core.reports import write_report
+
+        write_report(results, args.report, profile.name, args.fpr)
+        print(f"report written to {args.report}", file=sys.stderr)
+    flagged = sum(r.flagged for r in results)
+    errors = sum(bool(r.error) for r in results)
+    print(f"{len(results)} scanned, {flagged} carry profile {profile.name!r}'s watermark (FPR {args.fpr:g}), "
+          f"{errors} unreadable", file=sys.stderr)
+    if not results:
+        return fail("no images found in the inputs")
+    return 1 if errors else 0

@@ -1,0 +1,83 @@
+"""The `gwm` contract of SPEC section 5, driven in-process as a user would from a shell."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from gwm_desktop.cli.main import main
+from tests.fixtures.bad_batch import make_mixed_batch
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(autouse=True)
+def shipped_model(monkeypatch, default_model_dir):
+    monkeypatch.setenv("GWM_THREADS", "1")
+
+
+def test_profile_commands(tmp_path, capsys):
+    assert main(["profile", "create", "alice"]) == 0
+    assert main(["profile", "list"]) == 0
+    assert "alice" in capsys.readouterr().out
+    backup = tmp_path / "alice.json"
+    assert main(["profile", "export", "alice", str(backup)]) == 0
+    assert main(["profile", "import", str(backup), "--name", "alice2"]) == 0
+    assert main(["profile", "create", "alice"]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_mixed_batch_exports_every_good_file_and_reports_every_bad_one(tmp_path, capsys):
+    inputs = tmp_path / "in"
+    verdicts = make_mixed_batch(inputs)
+    before = digest(inputs)
+    out = tmp_path / "out"
+    code = main(["protect", str(inputs), "--out", str(out), "--level", "balanced"])
+    captured = capsys.readouterr()
+    assert code == 1  # some inputs failed
+    assert digest(inputs) == before  # originals untouched
+    exported = {p.stem for p in out.iterdir()}
+    for name, verdict in verdicts.items():
+        if verdict == "good":
+            assert Path(name).stem in exported, f"{name} was not exported:\n{captured.err}"
+        else:
+            assert f"FAILED {inputs / name}" in captured.err
+            assert Path(name).stem not in exported
+    assert not [p for p in out.iterdir() if p.name.startswith(".") or p.suffix == ".tmp"]
+
+
+def test_protect_then_scan_finds_the_watermark_and_json_is_one_object_per_line(tmp_path, capsys, paintings):
+    out = tmp_path / "protected"
+    assert main(["protect", *map(str, paintings[:3]), "--out", str(out), "--format", "png"]) == 0
+    capsys.readouterr()
+    report = tmp_path / "report.html"
+    assert main(["scan", str(out), *map(str, paintings[3:6]), "--json", "--report", str(report)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {Path(r["path"]).parent for r in lines} == {out, paintings[0].parent}
+    for record in lines:
+        assert set(record) == {"path", "score", "flagged"} and 0 <= record["score"] <= 1
+        assert record["flagged"] == (Path(record["path"]).parent == out)
+    assert "watermark found" in report.read_text()
+
+
+def test_another_profile_does_not_claim_my_images(tmp_path, capsys, paintings):
+    out = tmp_path / "protected"
+    assert main(["protect", *map(str, paintings[:3]), "--out", str(out)]) == 0
+    assert main(["profile", "create", "someone-else"]) == 0
+    capsys.readouterr()
+    csv_report = tmp_path / "r.csv"
+    assert main(["scan", str(out), "--profile", "someone-else", "--json", "--report", str(csv_report)]) == 0
+    assert not any(json.loads(line)["flagged"] for line in capsys.readouterr().out.splitlines())
+    assert csv_report.read_text().startswith("path,score")
+
+
+def test_bad_arguments_are_clear_errors(tmp_path, capsys):
+    assert main(["protect", str(tmp_path), "--out", str(tmp_path / "o"), "--level", "loud"]) == 2
+    assert "unknown level" in capsys.readouterr().err
+    assert main(["scan", str(tmp_path), "--fpr", "2"]) == 2
+    with pytest.raises(SystemExit):
+        main(["train", "phase1", "--help"])
+    assert "--warmup-steps" in capsys.readouterr().out

@@ -1,0 +1,99 @@
+"""The distortion layer of Phase 1: SPEC section 3's distortions at the working resolution.
+
+Each sample of a batch gets one distortion drawn at random (identity included), with parameters
+drawn around and beyond the evaluated ones so the detector does not overfit a single setting.
+Codecs (JPEG, WebP) are real Pillow round trips with a straight-through gradient: the forward pass
+sees the genuine artefacts, the backward pass treats the codec as identity.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+DISTORTION_NAMES = ("identity", "jpeg", "resize", "crop", "blur", "noise", "color", "webp", "screenshot")
+
+
+def _codec_round_trip(x: torch.Tensor, fmt: str, quality: int) -> torch.Tensor:
+    """(3, H, W) in [0, 1] through a real codec; no gradient."""
+    array = (x.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt, quality=quality)
+    buffer.seek(0)
+    decoded = np.asarray(Image.open(buffer).convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(decoded).permute(2, 0, 1).to(x.device, x.dtype)
+
+
+def straight_through(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return x + (target - x).detach()
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    radius = max(1, math.ceil(3 * sigma))
+    coords = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-(coords**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    padded = F.pad(x[None], (radius, radius, radius, radius), mode="reflect")
+    horizontal = F.conv2d(padded, kernel.view(1, 1, 1, -1).repeat(3, 1, 1, 1), groups=3)
+    return F.conv2d(horizontal, kernel.view(1, 1, -1, 1).repeat(3, 1, 1, 1), groups=3)[0]
+
+
+def distort_one(x: torch.Tensor, name: str, rng: random.Random) -> torch.Tensor:
+    """(3, S, S) in [0, 1] -> (3, S, S): one distortion, resized back to the working size."""
+    size = x.shape[-2:]
+    if name == "identity":
+        return x
+    if name == "jpeg":
+        return straight_through(x, _codec_round_trip(x, "JPEG", rng.randint(40, 95)))
+    if name == "webp":
+        return straight_through(x, _codec_round_trip(x, "WEBP", rng.randint(60, 95)))
+    if name == "resize":
+        factor = rng.uniform(0.4, 0.8)
+        small = _resize(x, (max(8, round(size[0] * factor)), max(8, round(size[1] * factor))))
+        return _resize(small, size)
+    if name == "crop":
+        keep_h, keep_w = rng.uniform(0.7, 0.95), rng.uniform(0.7, 0.95)
+        h, w = round(size[0] * keep_h), round(size[1] * keep_w)
+        top, left = rng.randint(0, size[0] - h), rng.randint(0, size[1] - w)
+        return _resize(x[:, top:top + h, left:left + w], size)
+    if name == "blur":
+        return _gaussian_blur(x, rng.uniform(0.4, 1.5))
+    if name == "noise":
+        return (x + torch.randn_like(x) * rng.uniform(0.005, 0.03)).clamp(0, 1)
+    if name == "color":
+        brightness, contrast = rng.uniform(0.85, 1.15), rng.uniform(0.8, 1.2)
+        x = x * brightness
+        mean = x.mean()
+        return ((x - mean) * contrast + mean).clamp(0, 1)
+    if name == "screenshot":
+        factor = rng.uniform(0.6, 0.9)
+        small = _resize(x, (round(size[0] * factor), round(size[1] * factor)))
+        small = straight_through(small, _codec_round_trip(small, "JPEG", rng.randint(70, 92)))
+        return _resize(small, size)
+    raise ValueError(f"unknown distortion {name!r}")
+
+
+class DistortionLayer(torch.nn.Module):
+    """(B, 3, S, S) -> (B, 3, S, S), a random distortion per sample (identity with ``p_identity``)."""
+
+    def __init__(self, seed: int = 0, p_identity: float = 0.2) -> None:
+        super().__init__()
+        self.rng = random.Random(seed)
+        self.p_identity = p_identity
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = []
+        for sample in x:
+            name = "identity" if self.rng.random() < self.p_identity else self.rng.choice(DISTORTION_NAMES[1:])
+            out.append(distort_one(sample, name, self.rng))
+        return torch.stack(out)

@@ -1,0 +1,290 @@
+"""``gwm eval``: the SPEC section 3 figures for any model and image folder, and the calibration bank.
+
+For every image and budget p: protect it with an evaluation key (PNG, as exported), measure
+LPIPS(original, exported) by the SPEC protocol, PSNR and SSIM at full resolution; protect it with
+other keys too; then score clean, watermarked and other-key images undistorted and under every
+standard distortion. Thresholds come from the clean images' scores under the same distortion.
+
+``--calibrate`` instead computes the model's calibration bank (bit logits of clean and other-key
+images from the *calibration* split, undistorted and distorted) and stores it with the model, so
+the app can set a threshold at any FPR for any profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from gwm_desktop.core.devices import resolve_device
+from gwm_desktop.core.distortions import STANDARD_DISTORTIONS
+from gwm_desktop.core.image_io import EncodeOptions, ImageLoadError, decode_bytes, load_image, to_rgb8
+from gwm_desktop.core.jobs import CancelToken, Progress
+from gwm_desktop.core.keys import message_from_key
+from gwm_desktop.core.levels import LEVELS, level_by_name
+from gwm_desktop.core.lpips_metric import build_lpips, lpips_distance
+from gwm_desktop.core.models import WatermarkDetector
+from gwm_desktop.core.watermark import CalibrationError, Embedder, psnr
+from gwm_desktop.core.weights import ModelBundle, load_model, read_manifest, save_model
+from training.datasets import list_images
+from training.metrics import auc, best_accuracy, ssim, threshold_at_fpr, tpr_at_fpr
+
+EVAL_KEY = b"gwm-evaluation-key-0000000000000"  # 32 bytes; a fixed key so figures are reproducible
+CONDITIONS = ("none", *STANDARD_DISTORTIONS)
+
+
+def other_key(index: int) -> bytes:
+    return f"gwm-other-key-{index:04d}".encode().ljust(32, b"-")
+
+
+@dataclass
+class EvalConfig:
+    model: str
+    data: list[str] = field(default_factory=list)
+    split: str = "eval"
+    levels: list[float] = field(default_factory=lambda: [0.01, 0.05])
+    max_images: int = 0
+    other_keys: int = 4
+    device: str = "cpu"
+    json_out: str | None = None
+    calibrate: bool = False
+
+
+def parse_level(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return level_by_name(text).p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gwm eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    parser.add_argument("--data", action="append", required=True, help="image folder (repeatable)")
+    parser.add_argument("--split", default=None, choices=["train", "calibration", "eval", "all"],
+                        help="which files of each folder (by name hash); default eval, or calibration with --calibrate")
+    parser.add_argument("--levels", default="0.01,0.05", help="comma-separated p values or level names")
+    parser.add_argument("--max-images", type=int, default=0, help="cap on images (0: all)")
+    parser.add_argument("--other-keys", type=int, default=4, help="other profiles' keys for the cross-key FPR")
+    parser.add_argument("--device", default="cpu", help="auto | cuda | mps | cpu")
+    parser.add_argument("--json", dest="json_out", default=None, help="also write the report as JSON here")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="compute and store the model's calibration bank instead of evaluating")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> EvalConfig:
+    from gwm_desktop.core.engine import default_model_dir
+
+    args = build_parser().parse_args(argv)
+    split = args.split or ("calibration" if args.calibrate else "eval")
+    return EvalConfig(model=args.model or str(default_model_dir()), data=args.data, split=split,
+                      levels=[parse_level(t) for t in args.levels.split(",") if t.strip()],
+                      max_images=args.max_images, other_keys=args.other_keys, device=args.device,
+                      json_out=args.json_out, calibrate=args.calibrate)
+
+
+def working_batch(images: list[Image.Image], size: int) -> torch.Tensor:
+    """PIL RGB images -> (B, 3, S, S) float in [0, 1], resized as the scanner does (LANCZOS)."""
+    arrays = [np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.LANCZOS), dtype=np.float32)
+              for im in images]
+    return torch.from_numpy(np.stack(arrays) / 255.0).permute(0, 3, 1, 2)
+
+
+@torch.no_grad()
+def bits_under_conditions(detector: WatermarkDetector, image: Image.Image, device: torch.device) -> torch.Tensor:
+    """(len(CONDITIONS), n_bits) bit logits of one image, undistorted and under each distortion."""
+    variants = [image] + [distort(image) for distort in STANDARD_DISTORTIONS.values()]
+    return detector(working_batch(variants, detector.working_size).to(device)).cpu()
+
+
+def _protect(embedder: Embedder, loaded: Any, p: float) -> tuple[Image.Image, float]:
+    result = embedder.protect(loaded, p, EncodeOptions(format="png"))
+    return to_rgb8(decode_bytes(result.data)), result.strength
+
+
+def evaluate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[Progress]:
+    """Yields one Progress per image; the last one's payload is the report dict."""
+    cancel = cancel or CancelToken()
+    device = resolve_device(config.device)
+    bundle = load_model(Path(config.model), device)
+    lpips_model = build_lpips(device)
+    paths = list_images([Path(d) for d in config.data], config.split)
+    if config.max_images:
+        paths = paths[: config.max_images]
+    own_message = message_from_key(EVAL_KEY, bundle.n_bits)
+    own = Embedder(bundle.generator, own_message, lpips_model, device)
+    others = [Embedder(bundle.generator, message_from_key(other_key(i), bundle.n_bits), lpips_model, device)
+              for i in range(config.other_keys)]
+    clean_bits: list[torch.Tensor] = []
+    marked_bits: dict[float, list[torch.Tensor]] = {p: [] for p in config.levels}
+    other_bits: dict[float, list[torch.Tensor]] = {p: [] for p in config.levels}
+    quality: dict[float, dict[str, list[float]]] = {p: {"lpips": [], "psnr": [], "ssim": []} for p in config.levels}
+    failures: list[str] = []
+    started = time.monotonic()
+    for index, path in enumerate(paths, start=1):
+        cancel.raise_if_cancelled()
+        try:
+            loaded = load_image(path)
+            original = to_rgb8(loaded.rgb)
+            per_level = []
+            for p in config.levels:
+                marked, _ = _protect(own, loaded, p)
+                other, _ = _protect(others[index % len(others)], loaded, p)
+                per_level.append((p, marked, other))
+        except (ImageLoadError, CalibrationError) as error:
+            failures.append(f"{path.name}: {error}")
+            continue
+        clean_bits.append(bits_under_conditions(bundle.detector, original, device))
+        original_array = np.asarray(original)
+        for p, marked, other in per_level:
+            q = quality[p]
+            q["lpips"].append(lpips_distance(original, marked, lpips_model))
+            marked_array = np.asarray(marked)
+            q["psnr"].append(psnr(original_array, marked_array))
+            q["ssim"].append(ssim(original_array, marked_array))
+            marked_bits[p].append(bits_under_conditions(bundle.detector, marked, device))
+            other_bits[p].append(bits_under_conditions(bundle.detector, other, device))
+        yield Progress(index, len(paths), path.name)
+    report = build_report(config, bundle, own_message, clean_bits, marked_bits, other_bits, quality, failures,
+                          time.monotonic() - started, len(paths))
+    if config.json_out:
+        Path(config.json_out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    yield Progress(len(paths), len(paths), "report", report)
+
+
+def _agreements(bits: list[torch.Tensor], message: torch.Tensor) -> np.ndarray:
+    """list of (C, K) -> (C, N) agreements."""
+    stacked = torch.stack(bits)  # (N, C, K)
+    return WatermarkDetector.agreement(stacked, message.view(1, 1, -1)).T.numpy()
+
+
+def build_report(config: EvalConfig, bundle: ModelBundle, message: torch.Tensor, clean_bits: list[torch.Tensor],
+                 marked_bits: dict[float, list[torch.Tensor]], other_bits: dict[float, list[torch.Tensor]],
+                 quality: dict[float, dict[str, list[float]]], failures: list[str], seconds: float,
+                 n_paths: int) -> dict[str, Any]:
+    if not clean_bits:
+        raise ValueError("no image could be evaluated")
+    clean = _agreements(clean_bits, message)
+    shipped_threshold = None
+    if bundle.calibration:
+        from gwm_desktop.core.detect import negative_agreements, threshold_for_fpr
+
+        shipped_threshold = threshold_for_fpr(negative_agreements(bundle.calibration, message), 0.01)
+    levels: dict[str, Any] = {}
+    for p in config.levels:
+        marked, other = _agreements(marked_bits[p], message), _agreements(other_bits[p], message)
+        q = quality[p]
+        per_condition = {}
+        for c, name in enumerate(CONDITIONS):
+            t1 = threshold_at_fpr(clean[c], 0.01)
+            entry = {"auc": auc(clean[c], marked[c]), "tpr_at_1pct_fpr": tpr_at_fpr(clean[c], marked[c], 0.01),
+                     "tpr_at_0.1pct_fpr": tpr_at_fpr(clean[c], marked[c], 0.001),
+                     "accuracy": best_accuracy(clean[c], marked[c]),
+                     "cross_key_fpr_at_1pct": float((other[c] > t1).mean())}
+            if shipped_threshold is not None:
+                entry["shipped_threshold"] = {"tpr": float((marked[c] > shipped_threshold).mean()),
+                                              "fpr_clean": float((clean[c] > shipped_threshold).mean()),
+                                              "fpr_cross_key": float((other[c] > shipped_threshold).mean())}
+            per_condition[name] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in entry.items()}
+        lp = np.asarray(q["lpips"])
+        levels[f"{p:g}"] = {
+            "invisibility": {"lpips_max": round(float(lp.max()), 4), "lpips_mean": round(float(lp.mean()), 4),
+                             "share_within_p": round(float((lp <= p).mean()), 4),
+                             "psnr_mean_db": round(float(np.mean(q["psnr"])), 2),
+                             "ssim_mean": round(float(np.mean(q["ssim"])), 4)},
+            "detection": per_condition,
+        }
+    return {"model": str(config.model), "data": config.data, "split": config.split, "images": len(clean_bits),
+            "images_listed": n_paths, "failures": failures, "other_keys": config.other_keys,
+            "shipped_threshold_at_1pct": shipped_threshold, "seconds": round(seconds, 1), "levels": levels}
+
+
+def calibrate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[Progress]:
+    """Compute the calibration bank on ``config.split`` images and store it in the model folder."""
+    cancel = cancel or CancelToken()
+    device = resolve_device(config.device)
+    folder = Path(config.model)
+    bundle = load_model(folder, device)
+    lpips_model = build_lpips(device)
+    paths = list_images([Path(d) for d in config.data], config.split)
+    if config.max_images:
+        paths = paths[: config.max_images]
+    clean, other = [], []
+    for index, path in enumerate(paths, start=1):
+        cancel.raise_if_cancelled()
+        try:
+            loaded = load_image(path)
+            key_message = message_from_key(other_key(1000 + index), bundle.n_bits)
+            embedder = Embedder(bundle.generator, key_message, lpips_model, device)
+            marked, _ = _protect(embedder, loaded, LEVELS[index % len(LEVELS)].p)
+        except (ImageLoadError, CalibrationError):
+            continue
+        clean.append(bits_under_conditions(bundle.detector, to_rgb8(loaded.rgb), device))
+        other.append(bits_under_conditions(bundle.detector, marked, device))
+        yield Progress(index, len(paths), path.name)
+    calibration = {"clean_bits": torch.cat(clean).half(), "other_bits": torch.cat(other).half()}
+    manifest = read_manifest(folder)
+    extra = {k: v for k, v in manifest.items() if k not in ("format", "architecture", "files")}
+    extra["calibration"] = {"images": len(clean), "split": config.split, "data": config.data,
+                            "conditions": list(CONDITIONS),
+                            "command": "gwm eval --calibrate " + " ".join(sys.argv[3:])}
+    save_model(folder, bundle.generator, bundle.detector, manifest_extra=extra, calibration=calibration)
+    yield Progress(len(paths), len(paths), "calibration written", extra["calibration"])
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [f"{report['images']} images ({report['split']} split of {', '.join(report['data'])}), "
+             f"{report['seconds']} s"]
+    for p, level in report["levels"].items():
+        inv = level["invisibility"]
+        lines.append(f"\np = {p}: LPIPS max {inv['lpips_max']} mean {inv['lpips_mean']} "
+                     f"(within p: {inv['share_within_p']:.1%}), PSNR {inv['psnr_mean_db']} dB, SSIM {inv['ssim_mean']}")
+        lines.append(f"  {'condition':24} {'AUC':>7} {'TPR@1%':>8} {'TPR@0.1%':>9} {'acc':>6} {'xkeyFPR':>8}"
+                     + ("  shipped: TPR / FPR / xkey" if report.get("shipped_threshold_at_1pct") is not None else ""))
+        for name, d in level["detection"].items():
+            line = (f"  {name:24} {d['auc']:7.4f} {d['tpr_at_1pct_fpr']:8.1%} {d['tpr_at_0.1pct_fpr']:9.1%} "
+                    f"{d['accuracy']:6.1%} {d['cross_key_fpr_at_1pct']:8.1%}")
+            if "shipped_threshold" in d:
+                s = d["shipped_threshold"]
+                line += f"  {s['tpr']:6.1%} / {s['fpr_clean']:5.1%} / {s['fpr_cross_key']:5.1%}"
+            lines.append(line)
+    if report["failures"]:
+        lines.append(f"\n{len(report['failures'])} images failed: " + "; ".join(report["failures"][:5]))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tqdm import tqdm
+
+    config = parse_args(argv)
+    job = calibrate(config) if config.calibrate else evaluate(config)
+    bar = None
+    last = None
+    for progress in job:
+        if bar is None:
+            bar = tqdm(total=progress.total, desc="calibrate" if config.calibrate else "eval", unit="img",
+                       file=sys.stderr)
+        bar.n = progress.done
+        bar.refresh()
+        last = progress
+    if bar:
+        bar.close()
+    if last is None:
+        print("no images found", file=sys.stderr)
+        return 1
+    if config.calibrate:
+        print(json.dumps(last.payload, indent=2))
+    else:
+        print(format_report(last.payload))
+    return 0

@@ -1,0 +1,53 @@
+"""Turn a Phase 1 checkpoint into a model folder (weights + manifest), e.g. to ship a run's best step::
+
+    python -m training.export_checkpoint runs/phase1_main/checkpoints/step_002000.pt resources/models/default
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+
+from training.phase1 import Phase1Config, Phase1Trainer, command_line
+
+
+def export_checkpoint(checkpoint: Path, folder: Path, metrics: dict | None = None) -> dict:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    known = {f.name for f in fields(Phase1Config)}
+    config = Phase1Config(**{k: v for k, v in state["config"].items() if k in known})
+    config.resume = str(checkpoint)
+    config.device = "cpu"
+    trainer = Phase1Trainer.__new__(Phase1Trainer)  # networks only: no data, no LPIPS
+    from gwm_desktop.core.models import SPECTRUM_CROP, WORKING_SIZE, WatermarkDetector, WatermarkGenerator
+
+    size = config.working_size
+    trainer.config = config
+    trainer.step = state["step"]
+    trainer.generator = WatermarkGenerator(n_bits=config.n_bits, tile=config.tile or size // 2, working_size=size)
+    trainer.detector = WatermarkDetector(n_bits=config.n_bits, working_size=size,
+                                         spectrum_crop=max(8, round(size * SPECTRUM_CROP / WORKING_SIZE / 8) * 8))
+    trainer.generator.load_state_dict(state["generator"])
+    trainer.detector.load_state_dict(state["detector"])
+    argv = []
+    for key, value in state["config"].items():
+        if key in ("resume", "init_from") or value is None or value is False:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            argv += [f"--{key.replace('_', '-')}", str(item)]
+    return trainer.export(folder, command_line(argv), metrics)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("folder", type=Path)
+    args = parser.parse_args(argv)
+    manifest = export_checkpoint(args.checkpoint, args.folder)
+    print(f"wrote {args.folder} ({manifest['training']['steps_done']} steps)")
+
+
+if __name__ == "__main__":
+    main()
