@@ -1,0 +1,95 @@
+"""`gwm train phase2`: every option documented; a whole run on a tiny local diffusers folder, then a resume."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+
+import pytest
+
+from tests.training.phase2_tiny import (
+    save_tiny_pipeline,
+    single_thread_torch,
+    tiny_watermark_model,
+    write_subject_images,
+)
+from training.phase2.cli import build_parser, main, parse_args
+from training.phase2.pipeline import Phase2Config, Phase2Run, split_prompts
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    yield from single_thread_torch()
+
+
+def test_help_documents_every_option(capsys):
+    parser = build_parser()
+    assert parser.prog == "gwm train phase2"
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    options = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    for action in options:
+        assert action.help and len(action.help) > 10, action.option_strings
+        assert action.option_strings[0] in text
+    reachable = {a.dest for a in options} | {"method_overrides"}  # --override fills method_overrides
+    missing = {f.name for f in fields(Phase2Config)} - reachable
+    assert not missing, f"Phase2Config fields without an option: {missing}"
+
+
+def test_parse_args_maps_options_and_overrides():
+    config, _ = parse_args(["--base", "org/model", "--images", "x", "--methods", "lora", "dreambooth",
+                            "--override", "lora.train_steps=300", "--override", "dreambooth.learning_rate=2e-6",
+                            "--watermark-fraction", "0.25"])
+    assert config.methods == ("lora", "dreambooth")
+    assert config.personalize_config("lora").resolved_steps() == 300
+    assert config.personalize_config("dreambooth").resolved_learning_rate() == 2e-6
+    assert config.personalize_config("dreambooth").resolved_steps() == 400
+    assert config.tag == "_wf0.25"
+    with pytest.raises(SystemExit):
+        parse_args(["--base", "b", "--images", "x", "--override", "nonsense"])
+
+
+def test_split_prompts_are_disjoint_and_seeded():
+    prompts = [f"p{i}" for i in range(20)]
+    train, heldout = split_prompts(prompts, 12, 8, seed=0)
+    assert not set(train) & set(heldout) and len(set(train) | set(heldout)) == 20
+    assert split_prompts(prompts, 12, 8, seed=0) == (train, heldout)
+    with pytest.raises(ValueError):
+        split_prompts(prompts, 15, 8, seed=0)
+
+
+def test_whole_run_on_a_local_diffusers_folder_then_resume(tmp_path, capsys):
+    base = save_tiny_pipeline(tmp_path / "base")
+    write_subject_images(tmp_path / "X", n=3, size=40)
+    model = tiny_watermark_model(tmp_path / "wm")
+    (tmp_path / "key.bin").write_bytes(bytes(range(32)))
+    argv = ["--base", str(base), "--images", str(tmp_path / "X"), "--out", str(tmp_path / "run"),
+            "--methods", "lora", "textual_inversion", "--model", str(model), "--key-file", str(tmp_path / "key.bin"),
+            "--resolution", "32", "--train-steps", "2", "--synth-steps", "2", "--n-train-prompts", "2",
+            "--n-heldout-prompts", "2", "--images-per-prompt", "2", "--heldout-images-per-prompt", "2",
+            "--finetune-steps", "4", "--finetune-batch-size", "4", "--device", "cpu", "--checkpoint-every", "0",
+            "--override", "textual_inversion.learning_rate=0.01", "--override", "lora.validation_images=0",
+            "--override", "textual_inversion.validation_images=0"]
+    assert main(argv) == 0
+    out = tmp_path / "run"
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["phase1_detector"]) == set(report["phase2_detector"]) == {"lora", "textual_inversion"}
+    assert set(report["cross_method"]) == {"lora", "textual_inversion", "joint"}
+    assert report["cross_method"]["lora"]["textual_inversion"]["n"] == 8  # 2 held-out prompts x 2 seeds x S, S_w
+    assert report["subject"]["n_watermarked"] == 3 and report["subject"]["mean_lpips"] <= 0.05
+    assert report["personalizations"]["lora"]["marked"]["steps_done"] == 2
+    assert "key" not in json.dumps(report["config"]).lower().replace("key_file", "")
+    assert bytes(range(32)).hex() not in (out / "report.json").read_text()
+    assert "Phase 1 detector vs Phase 2 detector" in (out / "report.md").read_text()
+    heldout = {json.loads(line)["prompt"] for line in
+               (out / "synth" / "lora" / "marked" / "heldout" / "records.jsonl").read_text().splitlines()}
+    assert heldout == set(report["prompts"]["heldout"]) and not heldout & set(report["prompts"]["train"])
+    assert "Phase 2 report" in capsys.readouterr().out
+
+    config, _ = parse_args(argv)
+    stages = [p.payload["stage"] for p in Phase2Run(config).run() if p.payload and "sub" in p.payload]
+    assert not [s for s in stages if s.startswith(("personalize", "synthesize", "fine-tune"))]  # all cached

@@ -1,0 +1,99 @@
+"""Detector fine-tuning on S (0) vs S_w (1) and the held-out metrics of the Phase 2 report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gwm_desktop.core.jobs import CancelToken, JobCancelled
+from gwm_desktop.core.keys import message_from_key
+from gwm_desktop.core.weights import load_model
+from tests.training.phase2_tiny import single_thread_torch, tiny_watermark_model, write_subject_images
+from training.phase2.detector_finetune import (
+    DetectorFinetuneConfig,
+    FreshWatermarker,
+    detection_metrics,
+    evaluate_detector,
+    finetune_detector,
+    load_detector_images,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+KEY = bytes(range(32))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    yield from single_thread_torch()
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory) -> dict[str, Path]:
+    """S: 8 images; S_w: the same watermarked with KEY at LPIPS 0.05; X: 6 Phase 1 images."""
+    root = tmp_path_factory.mktemp("phase2_detector")
+    model = tiny_watermark_model(root / "model")
+    clean = root / "S"
+    paths = write_subject_images(clean, n=8, size=64, seed=1)
+    bundle = load_model(model)
+    fresh = FreshWatermarker(bundle.generator, 0.05, torch.device("cpu"))
+    images = load_detector_images(paths, 64).float() / 255
+    marked = fresh(images, message_from_key(KEY, bundle.n_bits).expand(len(paths), -1))
+    (root / "S_w").mkdir()
+    for path, image in zip(paths, marked, strict=True):
+        array = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        Image.fromarray(array).save(root / "S_w" / path.name)
+    phase1 = write_subject_images(root / "X", n=6, size=64, seed=2)
+    return {"root": root, "model": model, "S": clean, "S_w": root / "S_w", "X": phase1}
+
+
+def test_finetune_improves_bce_on_its_pairs_and_writes_a_verified_model(sets):
+    out = sets["root"] / "finetuned"
+    config = DetectorFinetuneConfig(steps=40, lr=1e-3, batch_size=8, device="cpu", phase1_mix=0.25)
+    progress = list(finetune_detector(sets["model"], KEY, sets["S"], sets["S_w"], out, config,
+                                      phase1_images=sets["X"]))
+    assert [p.done for p in progress] == list(range(1, 41))
+    assert {p.payload["phase"] for p in progress} == {1, 2}  # both kinds of batch were used
+    final = progress[-1].payload
+    assert final["bce_after"] < 0.5 * final["bce_before"]
+    before = load_model(sets["model"])
+    after = load_model(out)  # verifies the sha256 of what was written
+    for name, value in before.generator.state_dict().items():
+        assert torch.equal(value, after.generator.state_dict()[name])  # G is unchanged
+    assert after.manifest["training"]["phase"] == 2
+    assert after.calibration["clean_bits"].shape[1] == after.n_bits
+    assert "other_bits" in after.calibration
+    metrics_before = evaluate_detector(sets["model"], KEY, sets["S"], sets["S_w"])
+    metrics_after = evaluate_detector(out, KEY, sets["S"], sets["S_w"])
+    assert metrics_after["n"] == 16
+    assert metrics_after["accuracy"] > metrics_before["accuracy"]
+    assert metrics_after["auc"] >= 0.9
+    other_key = evaluate_detector(out, bytes(32), sets["S"], sets["S_w"])
+    assert other_key["accuracy"] < metrics_after["accuracy"]  # specific to this profile's key
+
+
+def test_cancelled_finetune_writes_nothing(sets):
+    out = sets["root"] / "cancelled"
+    cancel = CancelToken()
+    with pytest.raises(JobCancelled):
+        for progress in finetune_detector(sets["model"], KEY, sets["S"], sets["S_w"], out,
+                                          DetectorFinetuneConfig(steps=5, batch_size=4, device="cpu"), cancel=cancel):
+            if progress.done == 2:
+                cancel.cancel()
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_detection_metrics_on_known_scores():
+    negatives = np.array([-3.0, -2.0, -1.0, 0.5])
+    positives = np.array([-0.5, 1.0, 2.0, 3.0])
+    m = detection_metrics(negatives, positives)
+    assert m["accuracy"] == pytest.approx(6 / 8)  # D's own boundary (logit 0): one miss on each side
+    assert m["auc"] == pytest.approx(15 / 16)
+    assert m["best_accuracy"] == pytest.approx(7 / 8)
+    assert m["tpr_at_1pct_fpr"] == pytest.approx(3 / 4)  # above every clean score
+    assert 0 <= m["accuracy_cv"] <= 1 and m["n"] == 8
+    perfect = detection_metrics(np.array([-1.0, -2.0]), np.array([1.0, 2.0]))
+    assert perfect["accuracy"] == perfect["auc"] == perfect["accuracy_cv"] == 1.0

@@ -1,0 +1,209 @@
+"""`gwm train phase2`: the whole of Phase 2 for one subject, from the command line.
+
+Watermarks the subject's images X into X_w, personalizes a Stable Diffusion model on X and on X_w
+(DreamBooth, LoRA DreamBooth and/or Textual Inversion), synthesizes S and S_w on training and
+held-out prompts and seeds, fine-tunes the detector on the training S / S_w and writes
+report.json + report.md with the held-out figures (Phase 1 vs Phase 2 detector, cross-method).
+Rerun the same command to resume an interrupted run. Several GPUs:
+``accelerate launch --multi_gpu --num_processes N -m training.phase2.cli --base ... --images ...``
+(``--multi_gpu`` also makes N CPU processes on a machine without GPUs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from training.phase2.personalize import DEFAULT_LEARNING_RATE, DEFAULT_STEPS, METHODS
+from training.phase2.pipeline import Phase2Config
+
+
+def _override(text: str) -> tuple[str, str, Any]:
+    """'lora.train_steps=300' -> ('lora', 'train_steps', 300)."""
+    import json
+
+    try:
+        target, value = text.split("=", 1)
+        method, name = target.split(".", 1)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected METHOD.OPTION=VALUE, got {text!r}") from error
+    if method not in METHODS:
+        raise argparse.ArgumentTypeError(f"unknown method {method!r} in {text!r}")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return method, name.replace("-", "_"), parsed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = Phase2Config(base="", images_dir="")
+    steps = ", ".join(f"{m} {DEFAULT_STEPS[m]}" for m in METHODS)
+    rates = ", ".join(f"{m} {DEFAULT_LEARNING_RATE[m]:g}" for m in METHODS)
+    parser = argparse.ArgumentParser(prog="gwm train phase2", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    io = parser.add_argument_group("subject and models")
+    io.add_argument("--base", required=True,
+                    help="text-to-image model to personalize: a Hugging Face id (downloaded once, then cached; "
+                         "HF_HUB_OFFLINE=1 forbids downloads), a local diffusers folder, or one .safetensors/.ckpt file")
+    io.add_argument("--images", dest="images_dir", required=True, help="folder of the subject's images X")
+    io.add_argument("--out", default=d.out, help="run folder: data/, models/, synth/, detectors/, report.json/.md "
+                                                 "(default: %(default)s)")
+    io.add_argument("--methods", nargs="+", choices=METHODS, default=list(d.methods),
+                    help="personalization methods to test (default: %(default)s)")
+    io.add_argument("--model", dest="model_dir", default=None,
+                    help="watermark model folder (G and the Phase 1 detector; default: the shipped model)")
+    key = io.add_mutually_exclusive_group()
+    key.add_argument("--key-file", default=None,
+                     help="the subject's key: a raw 32-byte file or a `gwm profile export` JSON")
+    key.add_argument("--profile", default=None, help="the subject's profile name (default: the 'default' profile)")
+    io.add_argument("--install", action="store_true",
+                    help="after the run, install the fine-tuned detector (the joint one with several methods) "
+                         "into --profile, where `gwm scan` uses it")
+    wm = parser.add_argument_group("watermarking X")
+    wm.add_argument("--p", type=float, default=d.p, help="LPIPS budget of X_w (default: %(default)s)")
+    wm.add_argument("--watermark-fraction", type=float, default=d.watermark_fraction,
+                    help="share of X that is watermarked in X_w; 0.25 is the paper's partially protected case "
+                         "(default: %(default)s)")
+    sy = parser.add_argument_group("synthesis of S and S_w")
+    sy.add_argument("--prompts", default=d.prompts,
+                    help="'art', 'face' or a text file with one prompt per line ('{}' or '<sks>' marks the "
+                         "subject) (default: %(default)s)")
+    sy.add_argument("--n-train-prompts", type=int, default=d.n_train_prompts,
+                    help="prompts used for fine-tuning the detector (default: %(default)s)")
+    sy.add_argument("--n-heldout-prompts", type=int, default=d.n_heldout_prompts,
+                    help="other prompts, used only in the report (default: %(default)s)")
+    sy.add_argument("--images-per-prompt", type=int, default=d.images_per_prompt,
+                    help="seeds per training prompt (default: %(default)s)")
+    sy.add_argument("--heldout-images-per-prompt", type=int, default=d.heldout_images_per_prompt,
+                    help="seeds per held-out prompt, disjoint from the training seeds (default: %(default)s)")
+    sy.add_argument("--synth-steps", type=int, default=d.synth_steps, help="sampling steps (default: %(default)s)")
+    sy.add_argument("--guidance", type=float, default=d.guidance,
+                    help="classifier-free guidance scale (default: %(default)s)")
+    sy.add_argument("--synth-resolution", type=int, default=None,
+                    help="side of synthesized images in px (default: the personalization resolution)")
+    sy.add_argument("--synth-batch-size", type=int, default=d.synth_batch_size,
+                    help="images per sampling batch (default: %(default)s)")
+    sy.add_argument("--negative-prompt", default=None, help="negative prompt for every image (default: none)")
+    pe = parser.add_argument_group("personalization")
+    pe.add_argument("--instance-prompt", default=d.instance_prompt, help="prompt of the subject's images "
+                    "(default: %(default)r)")
+    pe.add_argument("--placeholder-token", default=d.placeholder_token,
+                    help="the subject's token: a new token for Textual Inversion, rare text for DreamBooth/LoRA "
+                         "(default: %(default)s)")
+    pe.add_argument("--initializer-token", default=d.initializer_token,
+                    help="Textual Inversion starts the placeholder's embedding from this token's "
+                         "(default: %(default)s)")
+    pe.add_argument("--resolution", type=int, default=d.resolution,
+                    help="training resolution in px, a multiple of 8 (default: %(default)s)")
+    pe.add_argument("--train-steps", type=int, default=None, help=f"optimizer steps per model (default: {steps})")
+    pe.add_argument("--learning-rate", type=float, default=None,
+                    help=f"learning rate (default: {rates}; Textual Inversion's is multiplied by batch x "
+                         "accumulation x GPUs, as diffusers' example does)")
+    pe.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step per GPU "
+                    "(default: %(default)s)")
+    pe.add_argument("--gradient-accumulation", type=int, default=d.gradient_accumulation,
+                    help="micro-batches per optimizer step (default: %(default)s)")
+    pe.add_argument("--lora-rank", type=int, default=d.lora_rank, help="LoRA rank (default: %(default)s)")
+    pe.add_argument("--prior-preservation", action="store_true",
+                    help="DreamBooth/LoRA: add the prior-preservation loss on class images (needs --class-prompt)")
+    pe.add_argument("--class-prompt", default=None, help="prompt of the class images, e.g. 'a painting'")
+    pe.add_argument("--class-images", dest="class_images_dir", default=None,
+                    help="folder of class images; missing ones are made by the base model "
+                         "(default: inside each model's folder)")
+    pe.add_argument("--num-class-images", type=int, default=d.num_class_images,
+                    help="class images for prior preservation (default: %(default)s)")
+    pe.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default=d.mixed_precision,
+                    help="auto: bf16 (or fp16) on CUDA, fp32 on Apple MPS and CPU (default: %(default)s)")
+    pe.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                    help="save a resumable checkpoint every N steps (default: %(default)s)")
+    pe.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints,
+                    help="checkpoints kept per model (default: %(default)s)")
+    pe.add_argument("--override", dest="overrides", action="append", type=_override, default=[],
+                    metavar="METHOD.OPTION=VALUE",
+                    help="per-method personalization setting, e.g. textual_inversion.train_steps=3000 or "
+                         "lora.learning_rate=5e-5 (repeatable; any PersonalizeConfig field)")
+    ft = parser.add_argument_group("detector fine-tuning")
+    ft.add_argument("--finetune-steps", type=int, default=d.finetune_steps, help="steps (default: %(default)s)")
+    ft.add_argument("--finetune-lr", type=float, default=d.finetune_lr, help="learning rate (default: %(default)s)")
+    ft.add_argument("--finetune-batch-size", type=int, default=d.finetune_batch_size,
+                    help="images per step, half clean, half watermarked (default: %(default)s)")
+    ft.add_argument("--phase1-mix", type=float, default=d.phase1_mix,
+                    help="share of steps on Phase 1 data (clean vs freshly watermarked images), so the detector "
+                         "does not forget (default: %(default)s)")
+    ft.add_argument("--phase1-data", action="append", default=[],
+                    help="folder of images for those Phase 1 steps (repeatable; default: the subject's images)")
+    ft.add_argument("--no-joint-detector", dest="joint_detector", action="store_false",
+                    help="with several methods, skip the detector fine-tuned on all of them together")
+    ru = parser.add_argument_group("run")
+    ru.add_argument("--device", default=d.device, help="auto | cuda | mps | cpu (default: %(default)s)")
+    ru.add_argument("--seed", type=int, default=d.seed, help="seed of prompts split, seeds and training "
+                    "(default: %(default)s)")
+    ru.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads, 0: torch's default "
+                    "(default: %(default)s)")
+    return parser
+
+
+def parse_args(input_args: list[str] | None = None) -> tuple[Phase2Config, argparse.Namespace]:
+    args = build_parser().parse_args(input_args)
+    names = {f.name for f in fields(Phase2Config)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    values["methods"] = tuple(dict.fromkeys(args.methods))
+    overrides: dict[str, dict[str, Any]] = {}
+    for method, name, value in args.overrides:
+        overrides.setdefault(method, {})[name] = value
+    values["method_overrides"] = overrides
+    return Phase2Config(**values), args
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tqdm import tqdm
+
+    from gwm_desktop.core.jobs import CancelToken, JobCancelled
+    from training.phase2.pipeline import Phase2Run, install_detector
+
+    config, args = parse_args(argv)
+    if args.install and config.key_file:
+        print("--install needs --profile (the detector goes into that profile)", file=sys.stderr)
+        return 2
+    cancel = CancelToken()
+    try:
+        run = Phase2Run(config, cancel)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    bar = tqdm(total=run.total, desc="phase 2", unit="unit", disable=not sys.stderr.isatty())
+    last = None
+    try:
+        for progress in run.run():
+            bar.set_description(progress.message.split(":")[0][:40])
+            bar.update(progress.done - bar.n)
+            last = progress
+    except (KeyboardInterrupt, JobCancelled):
+        cancel.cancel()
+        bar.close()
+        print("cancelled; run the same command again to resume", file=sys.stderr)
+        return 130
+    bar.close()
+    if last is None or not isinstance(last.payload, dict) or "report" not in last.payload:
+        return 0  # a non-main process under accelerate launch
+    from training.phase2.pipeline import render_markdown
+
+    print(render_markdown(last.payload["report"]))
+    print(f"report written to {Path(config.out) / f'report{config.tag}.md'}")
+    if args.install:
+        from gwm_desktop.core.profiles import ProfileStore
+
+        store = ProfileStore()
+        profile = store.get(config.profile) if config.profile else store.get_or_create_default()
+        name = "joint" if "joint" in run.detector_sets() else config.methods[0]
+        target = install_detector(run.detector_dir(name), profile.folder)
+        print(f"installed the {name} detector into profile {profile.name!r} ({target})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

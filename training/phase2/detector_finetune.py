@@ -1,0 +1,319 @@
+"""Phase 2 detector fine-tuning: teach D the watermark as a personalized model reproduces it.
+
+Batches (``batch_size`` images, half label 0, half label 1):
+
+* **Phase 2 batches** (share ``1 - phase1_mix``): synthesized images S (made by the model personalized
+  on clean X, label 0) and S_w (made by the model personalized on watermarked X_w, label 1);
+* **Phase 1 batches** (share ``phase1_mix``), so D does not forget what it learned: clean images (0),
+  the same images freshly watermarked with this profile's key at LPIPS budget ``p`` (1) and, as in
+  Phase 1, some watermarked with random other keys (0 for this key), each under a random SPEC
+  distortion (identity with probability 0.2).
+
+Loss: binary cross-entropy on D's score logit for its label (the paper's classifier), plus, for
+watermarked images of a known message, cross-entropy on each message bit (a denser signal).
+
+The model folder written keeps G unchanged and gets the fine-tuned D, plus a new calibration bank
+(the old one holds the old D's outputs): bit logits of the clean images seen here (S and the Phase 1
+images, undistorted and distorted) and of the Phase 1 images watermarked with other keys. Thresholds
+drawn from it are somewhat optimistic for S (D trained on those very images): the Phase 2 report
+sets its thresholds on held-out images instead.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gwm_desktop.core.devices import resolve_device
+from gwm_desktop.core.image_io import load_rgb_resized
+from gwm_desktop.core.jobs import CancelToken, Progress
+from gwm_desktop.core.keys import message_from_key, random_messages
+from gwm_desktop.core.models import WatermarkDetector, WatermarkGenerator
+from gwm_desktop.core.weights import load_model, save_model
+from training.datasets import list_images
+from training.distortion_layer import DistortionLayer
+
+
+@dataclass
+class DetectorFinetuneConfig:
+    steps: int = 300
+    lr: float = 1e-4
+    batch_size: int = 16
+    phase1_mix: float = 0.5          # share of batches from Phase 1 data (0 without phase1_images)
+    p: float = 0.05                  # LPIPS budget of the fresh Phase 1 watermarks
+    other_key_share: float = 0.5     # in Phase 1 batches, share of negatives watermarked with another key
+    bit_loss_weight: float = 1.0
+    distort_phase2: bool = False     # also apply random SPEC distortions to S / S_w
+    device: str = "auto"
+    seed: int = 0
+    threads: int = 0
+
+
+def load_detector_images(paths: list[Path], size: int) -> torch.Tensor:
+    """(N, 3, size, size) uint8, read exactly as the scanner reads files (``load_rgb_resized``)."""
+    if not paths:
+        return torch.zeros(0, 3, size, size, dtype=torch.uint8)
+    return torch.from_numpy(np.stack([load_rgb_resized(p, (size, size)) for p in paths])).permute(0, 3, 1, 2).contiguous()
+
+
+def as_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return images.to(device).float() / 255.0
+
+
+def quantize_8bit(x: torch.Tensor) -> torch.Tensor:
+    return (x * 255).round() / 255
+
+
+class FreshWatermarker:
+    """Watermarks working-size batches with G at an LPIPS budget (quadratic strength estimate, as in Phase 1)."""
+
+    def __init__(self, generator: WatermarkGenerator, p: float, device: torch.device) -> None:
+        from gwm_desktop.core.lpips_metric import build_lpips
+
+        self.generator = generator
+        self.p = p
+        self.lpips = build_lpips(device)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
+        w = self.generator(x, messages)
+        raw = self.lpips(x * 2 - 1, (x + w).clamp(0, 1) * 2 - 1).flatten()
+        strength = torch.sqrt(self.p / raw.clamp_min(1e-8)).view(-1, 1, 1, 1)
+        return quantize_8bit((x + strength * w).clamp(0, 1))
+
+
+def detection_loss(detector: WatermarkDetector, bits: torch.Tensor, labels: torch.Tensor, message: torch.Tensor,
+                   bit_targets: torch.Tensor | None, bit_weight: float) -> torch.Tensor:
+    """BCE on the score logit for ``labels`` (B,), plus per-bit BCE where ``bit_targets`` (B, n_bits) is not NaN."""
+    loss = F.binary_cross_entropy_with_logits(detector.score_logit(bits, message.view(1, -1)), labels)
+    if bit_targets is not None and bit_weight > 0:
+        known = ~torch.isnan(bit_targets[:, 0])
+        if known.any():
+            loss = loss + bit_weight * F.binary_cross_entropy_with_logits(bits[known], (bit_targets[known] + 1) / 2)
+    return loss
+
+
+@torch.no_grad()
+def mean_bce(detector: WatermarkDetector, message: torch.Tensor, clean: torch.Tensor, marked: torch.Tensor,
+             device: torch.device, batch: int = 64) -> float:
+    """Mean binary cross-entropy of D's score on clean (0) and marked (1) uint8 images."""
+    detector.eval()
+    total, count = 0.0, 0
+    for images, label in ((clean, 0.0), (marked, 1.0)):
+        for start in range(0, len(images), batch):
+            x = as_float(images[start:start + batch], device)
+            logits = detector.score_logit(detector(x), message.to(device).view(1, -1))
+            total += float(F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, label), reduction="sum"))
+            count += len(x)
+    return total / max(count, 1)
+
+
+def _image_paths(folders: Path | str | list[Path]) -> list[Path]:
+    return list_images([Path(f) for f in folders] if isinstance(folders, (list, tuple)) else [Path(folders)])
+
+
+def finetune_detector(model_dir: Path, key: bytes, clean_dir: Path | list[Path], marked_dir: Path | list[Path],
+                      out_dir: Path,
+                      config: DetectorFinetuneConfig, phase1_images: list[Path] | None = None,
+                      cancel: CancelToken | None = None) -> Iterator[Progress]:
+    """Fine-tune D of ``model_dir`` on S (``clean_dir``, 0) vs S_w (``marked_dir``, 1); write a model folder.
+
+    clean_dir / marked_dir: a folder (searched recursively) or a list of folders (several methods' images).
+
+    Yields one Progress per step (payload: step, loss, phase); the last one's payload also holds
+    ``bce_before`` / ``bce_after`` on the training pairs. Nothing is written until the steps are done.
+    """
+    cancel = cancel or CancelToken()
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    bundle = load_model(Path(model_dir), device)
+    generator, detector = bundle.generator, bundle.detector
+    size = detector.working_size
+    message = message_from_key(key, bundle.n_bits).to(device)
+    clean = load_detector_images(_image_paths(clean_dir), size)
+    marked = load_detector_images(_image_paths(marked_dir), size)
+    if not len(clean) or not len(marked):
+        raise ValueError(f"need synthesized images in both {clean_dir} (S) and {marked_dir} (S_w)")
+    phase1 = load_detector_images(list(phase1_images or []), size)
+    mix = config.phase1_mix if len(phase1) else 0.0
+    rng = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    distort = DistortionLayer(seed=config.seed, p_identity=0.2)
+    fresh = FreshWatermarker(generator, config.p, device) if mix > 0 else None
+    half = max(1, config.batch_size // 2)
+    bce_before = mean_bce(detector, message, clean, marked, device)
+    optimizer = torch.optim.Adam(detector.parameters(), lr=config.lr)
+    started = time.monotonic()
+    for step in range(1, config.steps + 1):
+        cancel.raise_if_cancelled()
+        detector.train()
+        use_phase1 = bool(torch.rand(1, generator=rng) < mix)
+        if use_phase1:
+            x, labels, targets = _phase1_batch(phase1, half, message, generator, fresh, distort, rng, device,
+                                               config.other_key_share)
+        else:
+            neg = clean[torch.randint(len(clean), (half,), generator=rng)]
+            pos = marked[torch.randint(len(marked), (half,), generator=rng)]
+            x = as_float(torch.cat([neg, pos]), device)
+            if config.distort_phase2:
+                x = distort(x)
+            labels = torch.cat([torch.zeros(half), torch.ones(half)]).to(device)
+            targets = torch.cat([torch.full((half, bundle.n_bits), float("nan")),
+                                 message.cpu().expand(half, -1)]).to(device)
+        loss = detection_loss(detector, detector(x), labels, message, targets, config.bit_loss_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        metrics: dict[str, Any] = {"step": step, "loss": float(loss.detach()), "phase": 1 if use_phase1 else 2,
+                                   "elapsed_s": round(time.monotonic() - started, 2)}
+        if step == config.steps:
+            metrics.update(bce_before=bce_before, bce_after=mean_bce(detector, message, clean, marked, device))
+            cancel.raise_if_cancelled()
+            detector.eval()
+            calibration = calibration_bank(detector, [clean, phase1], phase1, generator, fresh, distort, rng, device)
+            save_model(Path(out_dir), generator, detector, calibration=calibration,
+                       manifest_extra={"training": {"phase": 2, "base_model": str(model_dir),
+                                                    "config": asdict(config), "steps_done": step,
+                                                    "n_clean": len(clean), "n_marked": len(marked),
+                                                    "n_phase1": len(phase1)},
+                                       "metrics": {"bce_before": bce_before, "bce_after": metrics["bce_after"]}})
+        yield Progress(step, config.steps, f"detector step {step}/{config.steps}", metrics)
+
+
+def _phase1_batch(images: torch.Tensor, half: int, message: torch.Tensor, generator: WatermarkGenerator,
+                  fresh: FreshWatermarker | None, distort: DistortionLayer, rng: torch.Generator,
+                  device: torch.device, other_share: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Clean / other-key negatives and own-key positives made now from Phase 1 images, all distorted."""
+    assert fresh is not None
+    n_bits = message.shape[-1]
+    neg = as_float(images[torch.randint(len(images), (half,), generator=rng)], device)
+    pos = as_float(images[torch.randint(len(images), (half,), generator=rng)], device)
+    pos = fresh(pos, message.view(1, -1).expand(half, -1))
+    n_other = int(round(half * other_share))
+    targets = torch.full((2 * half, n_bits), float("nan"), device=device)
+    if n_other:
+        others = random_messages(n_other, n_bits, rng).to(device)
+        neg[:n_other] = fresh(neg[:n_other], others)
+        targets[:n_other] = others
+    targets[half:] = message
+    x = distort(torch.cat([neg, pos]))
+    labels = torch.cat([torch.zeros(half), torch.ones(half)]).to(device)
+    return x, labels, targets
+
+
+@torch.no_grad()
+def calibration_bank(detector: WatermarkDetector, clean_sets: list[torch.Tensor], phase1: torch.Tensor,
+                     generator: WatermarkGenerator, fresh: FreshWatermarker | None, distort: DistortionLayer,
+                     rng: torch.Generator, device: torch.device, batch: int = 64) -> dict[str, torch.Tensor]:
+    """``clean_bits``: D's bit logits of clean images, undistorted and distorted; ``other_bits``: other keys'."""
+    clean_bits, other_bits = [], []
+    for images in clean_sets:
+        for start in range(0, len(images), batch):
+            x = as_float(images[start:start + batch], device)
+            clean_bits += [detector(x).cpu(), detector(distort(x)).cpu()]
+    if fresh is not None and len(phase1):
+        n_bits = detector.n_bits
+        for start in range(0, len(phase1), batch):
+            x = as_float(phase1[start:start + batch], device)
+            x_other = fresh(x, random_messages(len(x), n_bits, rng).to(device))
+            other_bits += [detector(x_other).cpu(), detector(distort(x_other)).cpu()]
+    bank = {"clean_bits": torch.cat(clean_bits)}
+    if other_bits:
+        bank["other_bits"] = torch.cat(other_bits)
+    return bank
+
+
+# -- evaluation ----------------------------------------------------------------------------------------
+@torch.no_grad()
+def score_images(detector: WatermarkDetector, message: torch.Tensor, paths: list[Path],
+                 device: torch.device | str = "cpu", batch: int = 64) -> np.ndarray:
+    """(N,) D's score logits for this key's watermark, images read as the scanner reads them."""
+    device = torch.device(device)
+    detector.eval()
+    images = load_detector_images(paths, detector.working_size)
+    out = []
+    for start in range(0, len(images), batch):
+        bits = detector(as_float(images[start:start + batch], device))
+        out.append(detector.score_logit(bits, message.to(device).view(1, -1)).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+def roc_auc(negatives: np.ndarray, positives: np.ndarray) -> float:
+    """Probability that a random positive outscores a random negative (ties count half)."""
+    if not len(negatives) or not len(positives):
+        return float("nan")
+    diff = positives[:, None] - negatives[None, :]
+    return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
+
+
+def _accuracy(negatives: np.ndarray, positives: np.ndarray, threshold: float) -> float:
+    correct = (negatives <= threshold).sum() + (positives > threshold).sum()
+    return float(correct / (len(negatives) + len(positives)))
+
+
+def best_threshold(negatives: np.ndarray, positives: np.ndarray) -> tuple[float, float]:
+    """(threshold, accuracy) maximising accuracy of ``score > threshold`` on these very scores."""
+    values = np.unique(np.concatenate([negatives, positives]))
+    # Midpoints between neighbouring scores: the threshold generalises best away from both classes.
+    candidates = np.concatenate([[values[0] - 1.0], (values[:-1] + values[1:]) / 2, [values[-1] + 1.0]])
+    accuracies = [_accuracy(negatives, positives, t) for t in candidates]
+    best = int(np.argmax(accuracies))
+    return float(candidates[best]), float(accuracies[best])
+
+
+def detection_metrics(negatives: np.ndarray, positives: np.ndarray, threshold_logit: float = 0.0) -> dict[str, Any]:
+    """Metrics of SPEC section 3 from score logits of clean (negatives) and watermarked (positives) images.
+
+    * ``accuracy``: at ``threshold_logit`` (0 = D's own decision, probability 0.5);
+    * ``accuracy_cv``: threshold chosen for best accuracy on one half of each set (even / odd
+      index), measured on the other half, averaged over both ways: an honest accuracy for a detector
+      whose own decision boundary is not calibrated for synthesized images (the Phase 1 detector);
+    * ``best_accuracy``: the oracle threshold on all the images (optimistic; for reference only);
+    * ``auc``; ``tpr_at_1pct_fpr``: threshold at the clean images' 1% quantile (strictly above).
+    """
+    from gwm_desktop.core.detect import threshold_for_fpr
+
+    negatives, positives = np.asarray(negatives, dtype=np.float64), np.asarray(positives, dtype=np.float64)
+    folds = []
+    for train, test in ((0, 1), (1, 0)):
+        if len(negatives[train::2]) and len(positives[train::2]) and len(negatives[test::2]) and len(positives[test::2]):
+            t, _ = best_threshold(negatives[train::2], positives[train::2])
+            folds.append(_accuracy(negatives[test::2], positives[test::2], t))
+    fpr_threshold = threshold_for_fpr(torch.from_numpy(negatives), 0.01) if len(negatives) else math.inf
+    best_t, best_acc = best_threshold(negatives, positives)
+    return {
+        "n": int(len(negatives) + len(positives)), "n_clean": int(len(negatives)), "n_marked": int(len(positives)),
+        "accuracy": _accuracy(negatives, positives, threshold_logit),
+        "threshold": float(1 / (1 + math.exp(-threshold_logit))),
+        "accuracy_cv": float(np.mean(folds)) if folds else float("nan"),
+        "best_accuracy": best_acc, "best_threshold": float(1 / (1 + math.exp(-best_t))) if math.isfinite(best_t) else 0.0,
+        "auc": roc_auc(negatives, positives),
+        "tpr_at_1pct_fpr": float((positives > fpr_threshold).mean()) if len(positives) else float("nan"),
+        "mean_score_clean": float(np.mean(1 / (1 + np.exp(-negatives)))) if len(negatives) else float("nan"),
+        "mean_score_marked": float(np.mean(1 / (1 + np.exp(-positives)))) if len(positives) else float("nan"),
+    }
+
+
+def evaluate_detector(model_dir: Path, key: bytes, clean_dir: Path | list[Path], marked_dir: Path | list[Path],
+                      threshold: float | None = None,
+                      device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Detection metrics of ``model_dir``'s D on clean S (``clean_dir``) vs watermarked S_w (``marked_dir``).
+
+    threshold: a score in (0, 1) for ``accuracy``; None uses D's own decision boundary (score 0.5).
+    See ``detection_metrics`` for every figure returned (accuracy, accuracy_cv, auc, tpr_at_1pct_fpr, n, ...).
+    """
+    bundle = load_model(Path(model_dir), device)
+    message = message_from_key(key, bundle.n_bits)
+    negatives = score_images(bundle.detector, message, _image_paths(clean_dir), device)
+    positives = score_images(bundle.detector, message, _image_paths(marked_dir), device)
+    threshold_logit = 0.0 if threshold is None else math.log(threshold / (1 - threshold))
+    return detection_metrics(negatives, positives, threshold_logit)

@@ -1,0 +1,508 @@
+"""The whole of Phase 2 for one subject, as one job (``run_phase2``), resumable stage by stage.
+
+1. watermark the subject's images X into X_w (``watermark_fraction`` < 1: only that share of X is
+   watermarked, the rest copied clean; 0.25 is the paper's partially protected case);
+2. personalize the base model on X and on X_w with each method;
+3. synthesize S and S_w with each personalized model, on training prompts and seeds and on held-out
+   prompts and seeds (prompts never used in fine-tuning, seeds disjoint);
+4. fine-tune the detector per method on the training S / S_w (and one on all methods together);
+5. report on the held-out images: the Phase 1 detector vs each Phase 2 detector (accuracy, AUC,
+   TPR at 1% FPR), and the cross-method matrix (fine-tuned on one method, tested on another).
+
+Output folder (``out``); the tag is empty at watermark_fraction 1, else ``_wf0.25``::
+
+    data/X_w{tag}/                          watermarked copies of X (PNG)
+    models/{method}/clean|marked{tag}/      personalizations (``personalize``)
+    synth/{method}/clean|marked{tag}/train|heldout/   PNGs + records.jsonl (``synthesize``)
+    detectors{tag}/{method}|joint/           fine-tuned model folders (``finetune_detector``)
+    report{tag}.json, report{tag}.md
+
+Every stage skips work already done (a finished personalization, recorded images, a detector
+fine-tuned with the same settings), so a cancelled or crashed run resumes by running it again, and
+runs at several watermark fractions share the clean models and images. The key is never written.
+Under ``accelerate launch`` every process takes part in personalization; the rest runs on the main
+process only.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from gwm_desktop.core.jobs import CancelToken, Progress
+from training.datasets import list_images
+from training.phase2.detector_finetune import (
+    DetectorFinetuneConfig,
+    detection_metrics,
+    finetune_detector,
+    score_images,
+)
+from training.phase2.personalize import (
+    METHODS,
+    PersonalizeConfig,
+    inference_dtype,
+    is_personalized,
+    load_personalized,
+    personalize,
+    read_personalization,
+)
+from training.phase2.synthesize import load_prompts, synthesize
+
+HELDOUT_SEED_OFFSET = 100_000
+
+
+@dataclass
+class Phase2Config:
+    base: str                                       # HF id, diffusers folder or .safetensors
+    images_dir: str                                 # the subject's images X
+    out: str = "runs/phase2"
+    methods: tuple[str, ...] = ("lora",)
+    model_dir: str | None = None                    # watermark model (G + Phase 1 D); None: the shipped default
+    key_file: str | None = None                     # raw 32-byte key or a `gwm profile export` JSON
+    profile: str | None = None                      # a profile name (used when key_file is None; default "default")
+    p: float = 0.05                                 # LPIPS budget of X_w
+    watermark_fraction: float = 1.0                 # share of X watermarked in X_w (0.25: the paper's partial case)
+    prompts: str = "art"                            # "art" | "face" | a text file, one prompt per line
+    n_train_prompts: int = 12
+    n_heldout_prompts: int = 8
+    images_per_prompt: int = 4                      # training seeds per training prompt
+    heldout_images_per_prompt: int = 4              # held-out seeds per held-out prompt
+    synth_steps: int = 30
+    guidance: float = 7.5
+    synth_resolution: int | None = None             # None: the personalization resolution
+    synth_batch_size: int = 1
+    negative_prompt: str | None = None
+    # personalization (shared by every method; per-method overrides in method_overrides)
+    instance_prompt: str = "a painting in the style of <sks>"
+    placeholder_token: str = "<sks>"
+    initializer_token: str = "painting"
+    resolution: int = 512
+    train_steps: int | None = None                  # None: each method's default (DB 400, LoRA 500, TI 2000)
+    learning_rate: float | None = None              # None: each method's default (DB 5e-6, LoRA 1e-4, TI 5e-4)
+    batch_size: int = 1
+    gradient_accumulation: int = 1
+    lora_rank: int = 4
+    prior_preservation: bool = False
+    class_prompt: str | None = None
+    class_images_dir: str | None = None
+    num_class_images: int = 100
+    mixed_precision: str = "auto"
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"lora": {"train_steps": 300}}
+    # detector fine-tuning
+    finetune_steps: int = 300
+    finetune_lr: float = 1e-4
+    finetune_batch_size: int = 16
+    phase1_mix: float = 0.5
+    phase1_data: list[str] = field(default_factory=list)  # folders; empty: the subject's own clean images X
+    joint_detector: bool = True                     # also fine-tune one detector on all methods' images
+    device: str = "auto"
+    seed: int = 0
+    threads: int = 0
+
+    @property
+    def tag(self) -> str:
+        return "" if self.watermark_fraction >= 1.0 else f"_wf{self.watermark_fraction:g}"
+
+    def personalize_config(self, method: str) -> PersonalizeConfig:
+        names = {f.name for f in fields(PersonalizeConfig)}
+        values = {k: v for k, v in asdict(self).items() if k in names and k != "method"}
+        values.update(self.method_overrides.get(method, {}))
+        return PersonalizeConfig(method=method, **values)
+
+    def finetune_config(self) -> DetectorFinetuneConfig:
+        return DetectorFinetuneConfig(steps=self.finetune_steps, lr=self.finetune_lr,
+                                      batch_size=self.finetune_batch_size, phase1_mix=self.phase1_mix, p=self.p,
+                                      device=self.device, seed=self.seed, threads=self.threads)
+
+    def validate(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ValueError(f"methods must be among {', '.join(METHODS)}, got {list(self.methods)}")
+        if not 0 < self.watermark_fraction <= 1:
+            raise ValueError("watermark_fraction must be in (0, 1]")
+        if not 0 < self.p < 1:
+            raise ValueError("p must be in (0, 1)")
+
+
+def read_key(config: Phase2Config) -> bytes:
+    """The profile key from ``key_file`` (raw bytes or a profile export) or the named profile; never logged."""
+    from gwm_desktop.core.keys import KEY_BYTES
+
+    if config.key_file:
+        data = Path(config.key_file).read_bytes()
+        if len(data) == KEY_BYTES:
+            return data
+        try:
+            payload = json.loads(data.decode("utf-8"))
+            return base64.b64decode(payload["key"], validate=True)
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, ValueError) as error:
+            raise ValueError(f"{config.key_file} is neither a {KEY_BYTES}-byte key nor a profile export") from error
+    from gwm_desktop.core.profiles import ProfileStore
+
+    store = ProfileStore()
+    return (store.get(config.profile) if config.profile else store.get_or_create_default()).key
+
+
+def split_prompts(prompts: list[str], n_train: int, n_heldout: int, seed: int) -> tuple[list[str], list[str]]:
+    """Disjoint training and held-out prompts, drawn from a seeded shuffle of the list."""
+    if n_train + n_heldout > len(prompts):
+        raise ValueError(f"{n_train} training + {n_heldout} held-out prompts requested, but only {len(prompts)} given")
+    order = list(prompts)
+    random.Random(seed).shuffle(order)
+    return order[:n_train], order[n_train:n_train + n_heldout]
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+class Phase2Run:
+    """Paths, stage bookkeeping and the stages of one ``run_phase2``."""
+
+    def __init__(self, config: Phase2Config, cancel: CancelToken | None = None) -> None:
+        config.validate()
+        self.config = config
+        self.cancel = cancel or CancelToken()
+        self.out = Path(config.out)
+        self.images = list_images([Path(config.images_dir)])
+        if not self.images:
+            raise ValueError(f"no images in {config.images_dir}")
+        prompts = load_prompts(config.prompts, config.placeholder_token)
+        self.train_prompts, self.heldout_prompts = split_prompts(prompts, config.n_train_prompts,
+                                                                 config.n_heldout_prompts, config.seed)
+        self.train_seeds = [config.seed + i for i in range(config.images_per_prompt)]
+        self.heldout_seeds = [config.seed + HELDOUT_SEED_OFFSET + i for i in range(config.heldout_images_per_prompt)]
+        self.marked_name = f"marked{config.tag}"
+        self.done = 0
+        self.total = self._count_units()
+        self.started = time.monotonic()
+
+    # -- paths ---------------------------------------------------------------------------------------
+    @property
+    def marked_images_dir(self) -> Path:
+        return self.out / "data" / f"X_w{self.config.tag}"
+
+    def model_dir(self, method: str, variant: str) -> Path:
+        return self.out / "models" / method / variant
+
+    def synth_dir(self, method: str, variant: str, split: str) -> Path:
+        return self.out / "synth" / method / variant / split
+
+    def detector_dir(self, name: str) -> Path:
+        return self.out / f"detectors{self.config.tag}" / name
+
+    def watermark_model_dir(self) -> Path:
+        from gwm_desktop.core.engine import default_model_dir
+
+        return Path(self.config.model_dir) if self.config.model_dir else default_model_dir()
+
+    # -- progress ------------------------------------------------------------------------------------
+    def _count_units(self) -> int:
+        cfg = self.config
+        n_methods = len(cfg.methods)
+        steps = sum(2 * cfg.personalize_config(m).resolved_steps() for m in cfg.methods)
+        synth = 2 * n_methods * (len(self.train_prompts) * len(self.train_seeds)
+                                 + len(self.heldout_prompts) * len(self.heldout_seeds))
+        detectors = n_methods + (1 if cfg.joint_detector and n_methods > 1 else 0)
+        return len(self.images) + steps + synth + detectors * cfg.finetune_steps + 1
+
+    def _relay(self, stage: str, jobs: Iterator[Progress], units: int) -> Iterator[Progress]:
+        """Re-yield a sub-job's progress as overall progress; ``units`` is what the stage counts for."""
+        start = self.done
+        for sub in jobs:
+            self.done = start + min(sub.done, units)
+            yield Progress(self.done, self.total, f"{stage}: {sub.message}", {"stage": stage, "sub": sub},
+                           started_at=self.started)
+        self.done = start + units
+
+    # -- stages --------------------------------------------------------------------------------------
+    def watermark_subject(self, key: bytes) -> Iterator[Progress]:
+        """X -> X_w: ``watermark_fraction`` of the images (seeded choice) watermarked at budget p, PNG."""
+        from gwm_desktop.core.devices import resolve_device
+        from gwm_desktop.core.image_io import EncodeOptions, atomic_write_bytes, load_image
+        from gwm_desktop.core.keys import message_from_key
+        from gwm_desktop.core.lpips_metric import build_lpips
+        from gwm_desktop.core.watermark import Embedder
+        from gwm_desktop.core.weights import load_model
+
+        cfg = self.config
+        folder = self.marked_images_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        n_marked = max(1, math.ceil(cfg.watermark_fraction * len(self.images))) if cfg.watermark_fraction > 0 else 0
+        chosen = set(random.Random(cfg.seed).sample(range(len(self.images)), n_marked))
+        done_file = folder / "watermark.json"
+        previous = json.loads(done_file.read_text()) if done_file.exists() else {}
+        embedder = None
+        log: dict[str, Any] = {"p": cfg.p, "fraction": cfg.watermark_fraction, "images": {}}
+        for index, source in enumerate(self.images):
+            self.cancel.raise_if_cancelled()
+            target = folder / (source.stem + ".png")
+            entry = previous.get("images", {}).get(source.name)
+            if target.exists() and entry and entry.get("marked") == (index in chosen) and previous.get("p") == cfg.p:
+                log["images"][source.name] = entry
+            elif index in chosen:
+                if embedder is None:
+                    device = resolve_device(cfg.device)
+                    bundle = load_model(self.watermark_model_dir(), device)
+                    embedder = Embedder(bundle.generator, message_from_key(key, bundle.n_bits),
+                                        build_lpips(device), device)
+                result = embedder.protect(load_image(source), cfg.p, EncodeOptions(format="png"))
+                atomic_write_bytes(target, result.data)
+                log["images"][source.name] = {"marked": True, "lpips": result.lpips, "psnr": result.psnr}
+            else:
+                from PIL import Image, ImageOps
+
+                with Image.open(source) as image:
+                    ImageOps.exif_transpose(image).convert("RGB").save(target.with_suffix(".tmp.png"))
+                os.replace(target.with_suffix(".tmp.png"), target)
+                log["images"][source.name] = {"marked": False}
+            yield Progress(index + 1, len(self.images), source.name, log["images"][source.name])
+        done_file.write_text(json.dumps(log, indent=2) + "\n", encoding="utf-8")
+
+    def personalize_all(self) -> Iterator[Progress]:
+        cfg = self.config
+        for method in cfg.methods:
+            pconfig = self.personalize_config_for(method)
+            for variant, images in (("clean", Path(cfg.images_dir)), (self.marked_name, self.marked_images_dir)):
+                folder = self.model_dir(method, variant)
+                units = pconfig.resolved_steps()
+                if self._personalization_current(folder, pconfig):
+                    self.done += units
+                    continue
+                pconfig.resume = "latest"
+                yield from self._relay(f"personalize {method} on {variant}",
+                                       personalize(cfg.base, images, folder, pconfig, self.cancel), units)
+
+    def personalize_config_for(self, method: str) -> PersonalizeConfig:
+        pconfig = self.config.personalize_config(method)
+        pconfig.device = self.config.device
+        pconfig.seed = self.config.seed
+        pconfig.threads = self.config.threads
+        return pconfig
+
+    @staticmethod
+    def _personalization_current(folder: Path, pconfig: PersonalizeConfig) -> bool:
+        if not is_personalized(folder):
+            return False
+        saved = read_personalization(folder)
+        same = dict(saved.get("config", {}))
+        mine = asdict(pconfig)
+        ignore = {"resume", "device", "threads", "mixed_precision", "checkpoint_every", "keep_checkpoints"}
+        return all(same.get(k) == v for k, v in mine.items() if k not in ignore)
+
+    def synthesize_all(self) -> Iterator[Progress]:
+        from gwm_desktop.core.devices import resolve_device
+
+        cfg = self.config
+        device = resolve_device(cfg.device)
+        for method in cfg.methods:
+            pconfig = self.personalize_config_for(method)
+            for variant in ("clean", self.marked_name):
+                pipeline = None
+                for split, prompts, seeds in (("train", self.train_prompts, self.train_seeds),
+                                              ("heldout", self.heldout_prompts, self.heldout_seeds)):
+                    units = len(prompts) * len(seeds)
+                    folder = self.synth_dir(method, variant, split)
+                    if pipeline is None and not _all_recorded(folder, prompts, seeds):
+                        pipeline = load_personalized(cfg.base, self.model_dir(method, variant), pconfig, device,
+                                                     inference_dtype(device, cfg.mixed_precision))
+                    if pipeline is None:
+                        self.done += units
+                        continue
+                    job = synthesize(pipeline, prompts, seeds, folder, steps=cfg.synth_steps, guidance=cfg.guidance,
+                                     resolution=cfg.synth_resolution or pconfig.resolution, cancel=self.cancel,
+                                     batch_size=cfg.synth_batch_size, negative_prompt=cfg.negative_prompt)
+                    yield from self._relay(f"synthesize {method} {variant} {split}", job, units)
+                del pipeline
+
+    def detector_sets(self) -> dict[str, list[str]]:
+        methods = list(self.config.methods)
+        sets = {m: [m] for m in methods}
+        if self.config.joint_detector and len(methods) > 1:
+            sets["joint"] = methods
+        return sets
+
+    def finetune_all(self, key: bytes) -> Iterator[Progress]:
+        cfg = self.config
+        ft = cfg.finetune_config()
+        phase1 = list_images([Path(d) for d in cfg.phase1_data]) if cfg.phase1_data else self.images
+        for name, methods in self.detector_sets().items():
+            folder = self.detector_dir(name)
+            settings = {"finetune": asdict(ft), "methods": methods, "personalization_tag": cfg.tag,
+                        "images": [len(self.train_prompts), len(self.train_seeds)]}
+            stamp = folder / "phase2_settings.json"
+            if stamp.exists() and json.loads(stamp.read_text()) == settings and (folder / "manifest.json").exists():
+                self.done += ft.steps
+                continue
+            clean = [self.synth_dir(m, "clean", "train") for m in methods]
+            marked = [self.synth_dir(m, self.marked_name, "train") for m in methods]
+            stamp.unlink(missing_ok=True)
+            yield from self._relay(f"fine-tune detector {name}",
+                                   finetune_detector(self.watermark_model_dir(), key, clean, marked, folder, ft,
+                                                     phase1_images=phase1, cancel=self.cancel), ft.steps)
+            stamp.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+
+    def evaluate(self, key: bytes) -> dict[str, Any]:
+        """Held-out metrics: Phase 1 detector and every Phase 2 detector on every method's held-out S / S_w."""
+        from gwm_desktop.core.devices import resolve_device
+        from gwm_desktop.core.keys import message_from_key
+        from gwm_desktop.core.weights import load_model
+
+        cfg = self.config
+        device = resolve_device(cfg.device)
+        heldout = {m: (list_images([self.synth_dir(m, "clean", "heldout")]),
+                       list_images([self.synth_dir(m, self.marked_name, "heldout")])) for m in cfg.methods}
+
+        def metrics_for(model_dir: Path) -> dict[str, dict[str, Any]]:
+            bundle = load_model(model_dir, device)
+            message = message_from_key(key, bundle.n_bits)
+            results = {}
+            for method, (clean, marked) in heldout.items():
+                results[method] = detection_metrics(score_images(bundle.detector, message, clean, device),
+                                                    score_images(bundle.detector, message, marked, device))
+            return results
+
+        phase1 = metrics_for(self.watermark_model_dir())
+        matrix = {name: metrics_for(self.detector_dir(name)) for name in self.detector_sets()}
+        watermark_log = json.loads((self.marked_images_dir / "watermark.json").read_text())
+        lpips_values = [e["lpips"] for e in watermark_log["images"].values() if e.get("marked")]
+        return {
+            "format": "gwm-phase2-report-v1",
+            "config": {k: v for k, v in asdict(cfg).items() if k != "key_file"},
+            "watermark_fraction": cfg.watermark_fraction,
+            "subject": {"n_images": len(self.images), "n_watermarked": len(lpips_values),
+                        "mean_lpips": sum(lpips_values) / len(lpips_values) if lpips_values else None},
+            "prompts": {"train": self.train_prompts, "heldout": self.heldout_prompts,
+                        "train_seeds": self.train_seeds, "heldout_seeds": self.heldout_seeds},
+            "personalizations": {m: {v: _personalization_summary(self.model_dir(m, v))
+                                     for v in ("clean", self.marked_name)} for m in cfg.methods},
+            "phase1_detector": phase1,
+            "phase2_detector": {m: matrix[m][m] for m in cfg.methods},
+            "cross_method": {name: results for name, results in matrix.items()},
+            "elapsed_s": round(time.monotonic() - self.started, 1),
+        }
+
+    def run(self) -> Iterator[Progress]:
+        key = read_key(self.config)
+        self.out.mkdir(parents=True, exist_ok=True)
+        ready = self.marked_images_dir / "watermark.json"
+        if is_main_process():
+            yield from self._relay("watermark X", self.watermark_subject(key), len(self.images))
+        else:
+            _wait_for(ready, self.cancel)
+            self.done += len(self.images)
+        yield from self.personalize_all()
+        if not is_main_process():
+            return  # under accelerate launch, only the main process synthesizes, fine-tunes and reports
+        yield from self.synthesize_all()
+        yield from self.finetune_all(key)
+        self.cancel.raise_if_cancelled()
+        report = self.evaluate(key)
+        write_report(report, self.out / f"report{self.config.tag}.json", self.out / f"report{self.config.tag}.md")
+        self.done = self.total
+        yield Progress(self.total, self.total, "report written", {"stage": "report", "report": report},
+                       started_at=self.started)
+
+
+def _all_recorded(folder: Path, prompts: list[str], seeds: list[int]) -> bool:
+    from training.phase2.synthesize import read_records
+
+    have = {(r.prompt, r.seed) for r in read_records(folder) if (folder / r.file).exists()}
+    return all((p, s) in have for p in prompts for s in seeds)
+
+
+def _wait_for(path: Path, cancel: CancelToken, poll_s: float = 2.0) -> None:
+    while not path.exists():
+        cancel.raise_if_cancelled()
+        time.sleep(poll_s)
+
+
+def _personalization_summary(folder: Path) -> dict[str, Any]:
+    saved = read_personalization(folder)
+    return {k: saved.get(k) for k in ("method", "steps_done", "learning_rate", "mixed_precision", "n_images")}
+
+
+def run_phase2(config: Phase2Config, cancel: CancelToken | None = None) -> Iterator[Progress]:
+    """Run (or resume) Phase 2 for one subject; the last Progress's payload holds ``{"report": ...}``.
+
+    Progress.done/total count work units (images watermarked, training steps, images synthesized,
+    detector steps); ``payload["stage"]`` names the stage and ``payload["sub"]`` is the sub-job's own
+    Progress. Cancelling stops between units; rerunning resumes.
+    """
+    yield from Phase2Run(config, cancel).run()
+
+
+# -- the report ----------------------------------------------------------------------------------------
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    cfg = report["config"]
+    subject = report["subject"]
+    lines = [
+        "# Phase 2 report",
+        "",
+        f"Base model `{cfg['base']}`; {subject['n_images']} subject images, {subject['n_watermarked']} watermarked "
+        f"(fraction {report['watermark_fraction']:g}, LPIPS budget p = {cfg['p']:g}, mean LPIPS "
+        f"{_num(subject['mean_lpips'])}).",
+        f"Held out: {len(report['prompts']['heldout'])} prompts never used in fine-tuning x "
+        f"{len(report['prompts']['heldout_seeds'])} seeds disjoint from training.",
+        "Accuracy: at the detector's own decision (score 0.5); accuracy (CV): threshold picked on half of the "
+        "held-out images, measured on the other half; TPR@1%FPR: threshold from the clean held-out images.",
+        "",
+        "## Phase 1 detector vs Phase 2 detector (same held-out S / S_w)",
+        "",
+        "| method | detector | accuracy | accuracy (CV) | AUC | TPR@1%FPR | n |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method, phase2 in report["phase2_detector"].items():
+        for label, m in (("Phase 1", report["phase1_detector"][method]), ("Phase 2", phase2)):
+            lines.append(f"| {method} | {label} | {_pct(m['accuracy'])} | {_pct(m['accuracy_cv'])} | {_num(m['auc'])} "
+                         f"| {_pct(m['tpr_at_1pct_fpr'])} | {m['n']} |")
+    tested = list(report["phase2_detector"])
+    lines += ["", "## Cross-method (rows: fine-tuned on; columns: tested on; accuracy / AUC)", "",
+              "| fine-tuned on | " + " | ".join(tested) + " |", "|---|" + "---|" * len(tested)]
+    for name, results in report["cross_method"].items():
+        cells = [f"{_pct(results[t]['accuracy'])} / {_num(results[t]['auc'])}" for t in tested]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", f"Elapsed: {report['elapsed_s']:.0f} s.", ""]
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], json_path: Path, md_path: Path) -> None:
+    for path, text in ((json_path, json.dumps(report, indent=2) + "\n"), (md_path, render_markdown(report))):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def install_detector(detector_dir: Path, profile_folder: Path) -> Path:
+    """Copy a fine-tuned model folder into a profile (``<profile>/detector``), where the scanner picks it up."""
+    target = Path(profile_folder) / "detector"
+    staging = Path(profile_folder) / ".detector.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(detector_dir, staging, ignore=shutil.ignore_patterns("phase2_settings.json"))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    return target
+
+
+__all__ = ["Phase2Config", "Phase2Run", "install_detector", "read_key", "render_markdown", "run_phase2",
+           "split_prompts", "write_report"]
