@@ -75,6 +75,10 @@ class Engine:
             self._profile_bundles[folder] = load_model(folder, self.device)
         return self._profile_bundles[folder]
 
+    def invalidate_profile(self, profile: Profile) -> None:
+        """Forget a cached profile detector (after one is installed or rolled back)."""
+        self._profile_bundles.pop(profile.folder / "detector", None)
+
     def embedder(self, profile: Profile) -> Embedder:
         message = message_from_key(profile.key, self.bundle.n_bits)
         return Embedder(self.bundle.generator, message, self.lpips, self.device)

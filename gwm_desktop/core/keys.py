@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 KEY_BYTES = 32
 
@@ -20,6 +22,8 @@ def new_key() -> bytes:
 
 def _balanced_signs(order: torch.Tensor) -> torch.Tensor:
     """A permutation -> signs with exactly half +1 (the first half of the permutation switched on)."""
+    import torch
+
     n_bits = order.shape[-1]
     signs = -torch.ones(order.shape, dtype=torch.float32)
     return signs.scatter(-1, order[..., : n_bits // 2], 1.0)
@@ -31,6 +35,8 @@ def message_from_key(key: bytes, n_bits: int) -> torch.Tensor:
     Balanced so every profile's watermark has the same strength, and two profiles' messages agree on
     half their bits on average (hypergeometric overlap), which bounds the cross-key false positives.
     """
+    import torch  # lazily: profiles (and the GUI's first paint) need keys, not torch
+
     seed = int.from_bytes(hashlib.sha256(b"gwm-message-v1" + key).digest()[:8], "big")
     order = torch.randperm(n_bits, generator=torch.Generator().manual_seed(seed))
     return _balanced_signs(order)
@@ -38,5 +44,7 @@ def message_from_key(key: bytes, n_bits: int) -> torch.Tensor:
 
 def random_messages(batch: int, n_bits: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """(batch, n_bits) random balanced messages: stand-ins for unseen profiles' keys during training."""
+    import torch
+
     order = torch.argsort(torch.rand(batch, n_bits, generator=generator), dim=-1)
     return _balanced_signs(order)

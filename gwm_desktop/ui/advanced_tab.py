@@ -1,0 +1,315 @@
+"""Advanced tab (power users): retrain on this machine with a live loss plot, log, cancel and resume."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gwm_desktop.core.jobs import eta_seconds
+from gwm_desktop.ui import detector_install, training_jobs
+from gwm_desktop.ui.context import AppContext, expand_inputs, format_eta
+from gwm_desktop.ui.loss_plot import LossPlot
+from gwm_desktop.ui.workers import JobRunner
+
+DEVICES = (("auto", "Automatic (GPU if available)"), ("cuda", "NVIDIA GPU (CUDA)"), ("mps", "Apple GPU (MPS)"),
+           ("cpu", "CPU"))
+
+
+class AdvancedTab(QWidget):
+    job_finished = Signal(str)  # "done" | "cancelled" | "error"
+
+    def __init__(self, context: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.context = context
+        self.settings = context.settings
+        self.runner = JobRunner(self)
+        self.outcome: training_jobs.JobOutcome | None = None
+        self._started = 0.0
+        self._build()
+        context.signals.profile_changed.connect(lambda _p: self._profile_changed())
+        self._profile_changed()
+        self._refresh_enabled()
+
+    def _build(self) -> None:
+        intro = QLabel("For power users: retrain the watermark on your own machine. Training can take hours on a "
+                       "CPU; it checkpoints as it goes, so you can cancel and resume later.")
+        intro.setWordWrap(True)
+        self.job_combo = QComboBox()
+        self.job_combo.setAccessibleName("Training job")
+        for job in training_jobs.JOBS.values():
+            text = job.title if job.available() else f"{job.title} — {job.unavailable_reason()}"
+            self.job_combo.addItem(text, job.kind)
+            item = self.job_combo.model().item(self.job_combo.count() - 1)
+            item.setEnabled(job.available())
+            item.setToolTip(job.description)
+        self.data_edit = QLineEdit(self.settings.get("advanced_data"))
+        self.data_edit.setPlaceholderText("A folder of training images (photos, paintings…)")
+        self.data_edit.setAccessibleName("Training images folder")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._choose_data)
+        data_row = QHBoxLayout()
+        data_row.addWidget(self.data_edit, 1)
+        data_row.addWidget(browse)
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(1, 1_000_000)
+        self.steps_spin.setValue(self.settings.get("advanced_steps"))
+        self.steps_spin.setAccessibleName("Training steps")
+        self.batch_spin = QSpinBox()
+        self.batch_spin.setRange(1, 256)
+        self.batch_spin.setValue(self.settings.get("advanced_batch"))
+        self.batch_spin.setAccessibleName("Batch size")
+        self.device_combo = QComboBox()
+        self.device_combo.setAccessibleName("Training device")
+        for key, text in DEVICES:
+            self.device_combo.addItem(text, key)
+        self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(self.settings.get("device"))))
+        self.init_check = QCheckBox("Start from the shipped model (fine-tune)")
+        self.init_check.setChecked(True)
+        self.resume_check = QCheckBox("Resume the last run of this profile")
+        self.resume_check.setToolTip("Continue from the latest checkpoint in the run folder")
+        self.run_label = QLabel()
+        self.run_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        form_box = QGroupBox("Job")
+        form = QFormLayout(form_box)
+        form.addRow("Job", self.job_combo)
+        form.addRow("Images", data_row)
+        form.addRow("Steps", self.steps_spin)
+        form.addRow("Batch size", self.batch_spin)
+        form.addRow("Device", self.device_combo)
+        form.addRow("", self.init_check)
+        form.addRow("", self.resume_check)
+        form.addRow("Run folder", self.run_label)
+
+        self.start_button = QPushButton("Start training")
+        self.start_button.clicked.connect(self.start_job)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel_job)
+        self.install_button = QPushButton("Evaluate && install detector")
+        self.install_button.setToolTip("Installs the new detector for this profile only if it scores better than "
+                                       "the current one on held-out images")
+        self.install_button.clicked.connect(self.evaluate_and_install)
+        self.rollback_button = QPushButton("Roll back detector")
+        self.rollback_button.setToolTip("Restore the profile's previous detector")
+        self.rollback_button.clicked.connect(self.roll_back)
+        buttons = QHBoxLayout()
+        for b in (self.start_button, self.cancel_button):
+            buttons.addWidget(b)
+        buttons2 = QHBoxLayout()
+        for b in (self.install_button, self.rollback_button):
+            buttons2.addWidget(b)
+        self.progress = QProgressBar()
+        self.progress.setAccessibleName("Training progress")
+        self.progress_label = QLabel("")
+        self.metrics_label = QLabel("")
+        self.metrics_label.setWordWrap(True)
+
+        left = QVBoxLayout()
+        left.addWidget(intro)
+        left.addWidget(form_box)
+        left.addLayout(buttons)
+        left.addWidget(self.progress)
+        left.addWidget(self.progress_label)
+        left.addWidget(self.metrics_label)
+        left.addLayout(buttons2)
+        left.addStretch(1)
+
+        self.plot = LossPlot(("loss_d", "loss_g", "lpips", "bit_acc"))
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(5000)
+        self.log.setAccessibleName("Training log")
+        self.log.setFont(QFont("monospace"))
+        self.log.setPlaceholderText("The training log appears here.")
+        right = QVBoxLayout()
+        right.addWidget(QLabel("Training curves"))
+        right.addWidget(self.plot, 3)
+        right.addWidget(QLabel("Log"))
+        right.addWidget(self.log, 2)
+
+        layout = QHBoxLayout(self)
+        left_widget = QWidget()
+        left_widget.setLayout(left)
+        left_widget.setMaximumWidth(480)
+        layout.addWidget(left_widget)
+        layout.addLayout(right, 1)
+
+    # -- state ---------------------------------------------------------------------------------
+    def run_folder(self) -> Path:
+        profile = self.context.profile()
+        return Path(self.context.store.home) / "runs" / profile.name / self.job_combo.currentData()
+
+    def _profile_changed(self) -> None:
+        self.run_label.setText(str(self.run_folder()) if self.context.store is not None else "…")
+        self._refresh_enabled()
+
+    def _choose_data(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Training images", self.data_edit.text())
+        if folder:
+            self.data_edit.setText(folder)
+
+    def _refresh_enabled(self) -> None:
+        busy = self.runner.busy
+        loaded = self.context.store is not None
+        self.start_button.setEnabled(not busy and loaded)
+        self.cancel_button.setEnabled(busy)
+        self.rollback_button.setEnabled(False)
+        if not loaded:
+            self.install_button.setEnabled(False)
+            return
+        profile_folder = self.context.profile().folder
+        self.install_button.setEnabled(not busy and self.outcome is not None and self.outcome.model_dir is not None
+                                       and self.context.engine is not None)
+        self.rollback_button.setEnabled(not busy and detector_install.can_roll_back(profile_folder))
+        for widget in (self.job_combo, self.data_edit, self.steps_spin, self.batch_spin, self.device_combo,
+                       self.init_check, self.resume_check):
+            widget.setEnabled(not busy)
+
+    def spec(self) -> training_jobs.JobSpec:
+        from gwm_desktop.core.engine import default_model_dir
+
+        init = str(default_model_dir()) if self.init_check.isChecked() else None
+        if init and not (Path(init) / "manifest.json").exists():
+            init = None
+        if self.context.engine_host.model_dir is not None and self.init_check.isChecked():
+            init = str(self.context.engine_host.model_dir)
+        return training_jobs.JobSpec(kind=self.job_combo.currentData(), data=[self.data_edit.text().strip()],
+                                     out=str(self.run_folder()), steps=self.steps_spin.value(),
+                                     batch_size=self.batch_spin.value(), device=self.device_combo.currentData(),
+                                     resume=self.resume_check.isChecked(), init_from=init)
+
+    # -- jobs ----------------------------------------------------------------------------------
+    def start_job(self) -> bool:
+        if self.runner.busy or self.context.store is None:
+            return False
+        data = self.data_edit.text().strip()
+        if not data or not Path(data).is_dir():
+            self._log("Choose a folder of training images first.")
+            return False
+        self.settings.set("advanced_data", data)
+        self.settings.set("advanced_steps", self.steps_spin.value())
+        self.settings.set("advanced_batch", self.batch_spin.value())
+        spec = self.spec()
+        try:
+            factory = training_jobs.start(spec)
+        except RuntimeError as error:
+            self._log(str(error))
+            return False
+        self.outcome = None
+        if not spec.resume:
+            self.plot.clear()
+        self.progress.setRange(0, spec.steps)
+        self.progress.setValue(0)
+        self._started = time.monotonic()
+        self._log(f"Starting {training_jobs.JOBS[spec.kind].title}: {spec.steps} steps, batch {spec.batch_size}, "
+                  f"device {spec.device}, run folder {spec.out}" + (" (resuming)" if spec.resume else ""))
+        worker = self.runner.start(factory, spec.kind)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_done)
+        worker.aborted.connect(self._on_aborted)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._refresh_enabled)
+        self.runner.launch()
+        self._refresh_enabled()
+        return True
+
+    def _on_progress(self, progress: Any) -> None:
+        metrics = progress.payload or {}
+        self.progress.setValue(progress.done)
+        if "step" not in metrics:
+            self._log(progress.message)
+            self._started = time.monotonic()
+            return
+        self.plot.add(metrics["step"], metrics)
+        eta = format_eta(eta_seconds(max(progress.done - getattr(self, "_first_step", 0), 0), progress.total,
+                                     self._started))
+        self.progress_label.setText(f"Step {progress.done} of {progress.total}" + (f" · {eta}" if eta else ""))
+        shown = {k: metrics[k] for k in ("loss_d", "loss_g", "lpips", "bit_acc", "agree_marked") if k in metrics}
+        self.metrics_label.setText(" · ".join(f"{k} {v:.3f}" for k, v in shown.items()))
+        self._log(f"step {progress.done}: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+
+    def _on_done(self, outcome: Any) -> None:
+        self.outcome = outcome
+        self.progress_label.setText(f"Finished at step {outcome.steps_done}")
+        self._log(f"Finished: {outcome.note}")
+        self.context.say("Training finished")
+        self.job_finished.emit("done")
+
+    def _on_aborted(self) -> None:
+        self.progress_label.setText("Cancelled — tick “Resume” to continue from the last checkpoint")
+        self._log("Cancelled. The last checkpoint is kept; tick Resume to continue.")
+        self.job_finished.emit("cancelled")
+
+    def _on_error(self, message: str, trace: str) -> None:
+        self.progress_label.setText(f"Failed: {message}")
+        self._log(f"Error: {message}\n{trace}")
+        self.job_finished.emit("error")
+
+    def cancel_job(self) -> None:
+        if self.runner.busy:
+            self.progress_label.setText("Cancelling after this step…")
+            self.runner.cancel()
+
+    def evaluate_and_install(self) -> bool:
+        engine = self.context.engine
+        if self.runner.busy or engine is None or self.outcome is None or self.outcome.model_dir is None:
+            return False
+        profile = self.context.profile()
+        images = expand_inputs([Path(self.data_edit.text().strip())])[:16]
+        candidate = self.outcome.model_dir
+        self._log(f"Evaluating the new detector against the current one on {len(images)} images…")
+        worker = self.runner.start(
+            lambda cancel: detector_install.evaluate_detectors(engine, profile, candidate, images, cancel=cancel),
+            "evaluate")
+
+        def decided(result: Any) -> None:
+            current, new = result
+            decision = detector_install.install_if_better(profile.folder, candidate, new, current)
+            for name, ev in (("current", current), ("new", new)):
+                self._log(f"  {name}: " + (f"{ev.metric} {ev.value:.3f} ({ev.details})" if ev
+                                           else "no calibration bank, cannot be evaluated"))
+            self._log(("Installed. " if decision.installed else "Not installed: ") + decision.reason)
+            self.context.say(decision.reason)
+
+        worker.returned.connect(decided)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._refresh_enabled)
+        self.runner.launch()
+        self._refresh_enabled()
+        return True
+
+    def roll_back(self) -> None:
+        folder = self.context.profile().folder
+        try:
+            detector_install.roll_back(folder)
+        except OSError as error:
+            self._log(f"Roll back failed: {error}")
+            return
+        self._log("Restored the previous detector.")
+        self.context.say("Restored the previous detector")
+        self._refresh_enabled()
+
+    def _log(self, text: str) -> None:
+        self.log.appendPlainText(text)
+
+    def shutdown(self, timeout_s: float = 60.0) -> bool:
+        return self.runner.shutdown(timeout_s)

@@ -1,0 +1,100 @@
+"""The seam between the Advanced tab and training code: a ``JobSpec`` becomes a core generator.
+
+Each kind of job registers a ``TrainingJob``: a title, whether its code is installed, and ``build``,
+which returns a generator of ``Progress`` (payload: a metrics dict) and finally returns a
+``JobOutcome``. The tab knows nothing about Phase 1, Phase 2 or detector specialisation beyond this;
+new jobs plug in by adding an entry to ``JOBS``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shlex
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gwm_desktop.core.jobs import CancelToken, JobCancelled, Progress
+
+
+@dataclass
+class JobSpec:
+    kind: str
+    data: list[str]
+    out: str
+    steps: int = 200
+    batch_size: int = 4
+    device: str = "auto"
+    resume: bool = False
+    init_from: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class JobOutcome:
+    model_dir: Path | None
+    steps_done: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    kind: str
+    title: str
+    module: str
+    build: Callable[[JobSpec, CancelToken], Iterator[Progress]] | None
+    description: str
+
+    def available(self) -> bool:
+        return self.build is not None and importlib.util.find_spec(self.module) is not None
+
+    def unavailable_reason(self) -> str:
+        return "" if self.available() else f"not installed yet ({self.module} is missing)"
+
+
+def phase1_job(spec: JobSpec, cancel: CancelToken) -> Iterator[Progress]:
+    """Phase 1 (G and D jointly); checkpoints on cancel too, so Resume continues where it stopped."""
+    from training.checkpoints import save_checkpoint
+    from training.phase1 import Phase1Config, Phase1Trainer
+
+    yield Progress(0, spec.steps, "Loading networks and images…", {})
+    config = Phase1Config(data=list(spec.data), out=spec.out, steps=spec.steps, batch_size=spec.batch_size,
+                          device=spec.device, resume="latest" if spec.resume else None, init_from=spec.init_from,
+                          checkpoint_every=max(1, min(200, spec.steps)), **spec.extra)
+    trainer = Phase1Trainer(config, cancel)
+    if trainer.step >= spec.steps:
+        yield Progress(trainer.step, spec.steps, f"Already at step {trainer.step}; raise Steps to train further", {})
+    saved_at = trainer.step
+    try:
+        yield from trainer.run()
+    except (JobCancelled, GeneratorExit):
+        if trainer.step > saved_at:
+            save_checkpoint(trainer.state(), Path(spec.out) / "checkpoints", trainer.step, config.keep_checkpoints)
+        raise
+    model_dir = Path(spec.out) / "model"
+    command = "gwm train phase1 " + " ".join(
+        shlex.quote(a) for a in [*(x for d in spec.data for x in ("--data", d)), "--out", spec.out,
+                                 "--steps", str(spec.steps), "--batch-size", str(spec.batch_size)])
+    trainer.export(model_dir, command)
+    return JobOutcome(model_dir, trainer.step, f"model written to {model_dir}")
+
+
+JOBS: dict[str, TrainingJob] = {
+    "phase1": TrainingJob("phase1", "Phase 1: train watermark generator and detector", "training.phase1", phase1_job,
+                          "Joint training of G and D on a general image folder (fine-tunes the shipped model "
+                          "when “Start from the shipped model” is on)."),
+    "specialize": TrainingJob("specialize", "Specialise this profile's detector", "training.calibrate", None,
+                              "Fine-tune the detector for this profile's key and calibrate its threshold."),
+    "phase2": TrainingJob("phase2", "Phase 2: fine-tune on synthesized images", "training.phase2", None,
+                          "Personalise a Stable Diffusion model on your art, then fine-tune the detector on "
+                          "what it generates."),
+}
+
+
+def start(spec: JobSpec) -> Callable[[CancelToken], Iterator[Progress]]:
+    job = JOBS[spec.kind]
+    if not job.available():
+        raise RuntimeError(f"{job.title}: {job.unavailable_reason()}")
+    assert job.build is not None
+    return lambda cancel: job.build(spec, cancel)

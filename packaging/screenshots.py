@@ -1,0 +1,110 @@
+"""Regenerate docs/screenshots/*.png: each tab at 1280x800, light and dark, as an artist sees it.
+
+Run under Xvfb (real X11 rendering, fonts and window decorations of the app itself):
+
+    Xvfb :99 -screen 0 1280x800x24 &
+    DISPLAY=:99 QT_QPA_PLATFORM=xcb PYTHONPATH=. python packaging/screenshots.py
+
+Uses the sample paintings in ../shared/data/paintings when present, else generated artwork. Works in
+a temporary GWM_HOME, so no real profile or setting is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "docs" / "screenshots"
+PAINTINGS = ROOT.parent / "shared" / "data" / "paintings"
+
+
+def sample_images(folder: Path, count: int = 6) -> list[Path]:
+    real = sorted(p for p in PAINTINGS.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:count] \
+        if PAINTINGS.is_dir() else []
+    if real:
+        return real
+    from PIL import Image
+
+    from tests.fixtures.bad_batch import photo_like_u8
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"artwork_{i + 1}.png"
+        Image.fromarray(photo_like_u8(600, 800, seed=i)).save(path)
+        paths.append(path)
+    return paths
+
+
+def main() -> int:
+    home = Path(tempfile.mkdtemp(prefix="gwm-shots-"))
+    os.environ["GWM_HOME"] = str(home)
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication(sys.argv)
+    from gwm_desktop.core.profiles import ProfileStore
+    from gwm_desktop.ui import theme
+    from gwm_desktop.ui.app import build_window
+    from gwm_desktop.ui.settings import Settings
+
+    settings = Settings(QSettings(str(home / "settings.ini"), QSettings.Format.IniFormat))
+    store = ProfileStore(home)
+    store.create("Mara Ink")
+    settings.set("profile", "Mara Ink")
+    theme.apply_theme(app, "light")
+    window = build_window(settings=settings, store=store)
+    window.resize(1280, 800)
+    window.show()
+
+    def pump(predicate=lambda: True, timeout_s: float = 120.0) -> None:  # noqa: ANN001
+        import time
+
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            app.processEvents()
+            if predicate():
+                app.processEvents()
+                return
+            time.sleep(0.02)
+
+    pump(lambda: window.context.engine is not None)
+    images = sample_images(home / "samples")
+    protect, scan, advanced = window.protect_tab, window.scan_tab, window.advanced_tab
+    protect.add_paths(images)
+    protect.output_edit.setText(str(home / "protected"))
+    pump(lambda: not protect.compare.after.isNull() and not protect.preview_runner.busy)
+    with_export = True
+    if with_export:
+        protect.start_export()
+        pump(lambda: not protect.export_runner.busy)
+    scan.add_paths([home / "protected", images[0].parent])
+    scan.start_scan()
+    pump(lambda: not scan.runner.busy)
+    pump(lambda: False, 1.5)  # thumbnails
+    advanced.data_edit.setText(str(images[0].parent))
+    advanced.job_combo.setCurrentIndex(0)
+    for step in range(1, 40):  # an illustrative curve, so the plot is not empty in the docs
+        advanced.plot.add(step, {"loss_d": 2.0 / (1 + step / 8), "loss_g": 3.0 / (1 + step / 5) + 0.3,
+                                 "lpips": 0.05, "bit_acc": min(0.99, 0.5 + step / 60)})
+    advanced._log("step 39: loss_d=0.3404, loss_g=0.5000, lpips=0.0500, bit_acc=0.9900")
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name in ("light", "dark"):
+        window.set_theme(name)
+        for index, tab in enumerate(("protect", "scan", "advanced")):
+            window.tabs.setCurrentIndex(index)
+            pump(lambda: False, 0.6)
+            path = OUT / f"{tab}-{name}.png"
+            window.grab().save(str(path))
+            print(path)
+    window.shutdown(60)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

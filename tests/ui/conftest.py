@@ -1,0 +1,98 @@
+"""Shared GUI fixtures: a temp GWM_HOME, temp settings, one Engine per session, and a ready main window."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+from PySide6.QtCore import QSettings  # noqa: E402
+
+from tests.fixtures.bad_batch import photo_like_u8  # noqa: E402
+
+REAL_MODEL = Path(__file__).resolve().parents[2] / "resources" / "models" / "default"
+HAS_REAL_MODEL = (REAL_MODEL / "manifest.json").exists()
+needs_real_model = pytest.mark.skipif(not HAS_REAL_MODEL, reason="detection checks need the trained default model "
+                                      "(resources/models/default/manifest.json is absent)")
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if HAS_REAL_MODEL:
+        return REAL_MODEL
+    import torch
+
+    from gwm_desktop.core.models import WatermarkDetector, WatermarkGenerator
+    from gwm_desktop.core.weights import save_model
+
+    folder = tmp_path_factory.mktemp("tiny-model")
+    torch.manual_seed(0)
+    save_model(folder, WatermarkGenerator(), WatermarkDetector(),
+               calibration={"clean_bits": torch.randn(200, 48) * 0.1, "other_bits": torch.randn(200, 48)})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def engine(model_dir: Path):  # noqa: ANN201
+    from gwm_desktop.core.engine import Engine, set_torch_threads
+
+    set_torch_threads(1)  # 2 shared cores: leave one for the UI thread the heartbeat test watches
+    return Engine(model_dir, "cpu")
+
+
+@pytest.fixture
+def gwm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "gwm-home"
+    monkeypatch.setenv("GWM_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def settings(tmp_path: Path):  # noqa: ANN201
+    from gwm_desktop.ui.settings import Settings
+
+    return Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+
+
+@pytest.fixture
+def window(qtbot, gwm_home: Path, settings, engine, model_dir: Path):  # noqa: ANN001, ANN201
+    """The main window with the session's engine already loaded (as after 'Loading model…')."""
+    from gwm_desktop.core.profiles import ProfileStore
+    from gwm_desktop.ui.app import build_window
+
+    store = ProfileStore(gwm_home)
+    store.get_or_create_default()
+    win = build_window(model_dir=model_dir, settings=settings, store=store, load_model=False)
+    qtbot.addWidget(win)
+    win.show()
+    host = win.context.engine_host
+    host.engine = engine
+    host.ready.emit(engine)
+    yield win
+    win.shutdown(60)
+
+
+def write_images(folder: Path, count: int, size: tuple[int, int] = (160, 128), seed: int = 0,
+                 ext: str = "png") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"art_{i:02d}.{ext}"
+        Image.fromarray(photo_like_u8(size[1], size[0], seed=seed + i)).save(path)
+        paths.append(path)
+    return paths
+
+
+def noise_images(folder: Path, count: int, size: int = 64) -> list[Path]:
+    rng = np.random.default_rng(1)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(count):
+        path = folder / f"n{i}.png"
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
+        out.append(path)
+    return out
