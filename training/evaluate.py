@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gwm_desktop.core.detect import negative_agreements, threshold_for_fpr
 from gwm_desktop.core.devices import resolve_device
 from gwm_desktop.core.distortions import STANDARD_DISTORTIONS
 from gwm_desktop.core.image_io import EncodeOptions, ImageLoadError, decode_bytes, load_image, to_rgb8
@@ -57,6 +59,7 @@ class EvalConfig:
     device: str = "cpu"
     json_out: str | None = None
     calibrate: bool = False
+    record_as: str | None = None
 
 
 def parse_level(text: str) -> float:
@@ -78,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--other-keys", type=int, default=4, help="other profiles' keys for the cross-key FPR")
     parser.add_argument("--device", default="cpu", help="auto | cuda | mps | cpu")
     parser.add_argument("--json", dest="json_out", default=None, help="also write the report as JSON here")
+    parser.add_argument("--record-as", default=None, metavar="NAME",
+                        help="also store the report in the model's manifest under metrics.NAME")
     parser.add_argument("--calibrate", action="store_true",
                         help="compute and store the model's calibration bank instead of evaluating")
     return parser
@@ -91,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     return EvalConfig(model=args.model or str(default_model_dir()), data=args.data, split=split,
                       levels=[parse_level(t) for t in args.levels.split(",") if t.strip()],
                       max_images=args.max_images, other_keys=args.other_keys, device=args.device,
-                      json_out=args.json_out, calibrate=args.calibrate)
+                      json_out=args.json_out, calibrate=args.calibrate, record_as=args.record_as)
 
 
 def working_batch(images: list[Image.Image], size: int) -> torch.Tensor:
@@ -126,6 +131,7 @@ def evaluate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[
     own = Embedder(bundle.generator, own_message, lpips_model, device)
     others = [Embedder(bundle.generator, message_from_key(other_key(i), bundle.n_bits), lpips_model, device)
               for i in range(config.other_keys)]
+    grey_flags: list[bool] = []
     clean_bits: list[torch.Tensor] = []
     marked_bits: dict[float, list[torch.Tensor]] = {p: [] for p in config.levels}
     other_bits: dict[float, list[torch.Tensor]] = {p: [] for p in config.levels}
@@ -146,6 +152,7 @@ def evaluate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[
             failures.append(f"{path.name}: {error}")
             continue
         clean_bits.append(bits_under_conditions(bundle.detector, original, device))
+        grey_flags.append(loaded.is_grey)
         original_array = np.asarray(original)
         for p, marked, other in per_level:
             q = quality[p]
@@ -157,9 +164,11 @@ def evaluate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[
             other_bits[p].append(bits_under_conditions(bundle.detector, other, device))
         yield Progress(index, len(paths), path.name)
     report = build_report(config, bundle, own_message, clean_bits, marked_bits, other_bits, quality, failures,
-                          time.monotonic() - started, len(paths))
+                          time.monotonic() - started, len(paths), grey_flags)
     if config.json_out:
         Path(config.json_out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if config.record_as:
+        record_metrics(Path(config.model), config.record_as, report)
     yield Progress(len(paths), len(paths), "report", report)
 
 
@@ -172,14 +181,13 @@ def _agreements(bits: list[torch.Tensor], message: torch.Tensor) -> np.ndarray:
 def build_report(config: EvalConfig, bundle: ModelBundle, message: torch.Tensor, clean_bits: list[torch.Tensor],
                  marked_bits: dict[float, list[torch.Tensor]], other_bits: dict[float, list[torch.Tensor]],
                  quality: dict[float, dict[str, list[float]]], failures: list[str], seconds: float,
-                 n_paths: int) -> dict[str, Any]:
+                 n_paths: int, grey_flags: list[bool]) -> dict[str, Any]:
     if not clean_bits:
         raise ValueError("no image could be evaluated")
+    grey = np.asarray(grey_flags, dtype=bool)
     clean = _agreements(clean_bits, message)
     shipped_threshold = None
     if bundle.calibration:
-        from gwm_desktop.core.detect import negative_agreements, threshold_for_fpr
-
         shipped_threshold = threshold_for_fpr(negative_agreements(bundle.calibration, message), 0.01)
     levels: dict[str, Any] = {}
     for p in config.levels:
@@ -193,9 +201,13 @@ def build_report(config: EvalConfig, bundle: ModelBundle, message: torch.Tensor,
                      "accuracy": best_accuracy(clean[c], marked[c]),
                      "cross_key_fpr_at_1pct": float((other[c] > t1).mean())}
             if shipped_threshold is not None:
-                entry["shipped_threshold"] = {"tpr": float((marked[c] > shipped_threshold).mean()),
-                                              "fpr_clean": float((clean[c] > shipped_threshold).mean()),
-                                              "fpr_cross_key": float((other[c] > shipped_threshold).mean())}
+                t = shipped_threshold
+                entry["shipped_threshold"] = {"tpr": float((marked[c] > t).mean()),
+                                              "fpr_clean": float((clean[c] > t).mean()),
+                                              "fpr_cross_key": float((other[c] > t).mean()),
+                                              "tpr_colour_images": float((marked[c][~grey] > t).mean()),
+                                              "tpr_greyscale_images": float((marked[c][grey] > t).mean())
+                                              if grey.any() else None}
             per_condition[name] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in entry.items()}
         lp = np.asarray(q["lpips"])
         levels[f"{p:g}"] = {
@@ -206,8 +218,19 @@ def build_report(config: EvalConfig, bundle: ModelBundle, message: torch.Tensor,
             "detection": per_condition,
         }
     return {"model": str(config.model), "data": config.data, "split": config.split, "images": len(clean_bits),
+            "greyscale_images": int(grey.sum()),
             "images_listed": n_paths, "failures": failures, "other_keys": config.other_keys,
             "shipped_threshold_at_1pct": shipped_threshold, "seconds": round(seconds, 1), "levels": levels}
+
+
+def record_metrics(folder: Path, name: str, report: dict[str, Any]) -> None:
+    """Store an evaluation report in the model's manifest (the manifest is not part of the hashes)."""
+    from gwm_desktop.core.weights import MANIFEST_FILE, _atomic_write_text
+
+    manifest = read_manifest(folder)
+    report = dict(report, command="gwm eval " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["eval"] else sys.argv[1:]))
+    manifest.setdefault("metrics", {})[name] = report
+    _atomic_write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", folder / MANIFEST_FILE)
 
 
 def calibrate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[Progress]:
@@ -238,26 +261,29 @@ def calibrate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator
     extra = {k: v for k, v in manifest.items() if k not in ("format", "architecture", "files")}
     extra["calibration"] = {"images": len(clean), "split": config.split, "data": config.data,
                             "conditions": list(CONDITIONS),
-                            "command": "gwm eval --calibrate " + " ".join(sys.argv[3:])}
+                            "command": "gwm eval " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["eval"] else sys.argv[1:])}
     save_model(folder, bundle.generator, bundle.detector, manifest_extra=extra, calibration=calibration)
     yield Progress(len(paths), len(paths), "calibration written", extra["calibration"])
 
 
 def format_report(report: dict[str, Any]) -> str:
-    lines = [f"{report['images']} images ({report['split']} split of {', '.join(report['data'])}), "
-             f"{report['seconds']} s"]
+    lines = [f"{report['images']} images ({report.get('greyscale_images', 0)} greyscale; {report['split']} split "
+             f"of {', '.join(report['data'])}), {report['seconds']} s"]
     for p, level in report["levels"].items():
         inv = level["invisibility"]
         lines.append(f"\np = {p}: LPIPS max {inv['lpips_max']} mean {inv['lpips_mean']} "
                      f"(within p: {inv['share_within_p']:.1%}), PSNR {inv['psnr_mean_db']} dB, SSIM {inv['ssim_mean']}")
         lines.append(f"  {'condition':24} {'AUC':>7} {'TPR@1%':>8} {'TPR@0.1%':>9} {'acc':>6} {'xkeyFPR':>8}"
-                     + ("  shipped: TPR / FPR / xkey" if report.get("shipped_threshold_at_1pct") is not None else ""))
+                     + ("  shipped: TPR / FPR / xkey (TPR colour / grey)"
+                        if report.get("shipped_threshold_at_1pct") is not None else ""))
         for name, d in level["detection"].items():
             line = (f"  {name:24} {d['auc']:7.4f} {d['tpr_at_1pct_fpr']:8.1%} {d['tpr_at_0.1pct_fpr']:9.1%} "
                     f"{d['accuracy']:6.1%} {d['cross_key_fpr_at_1pct']:8.1%}")
             if "shipped_threshold" in d:
                 s = d["shipped_threshold"]
                 line += f"  {s['tpr']:6.1%} / {s['fpr_clean']:5.1%} / {s['fpr_cross_key']:5.1%}"
+                line += f" ({s['tpr_colour_images']:.1%} / " + (
+                    f"{s['tpr_greyscale_images']:.1%})" if s["tpr_greyscale_images"] is not None else "-)")
             lines.append(line)
     if report["failures"]:
         lines.append(f"\n{len(report['failures'])} images failed: " + "; ".join(report["failures"][:5]))
@@ -268,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     config = parse_args(argv)
+    threads = int(os.environ.get("GWM_THREADS", "0"))
+    if threads > 0:
+        torch.set_num_threads(threads)
     job = calibrate(config) if config.calibrate else evaluate(config)
     bar = None
     last = None

@@ -290,7 +290,8 @@ class Phase1Trainer:
 
 
 def command_line(argv: list[str] | None) -> str:
-    return "gwm train phase1 " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[3:]))
+    """The command that reproduces this run (argv as given to ``main``; ``python -m`` passes none)."""
+    return "gwm train phase1 " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
 
 
 def main(argv: list[str] | None = None) -> int:

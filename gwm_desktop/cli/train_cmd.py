@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-TRAINERS = {"phase1": "training.phase1", "phase2": "training.phase2.cli"}
+TRAINERS = {"phase1": "training.phase1", "phase1b": "training.detector_tune", "phase2": "training.phase2.cli"}
 
 
 def register(sub) -> None:  # type: ignore[no-untyped-def]

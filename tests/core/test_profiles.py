@@ -16,10 +16,11 @@ def test_create_list_rename_delete(isolated_home):
     assert store.home == isolated_home
     alice = store.create("Alice Painter")
     assert [p.name for p in store.list()] == ["Alice Painter"]
-    assert len(alice.key) == 32
+    key = alice.key
+    assert len(key) == 32
     assert mode(alice.folder / "key.bin") == 0o600
     renamed = store.rename("Alice Painter", "alice")
-    assert renamed.key == alice.key
+    assert renamed.key == key
     with pytest.raises(ProfileError, match="already exists"):
         store.create("alice")
     store.delete("alice")
