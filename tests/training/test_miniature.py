@@ -1,0 +1,103 @@
+"""The miniature world: its parts behave like Stable Diffusion's, and the one command runs end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training.miniature.data import (
+    INSTANCE_PROMPT,
+    SUBJECT_PROMPTS,
+    CorpusItem,
+    all_caption_words,
+    caption,
+    measure,
+    prepare_subject,
+)
+from training.miniature.text_encoder import build_text_encoder, build_tokenizer
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+needs_data = pytest.mark.skipif(not (SHARED / "portraits").is_dir() or not (SHARED / "paintings").is_dir(),
+                                reason="shared data set (../shared/data) not present")
+
+
+def test_every_vocabulary_word_is_one_token_and_prompts_fit() -> None:
+    tokenizer = build_tokenizer(all_caption_words())
+    for word in all_caption_words():
+        assert len(tokenizer(word, add_special_tokens=False).input_ids) == 1, word
+    for prompt in SUBJECT_PROMPTS:
+        ids = tokenizer(prompt.replace("{}", "<sks>")).input_ids
+        assert len(ids) <= tokenizer.model_max_length
+        assert tokenizer.eos_token_id not in ids[1:-1], f"unknown word in {prompt!r}"
+    # Textual Inversion adds its placeholder as one new token, as with SD's CLIP tokenizer.
+    assert tokenizer.add_tokens("<sks>") == 1
+    assert len(tokenizer(INSTANCE_PROMPT, add_special_tokens=False).input_ids) == 7
+
+
+def test_text_encoder_gives_different_states_to_different_captions() -> None:
+    tokenizer = build_tokenizer(all_caption_words())
+    encoder = build_text_encoder(tokenizer, hidden_size=32, layers=1, heads=2).eval()
+    ids = tokenizer(["a photo of a person", "a painting of a cat"], padding="max_length",
+                    max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+    with torch.no_grad():
+        states = encoder(ids)[0]
+    assert states.shape == (2, tokenizer.model_max_length, 32)
+    assert not torch.allclose(states[0], states[1])
+
+
+def test_captions_follow_measured_image_statistics() -> None:
+    grey = np.full((64, 64, 3), 200, dtype=np.uint8)
+    colour = np.zeros((64, 64, 3), dtype=np.uint8)
+    colour[..., 0] = 90
+    assert measure(grey) == (True, "light")
+    assert measure(colour) == (False, "dark")
+    import random
+
+    item = CorpusItem(grey, "photo", True, "light")
+    captions = {caption(item, random.Random(seed)) for seed in range(200)}
+    assert any("black and white" in c for c in captions)
+    assert not any(" colour " in f" {c} " for c in captions)
+    words = set(all_caption_words())
+    assert all(set(c.split()) <= words for c in captions)
+
+
+@needs_data
+def test_subject_images_are_square_and_listed(tmp_path: Path) -> None:
+    written = prepare_subject(SHARED / "paintings", tmp_path / "subject" / "X", count=3, size=64)
+    from PIL import Image
+
+    assert [Image.open(p).size for p in written] == [(64, 64)] * 3
+    listed = json.loads((tmp_path / "subject" / "subject_files.json").read_text())
+    assert len(listed["files"]) == 3
+
+
+@pytest.mark.slow
+@needs_data
+def test_quick_world_runs_end_to_end(tmp_path: Path) -> None:
+    """One method at toy size: corpus -> autoencoder -> prior pipeline -> watermark model -> Phase 2 report."""
+    from diffusers import StableDiffusionPipeline
+
+    from training.miniature.run import quick_config, run
+
+    cfg = quick_config(tmp_path / "mini", threads=2)
+    cfg.methods = ("lora",)
+    cfg.quarter_methods = ()
+    summary = run(cfg)
+
+    pipeline = StableDiffusionPipeline.from_pretrained(str(tmp_path / "mini" / "base_pipeline"),
+                                                       local_files_only=True, safety_checker=None,
+                                                       requires_safety_checker=False)
+    assert pipeline.vae_scale_factor == 4           # a latent autoencoder with 4x downsampling, like SD's 8x
+    report = summary["phase2_full"]
+    for detector in ("phase1_detector", "phase2_detector"):
+        metrics = report[detector]["lora"]
+        assert metrics["n_clean"] > 0 and metrics["n_marked"] > 0
+        assert 0.0 <= metrics["auc"] <= 1.0
+    # the subject never enters the corpus: the corpus cache holds only photos, filtered photos and samples
+    corpus = torch.load(next((tmp_path / "mini" / "corpus").glob("*.pt")), weights_only=False)
+    assert {item.kind for item in corpus["train"]} <= {"photo", "painting", "object"}
+    assert (tmp_path / "mini" / "summary_quick.json").exists()
