@@ -6,6 +6,7 @@ LANCZOS filter so their shorter side is 256 px, inputs scaled to [-1, 1].
 
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,7 +36,9 @@ def build_lpips(device: torch.device | str = "cpu", weights: Path | None = None)
     weights = weights or default_alexnet_weights_path()
     if not weights.exists():
         raise FileNotFoundError(f"LPIPS AlexNet weights missing: {weights} (see resources/lpips/PROVENANCE.md)")
-    model = lpips.LPIPS(net="alex", version="0.1", pnet_rand=True, verbose=False)
+    with warnings.catch_warnings():  # torchvision's deprecation notice about `pretrained`, not ours to fix
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net="alex", version="0.1", pnet_rand=True, verbose=False)
     tensors = load_file(str(weights))
     convs = [m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d)]
     if len(convs) != len(ALEXNET_CONV_NAMES):
