@@ -32,6 +32,10 @@ def build_window(model_dir: Path | None = None, settings: Settings | None = None
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
+    if "--self-test" in argv[1:]:  # a build check without a person: offscreen, temp home, exit 0 or 1
+        from gwm_desktop.selftest import run_self_test
+
+        return run_self_test()
     app = QApplication.instance() or QApplication(argv)
     app.setApplicationName("GenWatermark")
     app.setOrganizationName("GenWatermark")
