@@ -91,7 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> EvalConfig:
     from gwm_desktop.core.engine import default_model_dir
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.calibrate or args.record_as) and not args.model:
+        parser.error("--calibrate and --record-as write into the model folder: name it with --model")
+    if args.other_keys < 1:
+        parser.error("--other-keys must be at least 1")
     split = args.split or ("calibration" if args.calibrate else "eval")
     return EvalConfig(model=args.model or str(default_model_dir()), data=args.data, split=split,
                       levels=[parse_level(t) for t in args.levels.split(",") if t.strip()],

@@ -10,15 +10,26 @@ from gwm_desktop.core.jobs import Progress
 from gwm_desktop.core.profiles import Profile, ProfileError, ProfileStore
 
 
+class EngineError(RuntimeError):
+    """The model could not be loaded (missing, damaged, or the device is unavailable)."""
+
+
 def fail(message: str, code: int = 2) -> int:
     print(f"gwm: error: {message}", file=sys.stderr)
     return code
 
 
-def resolve_profile(store: ProfileStore, name: str | None) -> Profile:
+def resolve_profile(store: ProfileStore, name: str | None, create_default: bool = True) -> Profile:
+    """The named profile, else 'default' (created on first protect; never on scan, where a fresh key
+    would silently report every protected image as clean)."""
     if name:
         return store.get(name)
-    return store.get_or_create_default()
+    if create_default:
+        return store.get_or_create_default()
+    if not store.exists("default"):
+        raise ProfileError("no profile yet: scanning needs the key your images were protected with; "
+                           "restore it with `gwm profile import FILE` or name one with --profile")
+    return store.get("default")
 
 
 def add_engine_options(parser) -> None:  # type: ignore[no-untyped-def]
@@ -32,7 +43,10 @@ def make_engine(args):  # type: ignore[no-untyped-def]
     from gwm_desktop.core.engine import Engine, set_torch_threads
 
     set_torch_threads(args.threads)
-    engine = Engine(args.model, args.device)
+    try:
+        engine = Engine(args.model, args.device)
+    except (OSError, RuntimeError, ValueError) as error:
+        raise EngineError(str(error)) from error
     print(f"device: {engine.device_description}", file=sys.stderr)
     return engine
 
@@ -54,4 +68,4 @@ def with_progress(job: Iterator[Progress], desc: str, unit: str) -> Iterator[Pro
             bar.close()
 
 
-__all__ = ["ProfileError", "add_engine_options", "fail", "make_engine", "resolve_profile", "with_progress"]
+__all__ = ["EngineError", "ProfileError", "add_engine_options", "fail", "make_engine", "resolve_profile", "with_progress"]

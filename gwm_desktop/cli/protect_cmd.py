@@ -5,7 +5,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gwm_desktop.cli.common import add_engine_options, fail, make_engine, resolve_profile, with_progress
+from gwm_desktop.cli.common import (
+    EngineError,
+    add_engine_options,
+    fail,
+    make_engine,
+    resolve_profile,
+    with_progress,
+)
 from gwm_desktop.core.image_io import EncodeOptions
 from gwm_desktop.core.levels import DEFAULT_LEVEL, LEVELS, level_by_name
 from gwm_desktop.core.profiles import ProfileError, ProfileStore
@@ -22,9 +29,12 @@ def register(sub) -> None:  # type: ignore[no-untyped-def]
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--level", default=None, help=f"invisibility level (default {DEFAULT_LEVEL})")
     group.add_argument("--p", type=float, default=None, help="LPIPS budget p directly (0 < p < 1)")
-    parser.add_argument("--format", default="same", choices=["same", "png", "jpeg", "webp"])
-    parser.add_argument("--jpeg-quality", type=int, default=95)
-    parser.add_argument("--webp-quality", type=int, default=95)
+    parser.add_argument("--format", default="same", choices=["same", "png", "jpeg", "webp"],
+                        help="output format (default: same as the input)")
+    parser.add_argument("--jpeg-quality", type=int, default=95, choices=range(1, 101), metavar="1-100",
+                        help="JPEG quality (default 95; raised for a file whose codec alone would exceed p)")
+    parser.add_argument("--webp-quality", type=int, default=95, choices=range(1, 101), metavar="1-100",
+                        help="WebP quality (default 95; raised, up to lossless, when needed to meet p)")
     parser.add_argument("--strip-metadata", action="store_true", help="drop ICC profile and EXIF")
     add_engine_options(parser)
     parser.set_defaults(handler=run)
@@ -40,7 +50,10 @@ def run(args) -> int:  # type: ignore[no-untyped-def]
         return fail(str(error))
     options = EncodeOptions(format=args.format, jpeg_quality=args.jpeg_quality, webp_quality=args.webp_quality,
                             keep_metadata=not args.strip_metadata)
-    engine = make_engine(args)
+    try:
+        engine = make_engine(args)
+    except EngineError as error:
+        return fail(str(error))
     failures, exported = [], 0
     for progress in with_progress(engine.protect_files(args.inputs, args.out, profile, p, options),
                                   "protect", "img"):

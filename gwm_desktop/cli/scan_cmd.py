@@ -6,7 +6,14 @@ import json
 import sys
 from pathlib import Path
 
-from gwm_desktop.cli.common import add_engine_options, fail, make_engine, resolve_profile, with_progress
+from gwm_desktop.cli.common import (
+    EngineError,
+    add_engine_options,
+    fail,
+    make_engine,
+    resolve_profile,
+    with_progress,
+)
 from gwm_desktop.core.profiles import ProfileError, ProfileStore
 
 
@@ -27,10 +34,11 @@ def run(args) -> int:  # type: ignore[no-untyped-def]
     if args.report and args.report.suffix.lower() not in (".csv", ".html", ".htm"):
         return fail("--report must end in .csv or .html")
     try:
-        profile = resolve_profile(ProfileStore(), args.profile)
-    except ProfileError as error:
+        profile = resolve_profile(ProfileStore(), args.profile, create_default=False)
+        engine = make_engine(args)
+        engine.scanner(profile, args.fpr)  # fails early and clearly on a model without calibration
+    except (ProfileError, EngineError, RuntimeError) as error:
         return fail(str(error))
-    engine = make_engine(args)
     results = []
     for progress in with_progress(engine.scan_files(args.inputs, profile, args.fpr), "scan", "img"):
         result = progress.payload

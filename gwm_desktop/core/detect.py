@@ -107,6 +107,7 @@ class Scanner:
                 size = self.detector.working_size
                 pending.append((Path(path), load_rgb_resized(path, (size, size))))
             except (ImageLoadError, OSError, ValueError) as error:
+                yield from flush()  # keep results in input order
                 done += 1
                 yield Progress(done, total, Path(path).name,
                                ScanResult(Path(path), None, None, False, _reason(error)))

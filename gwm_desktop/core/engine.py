@@ -98,8 +98,10 @@ class Engine:
         """
         options = options or EncodeOptions()
         cancel = cancel or CancelToken()
-        files = list(iter_image_files(inputs))
         out_dir = Path(out_dir)
+        # An output folder inside an input folder must not feed last run's exports back in.
+        out_root = out_dir.resolve()
+        files = [f for f in iter_image_files(inputs) if not f.resolve().is_relative_to(out_root)]
         out_dir.mkdir(parents=True, exist_ok=True)
         embedder = self.embedder(profile)
         taken: set[Path] = set()

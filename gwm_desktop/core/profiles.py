@@ -91,13 +91,14 @@ class ProfileStore:
     def list(self) -> list[Profile]:
         if not self.root.is_dir():
             return []
-        return [self.get(p.name) for p in sorted(self.root.iterdir()) if (p / "key.bin").exists()]
+        return [self.get(p.name) for p in sorted(self.root.iterdir())
+                if not p.name.startswith(".") and (p / "key.bin").exists()]
 
     def exists(self, name: str) -> bool:
         return (self._folder(name) / "key.bin").exists()
 
     def get(self, name: str) -> Profile:
-        folder = self._folder(name)
+        folder = self._folder(self.validate_name(name))
         if not (folder / "key.bin").exists():
             raise ProfileError(f"no profile named {name!r} (create it with `gwm profile create {name}`)")
         meta = json.loads((folder / "profile.json").read_text(encoding="utf-8"))
@@ -114,12 +115,18 @@ class ProfileStore:
         if len(key) != KEY_BYTES:
             raise ProfileError(f"a key must be {KEY_BYTES} bytes")
         self.root.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.home, 0o700) if self.home.exists() else None
+        os.chmod(self.root, 0o700)
         folder = self._folder(name)
-        folder.mkdir(mode=0o700)
-        meta = {"name": name, "created": time.time()}
-        _write_private(folder / "profile.json", json.dumps(meta).encode())
-        _write_private(folder / "key.bin", key)
+        # Build the profile in a hidden folder and rename it into place: never a half-made profile.
+        staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".new-"))
+        try:
+            meta = {"name": name, "created": time.time()}
+            _write_private(staging / "profile.json", json.dumps(meta).encode())
+            _write_private(staging / "key.bin", key)
+            staging.rename(folder)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return Profile(name, meta["created"], folder)
 
     def rename(self, old: str, new: str) -> Profile:

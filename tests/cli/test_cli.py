@@ -81,3 +81,20 @@ def test_bad_arguments_are_clear_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "phase1", "--help"])
     assert "--warmup-steps" in capsys.readouterr().out
+
+
+def test_scan_without_a_profile_does_not_invent_a_key(tmp_path, capsys, isolated_home):
+    assert main(["scan", str(tmp_path)]) == 2
+    assert "gwm profile import" in capsys.readouterr().err
+    assert not (isolated_home / "profiles").exists()
+
+
+def test_an_output_folder_inside_the_input_is_not_protected_again(tmp_path, paintings):
+    art = tmp_path / "art"
+    art.mkdir()
+    for path in paintings[:2]:
+        (art / path.name).write_bytes(path.read_bytes())
+    out = art / "protected"
+    assert main(["protect", str(art), "--out", str(out)]) == 0
+    assert main(["protect", str(art), "--out", str(out)]) == 0
+    assert len(list(out.iterdir())) == 4  # two runs x two paintings, no watermark-on-watermark copies
