@@ -88,10 +88,18 @@ def main() -> int:
     pump(lambda: False, 1.5)  # thumbnails
     advanced.data_edit.setText(str(images[0].parent))
     advanced.job_combo.setCurrentIndex(0)
-    for step in range(1, 40):  # an illustrative curve, so the plot is not empty in the docs
-        advanced.plot.add(step, {"loss_d": 2.0 / (1 + step / 8), "loss_g": 3.0 / (1 + step / 5) + 0.3,
-                                 "lpips": 0.05, "bit_acc": min(0.99, 0.5 + step / 60)})
-    advanced._log("step 39: loss_d=0.3404, loss_g=0.5000, lpips=0.0500, bit_acc=0.9900")
+    # The shipped model's own Phase 1 log, when this checkout has it: real curves, never made up.
+    log = Path(__file__).resolve().parents[1] / "runs" / "phase1_main" / "log.jsonl"
+    if log.exists():
+        import json
+
+        entries = {e["step"]: e for e in map(json.loads, log.read_text().splitlines())}  # last run wins
+        for step in sorted(entries)[::10]:
+            e = entries[step]
+            advanced.plot.add(step, {k: e[k] for k in ("loss_d", "loss_g", "lpips", "bit_acc")})
+        last = entries[max(entries)]
+        advanced._log(f"step {last['step']}: loss_d={last['loss_d']:.4f}, loss_g={last['loss_g']:.4f}, "
+                      f"lpips={last['lpips']:.4f}, bit_acc={last['bit_acc']:.4f} (shipped model's Phase 1 log)")
 
     OUT.mkdir(parents=True, exist_ok=True)
     for name in ("light", "dark"):
