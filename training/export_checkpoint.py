@@ -21,14 +21,11 @@ def export_checkpoint(checkpoint: Path, folder: Path, metrics: dict | None = Non
     config.resume = str(checkpoint)
     config.device = "cpu"
     trainer = Phase1Trainer.__new__(Phase1Trainer)  # networks only: no data, no LPIPS
-    from gwm_desktop.core.models import SPECTRUM_CROP, WORKING_SIZE, WatermarkDetector, WatermarkGenerator
+    from gwm_desktop.core.models import networks_for_size
 
-    size = config.working_size
     trainer.config = config
     trainer.step = state["step"]
-    trainer.generator = WatermarkGenerator(n_bits=config.n_bits, tile=config.tile or size // 2, working_size=size)
-    trainer.detector = WatermarkDetector(n_bits=config.n_bits, working_size=size,
-                                         spectrum_crop=max(8, round(size * SPECTRUM_CROP / WORKING_SIZE / 8) * 8))
+    trainer.generator, trainer.detector = networks_for_size(config.working_size, config.n_bits, config.tile)
     trainer.generator.load_state_dict(state["generator"])
     trainer.detector.load_state_dict(state["detector"])
     argv = []

@@ -35,14 +35,8 @@ from gwm_desktop.core.devices import resolve_device
 from gwm_desktop.core.jobs import CancelToken, Progress
 from gwm_desktop.core.keys import random_messages
 from gwm_desktop.core.lpips_metric import build_lpips
-from gwm_desktop.core.models import (
-    DEFAULT_BITS,
-    SPECTRUM_CROP,
-    WORKING_SIZE,
-    WatermarkDetector,
-    WatermarkGenerator,
-)
-from gwm_desktop.core.weights import build_networks, load_model, read_manifest, save_model
+from gwm_desktop.core.models import DEFAULT_BITS, WORKING_SIZE, networks_for_size
+from gwm_desktop.core.weights import load_model, save_model
 from training.checkpoints import latest_checkpoint, save_checkpoint
 from training.datasets import PreloadedImages, infinite_batches, list_images
 from training.distortion_layer import DistortionLayer
@@ -141,10 +135,7 @@ class Phase1Trainer:
             bundle = load_model(Path(config.init_from), self.device)
             self.generator, self.detector = bundle.generator, bundle.detector
         else:
-            size = config.working_size
-            self.generator = WatermarkGenerator(n_bits=config.n_bits, tile=config.tile or size // 2, working_size=size)
-            self.detector = WatermarkDetector(n_bits=config.n_bits, working_size=size,
-                                              spectrum_crop=max(8, round(size * SPECTRUM_CROP / WORKING_SIZE / 8) * 8))
+            self.generator, self.detector = networks_for_size(config.working_size, config.n_bits, config.tile)
         self.generator.to(self.device).train()
         self.detector.to(self.device).train()
         self.lpips = build_lpips(self.device)
@@ -312,8 +303,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model written to {model_dir} (calibrate and evaluate it with `gwm eval`)")
     return 0
 
-
-__all__ = ["Phase1Config", "Phase1Trainer", "build_parser", "main", "parse_args", "read_manifest", "build_networks"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -19,7 +19,6 @@ from gwm_desktop.core.image_io import (
     atomic_write_bytes,
     iter_image_files,
     load_image,
-    output_extension,
     output_path_for,
 )
 from gwm_desktop.core.jobs import CancelToken, Progress
@@ -134,10 +133,6 @@ class Engine:
         """Score every image in ``inputs``; one Progress (payload ScanResult) per file."""
         files = list(iter_image_files(inputs))
         yield from self.scanner(profile, fpr).scan_paths(files, len(files), cancel)
-
-
-def expected_output_name(source: Path, fmt: str) -> str:
-    return source.with_suffix(output_extension(fmt)).name
 
 
 def set_torch_threads(threads: int) -> None:

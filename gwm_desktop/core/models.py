@@ -67,6 +67,14 @@ def band_pass_patterns(n_patterns: int, tile: int, seed: int = 0) -> torch.Tenso
     return torch.stack(patterns)
 
 
+def networks_for_size(working_size: int = WORKING_SIZE, n_bits: int = DEFAULT_BITS,
+                      tile: int = 0) -> tuple[WatermarkGenerator, WatermarkDetector]:
+    """Fresh G and D for a working size: tile half the frame (0), spectrum crop scaled from 256 px."""
+    crop = max(8, round(working_size * SPECTRUM_CROP / WORKING_SIZE / 8) * 8)
+    return (WatermarkGenerator(n_bits=n_bits, tile=tile or working_size // 2, working_size=working_size),
+            WatermarkDetector(n_bits=n_bits, working_size=working_size, spectrum_crop=crop))
+
+
 class WatermarkGenerator(nn.Module):
     """G: (image, message) -> watermark.
 
