@@ -21,18 +21,28 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
+    QTabWidget,
+    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
 
 from gwm_desktop.core.jobs import eta_seconds
-from gwm_desktop.ui import detector_install, training_jobs
+from gwm_desktop.ui import detector_install, phase2_run, training_jobs
 from gwm_desktop.ui.context import AppContext, expand_inputs, format_eta
 from gwm_desktop.ui.loss_plot import LossPlot
+from gwm_desktop.ui.phase2_form import Phase2Form
 from gwm_desktop.ui.workers import JobRunner
 
 DEVICES = (("auto", "Automatic (GPU if available)"), ("cuda", "NVIDIA GPU (CUDA)"), ("mps", "Apple GPU (MPS)"),
            ("cpu", "CPU"))
+RESUME_TIPS = {
+    "phase1": "Continue from the latest checkpoint in the run folder",
+    "phase2": "Reuse what the last Phase 2 run of this profile finished (watermarked images, personalised models, "
+              "synthesized images, detectors made with the same settings) and continue an interrupted "
+              "personalisation from its last checkpoint. Off: those results are deleted and Phase 2 starts over "
+              "(you are asked first).",
+}
 
 
 class AdvancedTab(QWidget):
@@ -44,7 +54,9 @@ class AdvancedTab(QWidget):
         self.settings = context.settings
         self.runner = JobRunner(self)
         self.outcome: training_jobs.JobOutcome | None = None
-        self._started = 0.0
+        self._eta_origin: tuple[float, int] | None = None
+        self._stepped = False
+        self._curves: tuple[str, ...] = ()
         self._build()
         context.signals.profile_changed.connect(lambda _p: self._profile_changed())
         self._profile_changed()
@@ -86,12 +98,16 @@ class AdvancedTab(QWidget):
         self.init_check = QCheckBox("Start from the shipped model (fine-tune)")
         self.init_check.setChecked(True)
         self.resume_check = QCheckBox("Resume the last run of this profile")
-        self.resume_check.setToolTip("Continue from the latest checkpoint in the run folder")
         self.run_label = QLabel()
+        self.run_label.setWordWrap(True)
         self.run_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.phase2 = Phase2Form(self.settings, self)
         form_box = QGroupBox("Job")
-        form = QFormLayout(form_box)
+        self.form = form = QFormLayout(form_box)
         form.addRow("Job", self.job_combo)
+        for label, field in self.phase2.rows:
+            form.addRow(label, field)
+        self.data_row = data_row
         form.addRow("Images", data_row)
         form.addRow("Steps", self.steps_spin)
         form.addRow("Batch size", self.batch_spin)
@@ -99,6 +115,7 @@ class AdvancedTab(QWidget):
         form.addRow("", self.init_check)
         form.addRow("", self.resume_check)
         form.addRow("Run folder", self.run_label)
+        self.job_combo.currentIndexChanged.connect(self._job_changed)
 
         self.start_button = QPushButton("Start training")
         self.start_button.clicked.connect(self.start_job)
@@ -140,11 +157,17 @@ class AdvancedTab(QWidget):
         self.log.setAccessibleName("Training log")
         self.log.setFont(QFont("monospace"))
         self.log.setPlaceholderText("The training log appears here.")
+        self.report_view = QTextBrowser()
+        self.report_view.setAccessibleName("Training report")
+        self.report_view.setPlaceholderText("A finished Phase 2 run's report (held-out accuracy per method) "
+                                            "appears here.")
+        self.output_tabs = QTabWidget()
+        self.output_tabs.addTab(self.log, "Log")
+        self.output_tabs.addTab(self.report_view, "Report")
         right = QVBoxLayout()
         right.addWidget(QLabel("Training curves"))
         right.addWidget(self.plot, 3)
-        right.addWidget(QLabel("Log"))
-        right.addWidget(self.log, 2)
+        right.addWidget(self.output_tabs, 2)
 
         layout = QHBoxLayout(self)
         left_widget = QWidget()
@@ -152,11 +175,21 @@ class AdvancedTab(QWidget):
         left_widget.setMaximumWidth(480)
         layout.addWidget(left_widget)
         layout.addLayout(right, 1)
+        self._job_changed()
 
     # -- state ---------------------------------------------------------------------------------
     def run_folder(self) -> Path:
         profile = self.context.profile()
         return Path(self.context.store.home) / "runs" / profile.name / self.job_combo.currentData()
+
+    def _job_changed(self) -> None:
+        phase2 = self.job_combo.currentData() == "phase2"
+        for field in (self.data_row, self.steps_spin, self.batch_spin, self.init_check):
+            self.form.setRowVisible(field, not phase2)
+        for _, field in self.phase2.rows:
+            self.form.setRowVisible(field, phase2)
+        self.resume_check.setToolTip(RESUME_TIPS["phase2" if phase2 else "phase1"])
+        self._profile_changed()
 
     def _profile_changed(self) -> None:
         self.run_label.setText(str(self.run_folder()) if self.context.store is not None else "…")
@@ -183,10 +216,19 @@ class AdvancedTab(QWidget):
         for widget in (self.job_combo, self.data_edit, self.steps_spin, self.batch_spin, self.device_combo,
                        self.init_check, self.resume_check):
             widget.setEnabled(not busy)
+        self.phase2.set_enabled(not busy)
 
     def spec(self) -> training_jobs.JobSpec:
         from gwm_desktop.core.engine import default_model_dir
 
+        if self.job_combo.currentData() == "phase2":  # the app's watermark model (None: the shipped one) and key
+            model, profile = self.context.engine_host.model_dir, self.context.profile()
+            extra = {**self.phase2.extra(), "key_file": str(profile.folder / "key.bin"), "profile": profile.name}
+            return training_jobs.JobSpec(kind="phase2", data=[self.phase2.images_dir()], out=str(self.run_folder()),
+                                         steps=max((self.phase2.step_spins[m].value() for m in extra["methods"]),
+                                                   default=self.steps_spin.value()),
+                                         device=self.device_combo.currentData(), resume=self.resume_check.isChecked(),
+                                         init_from=str(model) if model else None, extra=extra)
         init = str(default_model_dir()) if self.init_check.isChecked() else None
         if init and not (Path(init) / "manifest.json").exists():
             init = None
@@ -201,27 +243,36 @@ class AdvancedTab(QWidget):
     def start_job(self) -> bool:
         if self.runner.busy or self.context.store is None:
             return False
-        data = self.data_edit.text().strip()
-        if not data or not Path(data).is_dir():
-            self._log("Choose a folder of training images first.")
-            return False
-        self.settings.set("advanced_data", data)
-        self.settings.set("advanced_steps", self.steps_spin.value())
-        self.settings.set("advanced_batch", self.batch_spin.value())
-        spec = self.spec()
+        if self.job_combo.currentData() == "phase2":
+            spec = self._phase2_spec()
+            if spec is None:
+                return False
+            details = self.phase2.summary()
+        else:
+            data = self.data_edit.text().strip()
+            if not data or not Path(data).is_dir():
+                return self._refuse("Choose a folder of training images first.")
+            self.settings.set("advanced_data", data)
+            self.settings.set("advanced_steps", self.steps_spin.value())
+            self.settings.set("advanced_batch", self.batch_spin.value())
+            spec = self.spec()
+            details = f"{spec.steps} steps, batch {spec.batch_size}"
         try:
             factory = training_jobs.start(spec)
         except RuntimeError as error:
-            self._log(str(error))
-            return False
+            return self._refuse(str(error))
         self.outcome = None
-        if not spec.resume:
+        job = training_jobs.JOBS[spec.kind]
+        if not spec.resume or self.plot.series != job.curves[:4]:
+            self.plot.series = job.curves[:4]
             self.plot.clear()
         self.progress.setRange(0, spec.steps)
         self.progress.setValue(0)
-        self._started = time.monotonic()
-        self._log(f"Starting {training_jobs.JOBS[spec.kind].title}: {spec.steps} steps, batch {spec.batch_size}, "
-                  f"device {spec.device}, run folder {spec.out}" + (" (resuming)" if spec.resume else ""))
+        self.progress_label.setText("Starting…")
+        self._eta_origin, self._stepped, self._curves = None, False, job.curves
+        self.output_tabs.setCurrentWidget(self.log)
+        self._log(f"Starting {job.title}: {details}, device {spec.device}, run folder {spec.out}"
+                  + (" (resuming)" if spec.resume else ""))
         worker = self.runner.start(factory, spec.kind)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_done)
@@ -232,25 +283,63 @@ class AdvancedTab(QWidget):
         self._refresh_enabled()
         return True
 
+    def _phase2_spec(self) -> training_jobs.JobSpec | None:
+        """The Phase 2 JobSpec, or None (and a message) when a field is unusable or the user stepped back."""
+        problem = self.phase2.problem()
+        if problem:
+            self._refuse(problem)
+            return None
+        self.phase2.save()
+        spec = self.spec()
+        earlier = phase2_run.earlier_outputs(Path(spec.out))
+        if earlier and not spec.resume:
+            start_over = self.phase2.confirm_start_over(earlier)
+            if start_over is None:
+                return None
+            spec.resume = not start_over
+            self.resume_check.setChecked(spec.resume)
+        return spec
+
+    def _refuse(self, message: str) -> bool:
+        self.progress_label.setText(message)
+        self._log(message)
+        self.context.say(message)
+        return False
+
     def _on_progress(self, progress: Any) -> None:
         metrics = progress.payload or {}
-        self.progress.setValue(progress.done)
-        if "step" not in metrics:
+        if progress.total and self.progress.maximum() != progress.total:
+            self.progress.setRange(0, progress.total)
+        self.progress.setValue(min(progress.done, progress.total))
+        stepping = "step" in metrics
+        if self._eta_origin is None or not (stepping or self._stepped):  # time from the first training step on
+            self._eta_origin = (time.monotonic(), progress.done)
+        self._stepped = self._stepped or stepping
+        started, first = self._eta_origin
+        eta = format_eta(eta_seconds(progress.done - first, progress.total - first, started)) if self._stepped else ""
+        stage = metrics.get("stage")  # jobs of several stages (Phase 2) name the current one
+        if stage or stepping:
+            where = f"{stage} · {progress.done} of {progress.total}" if stage else \
+                f"Step {progress.done} of {progress.total}"
+            self.progress_label.setText(where + (f" · {eta}" if eta else ""))
+        if not stepping:
             self._log(progress.message)
-            self._started = time.monotonic()
             return
         self.plot.add(metrics["step"], metrics)
-        eta = format_eta(eta_seconds(max(progress.done - getattr(self, "_first_step", 0), 0), progress.total,
-                                     self._started))
-        self.progress_label.setText(f"Step {progress.done} of {progress.total}" + (f" · {eta}" if eta else ""))
-        shown = {k: metrics[k] for k in ("loss_d", "loss_g", "lpips", "bit_acc", "agree_marked") if k in metrics}
+        shown = {k: metrics[k] for k in self._curves if k in metrics}
         self.metrics_label.setText(" · ".join(f"{k} {v:.3f}" for k, v in shown.items()))
-        self._log(f"step {progress.done}: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+        values = ", ".join(f"{k}={v:.4f}" for k, v in shown.items())
+        self._log(f"{progress.message} ({values})" if stage else f"step {progress.done}: {values}")
 
     def _on_done(self, outcome: Any) -> None:
         self.outcome = outcome
-        self.progress_label.setText(f"Finished at step {outcome.steps_done}")
+        self.progress_label.setText(f"Finished at step {outcome.steps_done}" if not outcome.report
+                                    else "Finished: the report is on the right")
         self._log(f"Finished: {outcome.note}")
+        if outcome.report:
+            self.metrics_label.setText(outcome.note.partition("\n")[2])  # the headline figures
+            self.report_view.setMarkdown(outcome.report)
+            self.output_tabs.setCurrentWidget(self.report_view)
         self.context.say("Training finished")
         self.job_finished.emit("done")
 
@@ -274,16 +363,25 @@ class AdvancedTab(QWidget):
         if self.runner.busy or engine is None or self.outcome is None or self.outcome.model_dir is None:
             return False
         profile = self.context.profile()
-        images = expand_inputs([Path(self.data_edit.text().strip())])[:16]
         candidate = self.outcome.model_dir
-        self._log(f"Evaluating the new detector against the current one on {len(images)} images…")
-        worker = self.runner.start(
-            lambda cancel: detector_install.evaluate_detectors(engine, profile, candidate, images, cancel=cancel),
-            "evaluate")
+        if self.outcome.heldout is not None:  # Phase 2: the held-out images its personalised models made
+            clean, marked = self.outcome.heldout
+            self._log(f"Evaluating the new detector against the current one on {len(marked)} watermarked and "
+                      f"{len(clean)} clean held-out images…")
+            worker = self.runner.start(lambda cancel: detector_install.evaluate_on_images(
+                engine, profile, candidate, clean, marked, cancel=cancel), "evaluate")
+        else:
+            images = expand_inputs([Path(self.data_edit.text().strip())])[:16]
+            self._log(f"Evaluating the new detector against the current one on {len(images)} images…")
+            worker = self.runner.start(
+                lambda cancel: detector_install.evaluate_detectors(engine, profile, candidate, images, cancel=cancel),
+                "evaluate")
 
         def decided(result: Any) -> None:
             current, new = result
             decision = detector_install.install_if_better(profile.folder, candidate, new, current)
+            if decision.installed:
+                engine.invalidate_profile(profile)  # the scanner must not keep using the old detector
             for name, ev in (("current", current), ("new", new)):
                 self._log(f"  {name}: " + (f"{ev.metric} {ev.value:.3f} ({ev.details})" if ev
                                            else "no calibration bank, cannot be evaluated"))
@@ -304,6 +402,8 @@ class AdvancedTab(QWidget):
         except OSError as error:
             self._log(f"Roll back failed: {error}")
             return
+        if self.context.engine is not None:
+            self.context.engine.invalidate_profile(self.context.profile())
         self._log("Restored the previous detector.")
         self.context.say("Restored the previous detector")
         self._refresh_enabled()

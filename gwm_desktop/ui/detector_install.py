@@ -73,14 +73,31 @@ def roll_back(profile_folder: Path) -> None:
         swap.rename(previous)
 
 
+def score_bundle(bundle, profile, marked: list[Path], clean: list[Path], device, fpr: float = 0.01,  # noqa: ANN001
+                 cancel=None) -> Evaluation | None:  # noqa: ANN001
+    """Balanced accuracy of ``bundle``'s detector at the scanner's threshold (from its calibration bank at
+    ``fpr``) on ``marked`` (should be found) and ``clean`` images; None without a calibration bank."""
+    from gwm_desktop.core.detect import CalibrationMissing, Scanner
+    from gwm_desktop.core.keys import message_from_key
+
+    try:
+        scanner = Scanner(bundle.detector, message_from_key(profile.key, bundle.n_bits), bundle.calibration,
+                          device, fpr)
+    except CalibrationMissing:
+        return None
+    found = [p.payload.flagged for p in scanner.scan_paths(marked, cancel=cancel)]
+    false = [p.payload.flagged for p in scanner.scan_paths(clean, cancel=cancel)]
+    tpr = sum(found) / max(len(found), 1)
+    tnr = 1 - sum(false) / max(len(false), 1)
+    return Evaluation("balanced accuracy", (tpr + tnr) / 2, f"TPR {tpr:.2f}, FPR {1 - tnr:.2f}")
+
+
 def evaluate_detectors(engine, profile, candidate: Path, images: list[Path], fpr: float = 0.01,  # noqa: ANN001
                        cancel=None):  # noqa: ANN001, ANN201
     """Job: watermark ``images`` with the shipped generator, then score marked and clean copies with the
     profile's current detector and with ``candidate``. Returns (current Evaluation | None, candidate
     Evaluation | None); None when a model has no calibration bank to set its threshold."""
-    from gwm_desktop.core.detect import CalibrationMissing, Scanner
     from gwm_desktop.core.jobs import Progress
-    from gwm_desktop.core.keys import message_from_key
     from gwm_desktop.core.weights import load_model
 
     with tempfile.TemporaryDirectory(prefix="gwm-eval-") as tmp:
@@ -91,20 +108,21 @@ def evaluate_detectors(engine, profile, candidate: Path, images: list[Path], fpr
             yield Progress(progress.done, len(images) * 2, f"watermarking {progress.message}", {})
         if not marked:
             return None, None
-
-        def score(bundle) -> Evaluation | None:  # noqa: ANN001
-            try:
-                scanner = Scanner(bundle.detector, message_from_key(profile.key, bundle.n_bits), bundle.calibration,
-                                  engine.device, fpr)
-            except CalibrationMissing:
-                return None
-            found = [p.payload.flagged for p in scanner.scan_paths(marked, cancel=cancel)]
-            false = [p.payload.flagged for p in scanner.scan_paths(images, cancel=cancel)]
-            tpr = sum(found) / max(len(found), 1)
-            tnr = 1 - sum(false) / max(len(false), 1)
-            return Evaluation("balanced accuracy", (tpr + tnr) / 2, f"TPR {tpr:.2f}, FPR {1 - tnr:.2f}")
-
-        current = score(engine.bundle_for(profile))
+        current = score_bundle(engine.bundle_for(profile), profile, marked, images, engine.device, fpr, cancel)
         yield Progress(len(images) * 2 - 1, len(images) * 2, "scoring the new detector", {})
-        new = score(load_model(candidate, engine.device))
+        new = score_bundle(load_model(candidate, engine.device), profile, marked, images, engine.device, fpr, cancel)
         return current, new
+
+
+def evaluate_on_images(engine, profile, candidate: Path, clean: list[Path], marked: list[Path],  # noqa: ANN001
+                       fpr: float = 0.01, cancel=None):  # noqa: ANN001, ANN201
+    """Job: like ``evaluate_detectors`` on given clean and watermarked images (Phase 2: the held-out
+    images its personalized models made), so the detector is judged on what it was trained for."""
+    from gwm_desktop.core.jobs import Progress
+    from gwm_desktop.core.weights import load_model
+
+    yield Progress(0, 2, f"scoring the current detector on {len(marked)} + {len(clean)} held-out images", {})
+    current = score_bundle(engine.bundle_for(profile), profile, marked, clean, engine.device, fpr, cancel)
+    yield Progress(1, 2, "scoring the new detector", {})
+    new = score_bundle(load_model(candidate, engine.device), profile, marked, clean, engine.device, fpr, cancel)
+    return current, new

@@ -21,6 +21,13 @@ DEFAULTS: dict[str, Any] = {
     "advanced_data": "",
     "advanced_steps": 200,
     "advanced_batch": 4,
+    "phase2_base": "",
+    "phase2_images": "",
+    "phase2_methods": "lora",
+    "phase2_prompts": "art",
+    "phase2_steps_dreambooth": 400,
+    "phase2_steps_lora": 500,
+    "phase2_steps_textual_inversion": 2000,
 }
 
 

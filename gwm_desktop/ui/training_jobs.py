@@ -35,7 +35,13 @@ class JobSpec:
 class JobOutcome:
     model_dir: Path | None
     steps_done: int
-    note: str = ""
+    note: str = ""                                    # where the result is; further lines: headline figures
+    report: str = ""                                  # markdown the tab shows after the run (Phase 2)
+    heldout: tuple[list[Path], list[Path]] | None = None  # (clean, watermarked) images to judge the new detector
+                                                      # on before installing it; None: watermark the job's images
+
+
+PHASE1_CURVES = ("loss_d", "loss_g", "lpips", "bit_acc", "agree_marked")
 
 
 @dataclass(frozen=True)
@@ -45,12 +51,27 @@ class TrainingJob:
     module: str
     build: Callable[[JobSpec, CancelToken], Iterator[Progress]] | None
     description: str
+    requires: tuple[str, ...] = ()        # third-party packages the job needs (found, never imported here)
+    curves: tuple[str, ...] = PHASE1_CURVES  # payload keys plotted (the first four) and shown
+
+    def missing(self) -> str | None:
+        for name in (self.module, *self.requires):
+            try:
+                found = importlib.util.find_spec(name) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                return name
+        return None
 
     def available(self) -> bool:
-        return self.build is not None and importlib.util.find_spec(self.module) is not None
+        return self.build is not None and self.missing() is None
 
     def unavailable_reason(self) -> str:
-        return "" if self.available() else f"not installed yet ({self.module} is missing)"
+        if self.available():
+            return ""
+        missing = self.missing()
+        return f"not installed yet ({missing} is missing)" if missing else "not available yet"
 
 
 def phase1_job(spec: JobSpec, cancel: CancelToken) -> Iterator[Progress]:
@@ -80,15 +101,24 @@ def phase1_job(spec: JobSpec, cancel: CancelToken) -> Iterator[Progress]:
     return JobOutcome(model_dir, trainer.step, f"model written to {model_dir}")
 
 
+def phase2_job(spec: JobSpec, cancel: CancelToken) -> Iterator[Progress]:
+    """Phase 2 for one subject (see ``gwm_desktop.ui.phase2_run`` for how a JobSpec maps to it)."""
+    from gwm_desktop.ui import phase2_run
+
+    return (yield from phase2_run.run(spec, cancel))
+
+
 JOBS: dict[str, TrainingJob] = {
     "phase1": TrainingJob("phase1", "Phase 1: train watermark generator and detector", "training.phase1", phase1_job,
                           "Joint training of G and D on a general image folder (fine-tunes the shipped model "
                           "when “Start from the shipped model” is on)."),
     "specialize": TrainingJob("specialize", "Specialise this profile's detector", "training.calibrate", None,
                               "Fine-tune the detector for this profile's key and calibrate its threshold."),
-    "phase2": TrainingJob("phase2", "Phase 2: fine-tune on synthesized images", "training.phase2", None,
-                          "Personalise a Stable Diffusion model on your art, then fine-tune the detector on "
-                          "what it generates."),
+    "phase2": TrainingJob("phase2", "Phase 2: fine-tune on synthesized images", "training.phase2", phase2_job,
+                          "Personalise a Stable Diffusion model on your art (clean and watermarked), then "
+                          "fine-tune the detector on what it generates and report held-out accuracy.",
+                          requires=("diffusers", "transformers", "accelerate", "peft"),
+                          curves=("personalize_loss", "detector_loss")),
 }
 
 

@@ -1,0 +1,225 @@
+"""The Advanced tab's Phase 2 fields: base model, subject images, methods with their steps, prompt set.
+
+``rows`` are (label, field widget) pairs the tab puts in its own form (so labels line up) and shows
+only while Phase 2 is chosen. ``problem()`` names what is missing before a run starts; ``extra()``
+gives the ``JobSpec.extra`` of ``gwm_desktop.ui.phase2_run``. Nothing here imports torch or diffusers.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
+
+from gwm_desktop.ui.settings import Settings
+
+# (key, label, default steps, tool tip); the steps mirror training.phase2.personalize.DEFAULT_STEPS (a test checks).
+METHODS = (
+    ("dreambooth", "DreamBooth", 400, "Fine-tunes the whole UNet (learning rate 5e-6). The strongest imitation; "
+                                      "needs a GPU with about 16 GB or more, and 3.4 GB of disk per model."),
+    ("lora", "LoRA", 500, "Small rank-4 adapters on the UNet's attention (learning rate 1e-4). The usual "
+                          "choice: fits an 8 GB GPU, a few MB per model."),
+    ("textual_inversion", "Textual Inversion", 2000, "Learns only one new word's embedding (learning rate "
+                                                     "5e-4). Cheapest per step but needs the most steps."),
+)
+PROMPT_SETS = (("art", "Art styles (paintings)", "Prompts that put the subject's style on paintings of "
+                                                 "various scenes: for artists"),
+               ("face", "Faces (portraits)", "Portrait prompts: for photographs of a person"))
+FACE_SUBJECT = {"instance_prompt": "a photo of <sks> person", "initializer_token": "person"}
+HUB_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
+
+
+def base_problem(base: str) -> str | None:
+    """Why ``base`` cannot be a base model (None: looks usable; a hub id is checked when the run loads it)."""
+    if not base:
+        return ("Choose a base model: a Hugging Face id such as stable-diffusion-v1-5/stable-diffusion-v1-5, "
+                "a diffusers folder or a .safetensors file.")
+    path = Path(base).expanduser()
+    if path.is_dir():
+        return None if (path / "model_index.json").exists() else \
+            f"{path} is not a diffusers model folder (it has no model_index.json)."
+    if path.is_file():
+        return None if path.suffix.lower() in CHECKPOINT_SUFFIXES else \
+            f"{path} is not a model file (.safetensors or .ckpt)."
+    if HUB_ID.match(base) and not base.startswith((".", "~")):
+        return None
+    return f"The base model {base} does not exist (neither a folder, a file nor a Hugging Face id)."
+
+
+class Phase2Form:
+    def __init__(self, settings: Settings, parent: QWidget) -> None:
+        self.settings = settings
+        self.parent = parent
+        self.overrides: dict[str, Any] = {}  # any other Phase2Config field, set from Python (tests, scripts)
+
+        self.base_edit = QLineEdit(settings.get("phase2_base"))
+        self.base_edit.setPlaceholderText("Hugging Face id, diffusers folder or .safetensors")
+        self.base_edit.setAccessibleName("Base model")
+        self.base_edit.setToolTip("The text-to-image model a forger would personalise: a Hugging Face id such as "
+                                  "stable-diffusion-v1-5/stable-diffusion-v1-5 (downloaded once, several GB), a "
+                                  "local diffusers folder, or one .safetensors checkpoint file.")
+        base_browse = QPushButton("Browse…")
+        base_browse.setToolTip("Choose a local diffusers folder or a single-file checkpoint")
+        menu = QMenu(base_browse)
+        menu.addAction("Diffusers model folder…", self._choose_base_folder)
+        menu.addAction("Single-file checkpoint (.safetensors)…", self._choose_base_file)
+        base_browse.setMenu(menu)
+
+        self.images_edit = QLineEdit(settings.get("phase2_images"))
+        self.images_edit.setPlaceholderText("A folder of your own artwork (10-30 images)")
+        self.images_edit.setAccessibleName("Subject images folder")
+        self.images_edit.setToolTip("The images to protect (X). They are watermarked with this profile's key, "
+                                    "and the base model is personalised on the clean and on the watermarked set.")
+        images_browse = QPushButton("Browse…")
+        images_browse.clicked.connect(self._choose_images)
+        width = max(base_browse.sizeHint().width(), images_browse.sizeHint().width())
+        for button in (base_browse, images_browse):
+            button.setMinimumWidth(width)
+
+        chosen = set(settings.get("phase2_methods").split(","))
+        methods = QWidget()
+        grid = QGridLayout(methods)
+        grid.setContentsMargins(0, 0, 0, 0)
+        self.method_checks: dict[str, QCheckBox] = {}
+        self.step_spins: dict[str, QSpinBox] = {}
+        for row, (key, label, default, tip) in enumerate(METHODS):
+            check = QCheckBox(label)
+            check.setChecked(key in chosen)
+            check.setToolTip(tip)
+            spin = QSpinBox()
+            spin.setRange(1, 100_000)
+            spin.setSingleStep(50)
+            spin.setValue(settings.get(f"phase2_steps_{key}") or default)
+            spin.setSuffix(" steps")
+            spin.setAccessibleName(f"{label} training steps")
+            spin.setToolTip(f"Optimizer steps for each {label} model (two are trained: on the clean and on the "
+                            f"watermarked images). Default {default}.")
+            spin.setEnabled(check.isChecked())
+            check.toggled.connect(spin.setEnabled)
+            grid.addWidget(check, row, 0)
+            grid.addWidget(spin, row, 1)
+            self.method_checks[key], self.step_spins[key] = check, spin
+        grid.setColumnStretch(0, 1)
+
+        self.prompts_combo = QComboBox()
+        self.prompts_combo.setAccessibleName("Prompt set")
+        for key, label, tip in PROMPT_SETS:
+            self.prompts_combo.addItem(label, key)
+            self.prompts_combo.setItemData(self.prompts_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.prompts_combo.setCurrentIndex(max(0, self.prompts_combo.findData(settings.get("phase2_prompts"))))
+        self.prompts_combo.setToolTip("The prompts the personalised models draw from: 12 for the detector's "
+                                      "training images, 8 others only for the held-out report")
+
+        self.rows: list[tuple[str, QWidget]] = [
+            ("Base model", _row(self.base_edit, base_browse)),
+            ("Your images", _row(self.images_edit, images_browse)),
+            ("Methods", methods),
+            ("Prompts", self.prompts_combo),
+        ]
+
+    # -- reading -------------------------------------------------------------------------------------
+    def methods(self) -> tuple[str, ...]:
+        return tuple(key for key, check in self.method_checks.items() if check.isChecked())
+
+    def images_dir(self) -> str:
+        return self.images_edit.text().strip()
+
+    def problem(self) -> str | None:
+        """What keeps a run from starting, in words; None when the fields are usable."""
+        from gwm_desktop.ui.context import expand_inputs
+
+        problem = base_problem(self.base_edit.text().strip())
+        if problem:
+            return problem
+        images = self.images_dir()
+        if not images:
+            return "Choose the folder of your own images (the subject to protect)."
+        if not Path(images).is_dir():
+            return f"The images folder {images} does not exist."
+        if not expand_inputs([Path(images)]):
+            return f"There are no images in {images}."
+        if not self.methods():
+            return "Tick at least one personalisation method (DreamBooth, LoRA or Textual Inversion)."
+        return None
+
+    def extra(self) -> dict[str, Any]:
+        overrides: dict[str, dict[str, Any]] = {m: {"train_steps": self.step_spins[m].value()} for m in self.methods()}
+        for method, values in self.overrides.get("method_overrides", {}).items():
+            overrides.setdefault(method, {}).update(values)
+        prompts = self.prompts_combo.currentData()
+        subject = FACE_SUBJECT if prompts == "face" else {}  # the images are photos of a person, not paintings
+        return {"base": self.base_edit.text().strip(), "methods": self.methods(), "prompts": prompts, **subject,
+                **self.overrides, "method_overrides": overrides}
+
+    def summary(self) -> str:
+        steps = ", ".join(f"{self.method_checks[m].text()} {self.step_spins[m].value()} steps" for m in self.methods())
+        return f"{steps}, {self.prompts_combo.currentText().lower()} prompts, base {self.base_edit.text().strip()}"
+
+    def save(self) -> None:
+        self.settings.set("phase2_base", self.base_edit.text().strip())
+        self.settings.set("phase2_images", self.images_dir())
+        self.settings.set("phase2_methods", ",".join(self.methods()))
+        self.settings.set("phase2_prompts", self.prompts_combo.currentData())
+        for key, spin in self.step_spins.items():
+            self.settings.set(f"phase2_steps_{key}", spin.value())
+
+    def set_enabled(self, enabled: bool) -> None:
+        for _, field in self.rows:
+            field.setEnabled(enabled)
+
+    def confirm_start_over(self, earlier: list[Path]) -> bool | None:
+        """Earlier results exist and Resume is off: True: delete them; False: resume instead; None: cancel."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Start Phase 2 over?",
+                          f"The last Phase 2 run of this profile left results in {earlier[0].parent} "
+                          "(personalised models, synthesized images, detectors). Start over and delete them, "
+                          "or resume and reuse what is finished?", QMessageBox.StandardButton.Cancel, self.parent)
+        over = box.addButton("Start over", QMessageBox.ButtonRole.DestructiveRole)
+        resume = box.addButton("Resume", QMessageBox.ButtonRole.AcceptRole)
+        box.setDefaultButton(resume)
+        box.exec()
+        clicked = box.clickedButton()
+        if clicked is over:
+            return True
+        return False if clicked is resume else None
+
+    # -- dialogs -------------------------------------------------------------------------------------
+    def _choose_base_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.parent, "Base model (diffusers folder)", self.base_edit.text())
+        if folder:
+            self.base_edit.setText(folder)
+
+    def _choose_base_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.parent, "Base model (single file)", self.base_edit.text(),
+                                              "Checkpoints (*.safetensors *.ckpt)")
+        if path:
+            self.base_edit.setText(path)
+
+    def _choose_images(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.parent, "Your images", self.images_dir())
+        if folder:
+            self.images_edit.setText(folder)
+
+
+def _row(edit: QLineEdit, button: QPushButton) -> QWidget:
+    widget = QWidget()
+    layout = QHBoxLayout(widget)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(edit, 1)
+    layout.addWidget(button)
+    return widget
