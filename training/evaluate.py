@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gwm_desktop.core.detect import negative_agreements, threshold_for_fpr
+from gwm_desktop.core.detect import profile_threshold
 from gwm_desktop.core.devices import resolve_device
 from gwm_desktop.core.distortions import STANDARD_DISTORTIONS
 from gwm_desktop.core.image_io import EncodeOptions, ImageLoadError, decode_bytes, load_image, to_rgb8
@@ -113,9 +113,10 @@ def working_batch(images: list[Image.Image], size: int) -> torch.Tensor:
 
 @torch.no_grad()
 def bits_under_conditions(detector: WatermarkDetector, image: Image.Image, device: torch.device) -> torch.Tensor:
-    """(len(CONDITIONS), n_bits) bit logits of one image, undistorted and under each distortion."""
+    """(len(CONDITIONS), views, n_bits) bit logits of one image, undistorted and under each distortion,
+    per scan-time view (what the scanner and the calibration bank use)."""
     variants = [image] + [distort(image) for distort in STANDARD_DISTORTIONS.values()]
-    return detector(working_batch(variants, detector.working_size).to(device)).cpu()
+    return detector.decode_views(working_batch(variants, detector.working_size).to(device)).cpu()
 
 
 def _protect(embedder: Embedder, loaded: Any, p: float) -> tuple[Image.Image, float]:
@@ -178,9 +179,9 @@ def evaluate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[
 
 
 def _agreements(bits: list[torch.Tensor], message: torch.Tensor) -> np.ndarray:
-    """list of (C, K) -> (C, N) agreements."""
-    stacked = torch.stack(bits)  # (N, C, K)
-    return WatermarkDetector.agreement(stacked, message.view(1, 1, -1)).T.numpy()
+    """list of (C, V, K) -> (C, N) agreements (best view)."""
+    stacked = torch.stack(bits)  # (N, C, V, K)
+    return WatermarkDetector.best_agreement(stacked, message.view(1, 1, -1)).T.numpy()
 
 
 def build_report(config: EvalConfig, bundle: ModelBundle, message: torch.Tensor, clean_bits: list[torch.Tensor],
@@ -193,7 +194,7 @@ def build_report(config: EvalConfig, bundle: ModelBundle, message: torch.Tensor,
     clean = _agreements(clean_bits, message)
     shipped_threshold = None
     if bundle.calibration:
-        shipped_threshold = threshold_for_fpr(negative_agreements(bundle.calibration, message), 0.01)
+        shipped_threshold = profile_threshold(bundle.calibration, message, 0.01)
     levels: dict[str, Any] = {}
     for p in config.levels:
         marked, other = _agreements(marked_bits[p], message), _agreements(other_bits[p], message)

@@ -134,6 +134,9 @@ class Phase1Trainer:
         if config.init_from:
             bundle = load_model(Path(config.init_from), self.device)
             self.generator, self.detector = bundle.generator, bundle.detector
+            # The model's own architecture wins over the defaults (messages must have its bit count).
+            config.n_bits, config.tile = bundle.n_bits, self.generator.tile
+            config.working_size = self.generator.working_size
         else:
             self.generator, self.detector = networks_for_size(config.working_size, config.n_bits, config.tile)
         self.generator.to(self.device).train()

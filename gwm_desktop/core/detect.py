@@ -48,12 +48,26 @@ def threshold_for_fpr(negative_agreements: torch.Tensor, fpr: float) -> float:
     return float(values[min(allowed, len(values) - 1)])
 
 
-def negative_agreements(calibration: dict[str, torch.Tensor], message: torch.Tensor) -> torch.Tensor:
-    """Agreements of the bank's negatives (clean images + other keys' watermarks) with ``message``."""
+def negative_agreements(calibration: dict[str, torch.Tensor], message: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Agreements with ``message`` of each negative bank: clean images, and other keys' watermarks."""
     if "clean_bits" not in calibration:
         raise CalibrationMissing("this model has no calibration bank; run `gwm eval --calibrate` on it")
-    banks = [calibration["clean_bits"]] + ([calibration["other_bits"]] if "other_bits" in calibration else [])
-    return torch.cat([WatermarkDetector.agreement(bank.float(), message.view(1, -1)) for bank in banks])
+    names = [name for name in ("clean_bits", "other_bits") if name in calibration]
+    return {name: bank_agreement(calibration[name].float(), message.view(1, -1)) for name in names}
+
+
+def bank_agreement(bits: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
+    """Agreement of (N, V, n_bits) per-view logits (best view) or (N, n_bits) single-view logits."""
+    if bits.dim() == 3:
+        return WatermarkDetector.best_agreement(bits, message)
+    return WatermarkDetector.agreement(bits, message)
+
+
+def profile_threshold(calibration: dict[str, torch.Tensor], message: torch.Tensor, fpr: float) -> float:
+    """The verdict threshold: at most ``fpr`` of clean images *and* at most ``fpr`` of images carrying
+    another profile's watermark are flagged (each bank on its own; pooling them would let the smaller,
+    harder bank, other keys, run at a multiple of the rate asked for)."""
+    return max(threshold_for_fpr(bank, fpr) for bank in negative_agreements(calibration, message).values())
 
 
 class Scanner:
@@ -66,16 +80,18 @@ class Scanner:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.fpr = fpr
-        self.threshold = threshold_for_fpr(negative_agreements(calibration, self.message), fpr)
+        self.threshold = profile_threshold(calibration, self.message, fpr)
+        # Score images the way the bank was built: per scan-time view (shipped model) or one view
+        # (a bank written by an older or a Phase 2 job), or the threshold would not mean the FPR.
+        self.use_views = calibration["clean_bits"].dim() == 3
 
     @torch.no_grad()
     def score_arrays(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, S, S, 3) uint8 at the working size -> (scores (B,), agreements (B,))."""
         x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float() / 255.0
-        bits = self.detector(x)
-        message = self.message.to(self.device)
-        agreement = WatermarkDetector.agreement(bits, message)
-        score = torch.sigmoid(self.detector.score_logit(bits, message))
+        bits = self.detector.decode_views(x) if self.use_views else self.detector(x)
+        agreement = bank_agreement(bits, self.message.to(self.device))
+        score = self.detector.score_from_agreement(agreement)
         return score.cpu().numpy(), agreement.cpu().numpy()
 
     def _result(self, path: Path, score: float, agreement: float) -> ScanResult:

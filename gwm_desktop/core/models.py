@@ -14,9 +14,11 @@ Why this architecture (no official code exists; every choice here is ours and me
   per-profile training job.
 * **G = learned pattern bank x image-adaptive amplitude.** The patterns are tiled across the frame,
   which keeps them findable after crops (a shifted tile is still the same texture) and keeps G's
-  capacity where Phase 1 can train it in minutes on a CPU. A bit switches its texture on or off. A small CNN sees the image and decides
-  where the watermark may be stronger (texture hides it, flat skies do not).
-* **D = a small CNN on the image's whitened power spectrum**, which does not change when the image
+  capacity where Phase 1 can train it in minutes on a CPU. A bit switches its texture on or off.
+  Textures are grey and in the middle frequency band (``luma_patterns``), where JPEG, WebP and
+  greyscale files keep them. A small CNN sees the image and decides where the watermark may be
+  stronger (texture hides it, flat skies do not).
+* **D = a small CNN on the luma's whitened power spectrum**, which does not change when the image
   shifts (crops) and costs one FFT, so thousands of images scan quickly on a CPU. A plain CNN with
   global pooling learned nothing in 200 steps here: it must find a faint texture under image content.
 """
@@ -30,48 +32,82 @@ import torch.nn.functional as F
 from torch import nn
 
 WORKING_SIZE = 256
-DEFAULT_BITS = 48
+DEFAULT_BITS = 32
 DEFAULT_TILE = 128
-SPECTRUM_CROP = 96
+SPECTRUM_CROP = 64
 
 
-def band_pass_patterns(n_patterns: int, tile: int, seed: int = 0) -> torch.Tensor:
-    """(n_patterns, 3, tile, tile) initial textures, each with its own orientation, frequency band and colour.
+# Watermark band in cycles per pixel of the working image (1/37 to 1/11: 7 to 24 cycles across
+# the 256 px frame). Lower, and the image's own spectrum drowns the textures; higher, and JPEG/WebP at
+# a small image's native size remove them (the first default model put a third of its bits at 1/8
+# cycle per pixel and lost them to JPEG 75), as does a latent autoencoder: the band's top lands at
+# 0.047 cycle/px when Stable Diffusion resizes to 512 px, under its 8x latent grid's 1/16.
+PATTERN_BAND = (3.5 / 128, 12.0 / 128)
 
-    A texture is a few sinusoids near one (orientation, radius) on the tile's integer frequency grid,
-    so it tiles seamlessly and its power spectrum tells it apart from the others: the detector can
-    recognise each one by local energy, wherever it sits (shift invariance). Bands are an octave apart
-    so the 1.25x zoom of a crop cannot confuse neighbours. Training refines them.
+
+def pattern_frequencies(n_patterns: int, tile: int, seed: int = 0) -> list[tuple[int, int]]:
+    """n distinct integer frequencies (u, v) in cycles per tile, spread as far apart as possible.
+
+    Candidates lie in ``PATTERN_BAND`` (3.5 to 12 cycles per 128 px tile). Distance is measured in
+    log-polar terms, one unit = a 1.4x change of radius (a crop's 1.25x zoom moves a peak less than
+    that) or 2.5 tile bins along the ring, and a farthest-point pass picks the spread.
     """
-    generator = torch.Generator().manual_seed(seed)
-    radii = (4.0 * tile / 128, 8.0 * tile / 128, 16.0 * tile / 128)   # 1/32, 1/16, 1/8 cycles per pixel
-    colours = (torch.tensor([1.0, 1.0, 1.0]) / math.sqrt(3), torch.tensor([1.0, -1.0, 0.0]) / math.sqrt(2),
-               torch.tensor([1.0, 1.0, -2.0]) / math.sqrt(6))
-    n_angles = max(1, math.ceil(n_patterns / (len(radii) * len(colours))))
+    low, high = PATTERN_BAND[0] * tile, PATTERN_BAND[1] * tile
+    while True:   # small tiles need a wider band to hold n frequencies
+        reach = math.ceil(high)
+        candidates = [(u, v) for u in range(-reach, reach + 1) for v in range(0, reach + 1)
+                      if (v > 0 or u > 0) and low <= math.hypot(u, v) <= high]
+        if len(candidates) >= 2 * n_patterns:
+            break
+        low, high = max(1.0, low * 0.8), high * 1.25
+
+    def distance(a: tuple[int, int], b: tuple[int, int]) -> float:
+        radius_a, radius_b = math.hypot(*a), math.hypot(*b)
+        radial = abs(math.log(radius_a / radius_b)) / math.log(1.4)
+        turn = abs(math.atan2(a[1], a[0]) % math.pi - math.atan2(b[1], b[0]) % math.pi)
+        along = min(turn, math.pi - turn) * (radius_a + radius_b) / 2 / 2.5
+        return math.hypot(radial, along)
+
+    first = int(torch.randint(len(candidates), (1,), generator=torch.Generator().manual_seed(seed)))
+    chosen = [candidates[first]]
+    nearest = [distance(c, chosen[0]) for c in candidates]
+    while len(chosen) < n_patterns:
+        pick = max(range(len(candidates)), key=nearest.__getitem__)
+        chosen.append(candidates[pick])
+        nearest = [min(d, distance(c, candidates[pick])) for d, c in zip(nearest, candidates, strict=True)]
+    return chosen
+
+
+def luma_patterns(n_patterns: int, tile: int, seed: int = 0) -> torch.Tensor:
+    """(n_patterns, 1, tile, tile) initial textures: one plane wave each, at its own frequency.
+
+    G adds them to R, G and B alike (grey), because JPEG and WebP subsample and coarsely quantize colour, and a
+    greyscale file keeps nothing else: the first default model carried 30 of 48 bits in colour and
+    found 0% of watermarked greyscale portraits. Integer frequencies per tile, so the texture tiles
+    seamlessly and its power spectrum is one peak that does not move when the image shifts: the
+    detector recognises each bit wherever it sits. Training refines them.
+    """
+    generator = torch.Generator().manual_seed(seed + 1)
     coords = torch.arange(tile, dtype=torch.float32)
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
     patterns = []
-    for index in range(n_patterns):
-        angle = math.pi * (index % n_angles) / n_angles
-        radius = radii[(index // n_angles) % len(radii)]
-        colour = colours[(index // (n_angles * len(radii))) % len(colours)]
-        texture = torch.zeros(tile, tile)
-        for _ in range(3):
-            jitter_a = angle + (torch.rand(1, generator=generator).item() - 0.5) * math.pi / n_angles
-            jitter_r = radius * (0.85 + 0.3 * torch.rand(1, generator=generator).item())
-            u, v = round(jitter_r * math.cos(jitter_a)), round(jitter_r * math.sin(jitter_a))
-            phase = 2 * math.pi * torch.rand(1, generator=generator).item()
-            texture += torch.cos(2 * math.pi * (u * xx + v * yy) / tile + phase)
-        texture = texture / texture.std().clamp_min(1e-6)
-        patterns.append(colour.view(3, 1, 1) * texture)
+    for u, v in pattern_frequencies(n_patterns, tile, seed):
+        phase = 2 * math.pi * torch.rand(1, generator=generator).item()
+        wave = torch.cos(2 * math.pi * (u * xx + v * yy) / tile + phase)
+        patterns.append((wave / wave.std().clamp_min(1e-6))[None])
     return torch.stack(patterns)
 
 
 def networks_for_size(working_size: int = WORKING_SIZE, n_bits: int = DEFAULT_BITS,
                       tile: int = 0) -> tuple[WatermarkGenerator, WatermarkDetector]:
-    """Fresh G and D for a working size: tile half the frame (0), spectrum crop scaled from 256 px."""
-    crop = max(8, round(working_size * SPECTRUM_CROP / WORKING_SIZE / 8) * 8)
-    return (WatermarkGenerator(n_bits=n_bits, tile=tile or working_size // 2, working_size=working_size),
+    """Fresh G and D for a working size: tile half the frame (0), spectrum crop just wide enough.
+
+    The crop keeps every pattern's peak with room for a 1.3x zoom (64 bins at 256 px, 128 px tiles).
+    """
+    tile = tile or working_size // 2
+    highest = max(math.hypot(u, v) for u, v in pattern_frequencies(n_bits, tile)) * working_size / tile
+    crop = min(working_size - 8, max(8, math.ceil(2 * 1.3 * highest / 8) * 8))
+    return (WatermarkGenerator(n_bits=n_bits, tile=tile, working_size=working_size),
             WatermarkDetector(n_bits=n_bits, working_size=working_size, spectrum_crop=crop))
 
 
@@ -95,8 +131,8 @@ class WatermarkGenerator(nn.Module):
         self.n_bits = n_bits
         self.tile = tile
         self.base_amplitude = base_amplitude
-        # (n_bits, 3, tile, tile): one learned texture per message bit.
-        self.patterns = nn.Parameter(band_pass_patterns(n_bits, tile))
+        # (n_bits, 1, tile, tile): one learned grey texture per message bit.
+        self.patterns = nn.Parameter(luma_patterns(n_bits, tile))
         # Amplitude map from a 64 px view of the image: the map is smooth, so low resolution suffices.
         self.amplitude_net = nn.Sequential(
             nn.Conv2d(3, width, 3, padding=1), nn.ReLU(inplace=True),
@@ -106,7 +142,7 @@ class WatermarkGenerator(nn.Module):
         )
 
     def pattern(self, message: torch.Tensor, size: int) -> torch.Tensor:
-        """(B, n_bits) signs -> (B, 3, size, size) unit-variance tiled texture of the switched-on bits."""
+        """(B, n_bits) signs -> (B, 1, size, size) unit-variance tiled texture of the switched-on bits."""
         selection = (message > 0).to(self.patterns.dtype)
         mixed = torch.einsum("bk,kchw->bchw", selection, self.patterns)
         mixed = mixed - mixed.mean(dim=(1, 2, 3), keepdim=True)
@@ -122,27 +158,24 @@ class WatermarkGenerator(nn.Module):
         return F.interpolate(amp, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
     def forward(self, x: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
-        return self.base_amplitude * self.amplitude(x) * self.pattern(message, x.shape[-1])
+        grey = self.base_amplitude * self.amplitude(x) * self.pattern(message, x.shape[-1])
+        return grey.expand(-1, 3, -1, -1)
 
 
-COLOUR_AXES = torch.tensor([
-    [0.299, 0.587, 0.114],    # luma
-    [0.5, -0.5, 0.0],         # red-green
-    [0.25, 0.25, -0.5],       # yellow-blue
-])
+LUMA = torch.tensor([0.299, 0.587, 0.114])
 
 
 def whitened_spectrum(x: torch.Tensor, crop: int) -> torch.Tensor:
-    """(B, 3, S, S) in [0, 1] -> (B, 3, crop, crop) log power spectrum, locally whitened.
+    """(B, 3, S, S) in [0, 1] -> (B, 1, crop, crop) log power spectrum of the luma, locally whitened.
 
-    Per colour axis (luma and two opponent chroma axes): Hann window, FFT, log power, minus its
+    The watermark is grey, so luma carries all of it: Hann window, FFT, log power, minus its
     local mean. Photographs' spectra fall off smoothly with frequency; a watermark texture is a
     narrow peak, so whitening leaves the peaks and removes the image. The magnitude spectrum does
     not change when the image is shifted, which makes the detector indifferent to crops' offsets.
     Only the central ``crop`` bins (low and middle frequencies, which survive JPEG and blur) are kept.
     """
     size = x.shape[-1]
-    axes = torch.einsum("ck,bkhw->bchw", COLOUR_AXES.to(x.device, x.dtype), x)
+    axes = torch.einsum("k,bkhw->bhw", LUMA.to(x.device, x.dtype), x)[:, None]
     axes = axes - axes.mean(dim=(2, 3), keepdim=True)
     window = torch.hann_window(size, periodic=False, device=x.device, dtype=x.dtype)
     spectrum = torch.fft.fft2(axes * (window[:, None] * window[None, :]))
@@ -156,6 +189,28 @@ def whitened_spectrum(x: torch.Tensor, crop: int) -> torch.Tensor:
     log_power = torch.log(power + 1e-8)
     whitened = log_power - F.avg_pool2d(log_power, 2 * margin + 1, stride=1, padding=margin, count_include_pad=False)
     return whitened[..., offset:offset + crop, offset:offset + crop]
+
+
+# Scan-time views: the image as is, and zoomed out 1.25x. A crop keeping 80% of each side, stretched
+# back to the working size, magnifies the textures 1.25x and moves every peak inward; the zoomed-out
+# view puts them back where D learned them (measured on 30 portraits at p = 0.05: mean agreement
+# 0.35 -> 0.66 on crops; 0.67 uncropped). The verdict takes the best view, and the calibration
+# bank is built the same way, so the false-positive rate stays the one asked for.
+SCAN_ZOOMS = (1.0, 0.8)
+
+
+def zoom_out(x: torch.Tensor, zoom: float) -> torch.Tensor:
+    """(B, C, S, S) -> (B, C, S, S): shrunk by ``zoom`` and centred on a canvas of each image's mean
+    colour (a flat surround adds no spectral peak; mirrored padding would add mirrored ones)."""
+    size = x.shape[-1]
+    small = round(size * zoom)
+    if small >= size:
+        return x
+    shrunk = F.interpolate(x, size=(small, small), mode="bilinear", antialias=True, align_corners=False)
+    canvas = x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
+    offset = (size - small) // 2
+    canvas[..., offset:offset + small, offset:offset + small] = shrunk
+    return canvas
 
 
 class WatermarkDetector(nn.Module):
@@ -178,7 +233,7 @@ class WatermarkDetector(nn.Module):
         self.n_bits = n_bits
         self.spectrum_crop = spectrum_crop
         self.features = nn.Sequential(
-            nn.Conv2d(3, w1, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(1, w1, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(w1, w2, 3, stride=2, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(w2, w2, 3, stride=2, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(w2, w3, 3, stride=2, padding=1), nn.ReLU(inplace=True),
@@ -196,10 +251,28 @@ class WatermarkDetector(nn.Module):
         features = self.features(whitened_spectrum(x, self.spectrum_crop))
         return self.bits(features.flatten(1))
 
+    @torch.no_grad()
+    def decode_views(self, x: torch.Tensor, zooms: tuple[float, ...] = SCAN_ZOOMS) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, V, n_bits): bit logits of each scan-time view (``SCAN_ZOOMS``)."""
+        size = self.working_size
+        if x.shape[-2:] != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        views = torch.cat([zoom_out(x, zoom) for zoom in zooms])
+        return self(views).view(len(zooms), x.shape[0], -1).transpose(0, 1)
+
     @staticmethod
     def agreement(bits: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
         """Soft share of bits that agree, in [-1, 1]: (B, n_bits) x (B|1, n_bits) -> (B,)."""
         return (torch.tanh(bits) * message).mean(dim=-1)
+
+    @staticmethod
+    def best_agreement(view_bits: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
+        """(..., V, n_bits) x (..., n_bits) -> (...): the agreement of the best view."""
+        return WatermarkDetector.agreement(view_bits, message.unsqueeze(-2)).amax(dim=-1)
+
+    def score_from_agreement(self, agreement: torch.Tensor) -> torch.Tensor:
+        """Agreement -> D's probability that the key's watermark is present (the binary head)."""
+        return torch.sigmoid(self.score_scale * agreement + self.score_bias)
 
     def score_logit(self, bits: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
         return self.score_scale * self.agreement(bits, message) + self.score_bias

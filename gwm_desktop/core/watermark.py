@@ -85,9 +85,10 @@ def apply_watermark(rgb: np.ndarray, w: np.ndarray, strength: float, grey: bool 
     return out
 
 
-def working_image(rgb: np.ndarray, size: int = WORKING_SIZE) -> torch.Tensor:
-    """(H, W, 3) uint8/uint16 -> (1, 3, S, S) float in [0, 1], stretched to the working size."""
-    small = to_rgb8(rgb).resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
+def working_image(image: np.ndarray | Image.Image, size: int = WORKING_SIZE) -> torch.Tensor:
+    """(H, W, 3) uint8/uint16 array or RGB image -> (1, 3, S, S) float in [0, 1], stretched to the working size."""
+    rgb8 = image if isinstance(image, Image.Image) else to_rgb8(image)
+    small = rgb8.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
     return torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
 
 
@@ -112,9 +113,9 @@ class Embedder:
         self.device = torch.device(device)
 
     @torch.no_grad()
-    def make_watermark(self, rgb: np.ndarray) -> np.ndarray:
-        """(H, W, 3) image -> (3, S, S) float32 watermark shape (unscaled)."""
-        x = working_image(rgb, self.generator.working_size).to(self.device)
+    def make_watermark(self, image: np.ndarray | Image.Image) -> np.ndarray:
+        """(H, W, 3) image (or a reduced RGB copy of it) -> (3, S, S) float32 watermark shape (unscaled)."""
+        x = working_image(image, self.generator.working_size).to(self.device)
         w = self.generator(x, self.message.to(self.device))
         return w[0].float().cpu().numpy()
 
@@ -139,6 +140,17 @@ class Embedder:
         exponent = math.log(v2 / v1) / math.log(s2 / s1) if abs(math.log(s2 / s1)) > 1e-3 else 2.0
         exponent = min(max(exponent, 0.5), 4.0)
         return 0.98 * s2 * (target / v2) ** (1.0 / exponent)
+
+    @staticmethod
+    def _decoded(marked: np.ndarray, data: bytes, loaded: LoadedImage, fmt: str) -> Image.Image:
+        """The output's 8-bit RGB pixels, as a viewer will decode them.
+
+        An 8-bit colour PNG stores ``marked`` losslessly (tests/core/test_watermark.py checks it byte
+        for byte), so decoding it again would only cost time; every other output is decoded.
+        """
+        if fmt == "PNG" and marked.dtype == np.uint8 and not loaded.is_grey:
+            return to_rgb8(marked)
+        return to_rgb8(load_image_bytes(data).rgb) if loaded.bit_depth == 16 else to_rgb8(decode_bytes(data))
 
     def _decoded_lpips(self, reference: LpipsToReference, data: bytes, sixteen_bit: bool) -> float:
         decoded = to_rgb8(load_image_bytes(data).rgb) if sixteen_bit else to_rgb8(decode_bytes(data))
@@ -180,7 +192,9 @@ class Embedder:
         reference_image = pil_to_lpips_tensor(original_small)
         reference = LpipsToReference(self.lpips, reference_image)
         options, codec_cost = self._codec_options(loaded, options, fmt, reference, limit)
-        w = self.make_watermark(loaded.rgb)
+        # G sees the image at 256 px: the LPIPS copy (shorter side 256, Lanczos) is already that
+        # small, and resizing it again is ~15 ms cheaper on 1 MP than reducing the full image twice.
+        w = self.make_watermark(original_small)
         if loaded.is_grey:
             w = w.mean(axis=0, keepdims=True).repeat(3, axis=0)
         w_small = torch.nn.functional.interpolate(torch.from_numpy(w)[None], size=reference_image.shape[-2:],
@@ -192,7 +206,7 @@ class Embedder:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             marked = apply_watermark(loaded.rgb, w, strength, grey=loaded.is_grey)
             data = encode_image(marked, loaded, options)
-            decoded = to_rgb8(load_image_bytes(data).rgb) if loaded.bit_depth == 16 else to_rgb8(decode_bytes(data))
+            decoded = self._decoded(marked, data, loaded, fmt)
             measured = float(reference(pil_to_lpips_tensor(resize_for_lpips(decoded)))[0])
             if measured <= limit:
                 return EmbedResult(data, fmt, measured, psnr(np.asarray(to_rgb8(loaded.rgb)), np.asarray(decoded)),

@@ -57,3 +57,21 @@ def test_alpha_is_untouched_and_sixteen_bit_survives(engine, tmp_path):
     assert np.array_equal(back.alpha, loaded.alpha)
     assert not np.array_equal(back.rgb, loaded.rgb)
     assert lpips_distance(to_rgb8(loaded.rgb), to_rgb8(back.rgb)) <= 0.05
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_colour_png_output_decodes_to_exactly_the_pixels_verified(tmp_path, mode):
+    # protect() measures LPIPS on the watermarked array itself for 8-bit colour PNG output instead of
+    # decoding the file it just wrote: that is honest only if the PNG round trip is exact.
+    from gwm_desktop.core.image_encode import encode_image
+    from gwm_desktop.core.watermark import Embedder
+
+    rng = np.random.default_rng(3)
+    source = Image.fromarray(rng.integers(0, 256, (37, 53, len(mode)), dtype=np.uint8), mode)
+    path = tmp_path / "source.png"
+    source.save(path)
+    loaded = load_image(path)
+    marked = np.clip(loaded.rgb.astype(int) + rng.integers(-3, 4, loaded.rgb.shape), 0, 255).astype(np.uint8)
+    data = encode_image(marked, loaded, EncodeOptions(format="png"))
+    shortcut = Embedder._decoded(marked, data, loaded, "PNG")
+    assert np.array_equal(np.asarray(shortcut), np.asarray(to_rgb8(decode_bytes(data))))

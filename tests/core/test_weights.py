@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from gwm_desktop.core.models import WatermarkDetector, WatermarkGenerator
+from gwm_desktop.core.models import DEFAULT_BITS, WatermarkDetector, WatermarkGenerator
 from gwm_desktop.core.weights import WEIGHTS_FILE, ModelIntegrityError, load_model, save_model
 
 
 def test_round_trip_and_tamper_detection(tmp_path):
     g, d = WatermarkGenerator(working_size=64, tile=32), WatermarkDetector(working_size=64, spectrum_crop=24)
-    manifest = save_model(tmp_path, g, d, {"metrics": {"auc": 1.0}}, calibration={"clean_bits": torch.zeros(4, 48)})
+    manifest = save_model(tmp_path, g, d, {"metrics": {"auc": 1.0}}, calibration={"clean_bits": torch.zeros(4, DEFAULT_BITS)})
     assert manifest["files"][WEIGHTS_FILE]
     bundle = load_model(tmp_path)
     assert torch.equal(bundle.generator.patterns, g.patterns)

@@ -101,14 +101,14 @@ def write_subject_images(folder: Path, n: int = 4, size: int = 48, seed: int = 0
 
 
 def tiny_watermark_model(folder: Path, seed: int = 0) -> Path:
-    """An untrained 64 px watermark model folder (G tile 32, D spectrum crop 24, 48 bits) with a calibration bank."""
-    from gwm_desktop.core.models import WatermarkDetector, WatermarkGenerator
+    """An untrained 64 px watermark model folder (G tile 32, D spectrum crop 24, 32 bits) with a calibration bank."""
+    from gwm_desktop.core.models import DEFAULT_BITS, WatermarkDetector, WatermarkGenerator
     from gwm_desktop.core.weights import save_model
 
     torch.manual_seed(seed)
     save_model(Path(folder), WatermarkGenerator(working_size=64, tile=32), WatermarkDetector(working_size=64, spectrum_crop=24),
                manifest_extra={"training": {"phase": 0, "note": "untrained test model"}},
-               calibration={"clean_bits": torch.randn(64, 48) * 0.1})
+               calibration={"clean_bits": torch.randn(64, DEFAULT_BITS) * 0.1})
     return Path(folder)
 
 

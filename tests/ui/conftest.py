@@ -26,13 +26,13 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return REAL_MODEL
     import torch
 
-    from gwm_desktop.core.models import WatermarkDetector, WatermarkGenerator
+    from gwm_desktop.core.models import DEFAULT_BITS, WatermarkDetector, WatermarkGenerator
     from gwm_desktop.core.weights import save_model
 
     folder = tmp_path_factory.mktemp("tiny-model")
     torch.manual_seed(0)
     save_model(folder, WatermarkGenerator(), WatermarkDetector(),
-               calibration={"clean_bits": torch.randn(200, 48) * 0.1, "other_bits": torch.randn(200, 48)})
+               calibration={"clean_bits": torch.randn(200, DEFAULT_BITS) * 0.1, "other_bits": torch.randn(200, DEFAULT_BITS)})
     return folder
 
 

@@ -91,7 +91,7 @@ def quick_config(out: Path, threads: int) -> MiniatureConfig:
               "synth_steps": 2, "guidance": 2.0, "synth_batch_size": 4, "finetune_steps": 2, "finetune_batch_size": 4}
     return MiniatureConfig(out=out, quick=True, threads=threads, world=world, prior=prior,
                            watermark=WatermarkStageConfig(steps=2, warmup_steps=1, batch_size=4, max_images=8,
-                                                          autoencoder_steps=2, autoencoder_batch_size=4),
+                                                          autoencoder_steps=2, autoencoder_batch_size=4, tile=32),
                            personalization=personalization, subject_count=4, phase2=phase2,
                            quarter_methods=("lora",))
 

@@ -64,7 +64,7 @@ def ensure_autoencoder_aware_watermark(out: Path, data: list[Path], resolution: 
     """Fine-tune ``base_model`` (a Phase 1 model folder) with the round trip; returns the new model folder."""
     from training.phase1 import Phase1Config, Phase1Trainer
 
-    folder = out / f"watermark{resolution}_ae"
+    folder = out / f"{Path(base_model).parent.name}_ae"   # e.g. watermark64_b16_t64_ae
     if (folder / "model" / "manifest.json").exists():
         return folder / "model"
     config = Phase1Config(data=[str(d) for d in data], out=str(folder), steps=steps, warmup_steps=0,

@@ -100,24 +100,34 @@ class WatermarkStageConfig:
     autoencoder_steps: int = 300        # then fine-tuned with the autoencoder round trip (watermark.py)
     autoencoder_batch_size: int = 8
     autoencoder_share: float = 0.5
+    # The whole 64 px frame is one tile and 16 bits fit the pattern band there (1.75 to 6 cycles
+    # across the frame, under the 4x latent grid's 8): half-frame tiles would push 32 bits above it.
+    n_bits: int = 16
+    tile: int = 64
+
+    @property
+    def tag(self) -> str:
+        return f"b{self.n_bits}_t{self.tile}"
 
 
 def ensure_watermark_model(config: WorldConfig, stage: WatermarkStageConfig, log: Log = print) -> Path:
-    """Phase 1 at the world's working size (G tile = size/2, D spectrum crop scaled), via training.phase1."""
+    """Phase 1 at the world's working size (G tile and bits from the stage config), via training.phase1."""
     from training.phase1 import Phase1Config, Phase1Trainer, command_line
 
-    folder = config.out / f"watermark{config.resolution}"
+    folder = config.out / f"watermark{config.resolution}_{stage.tag}"
     if (folder / "model" / "manifest.json").exists():
         return folder / "model"
     data = [str(config.portraits)] + [str(p) for p in config.extra if Path(p).is_dir()]
     args = ["--working-size", str(config.resolution), "--steps", str(stage.steps), "--warmup-steps",
             str(stage.warmup_steps), "--batch-size", str(stage.batch_size), "--out", str(folder),
-            "--checkpoint-every", "100", "--resume", "latest", "--max-images", str(stage.max_images)]
+            "--checkpoint-every", "100", "--resume", "latest", "--max-images", str(stage.max_images),
+            "--n-bits", str(stage.n_bits), "--tile", str(stage.tile)]
     for d in data:
         args += ["--data", d]
     phase1 = Phase1Config(data=data, out=str(folder), steps=stage.steps, warmup_steps=stage.warmup_steps,
                           batch_size=stage.batch_size, working_size=config.resolution, checkpoint_every=100,
-                          resume="latest", max_images=stage.max_images, device="cpu")
+                          resume="latest", max_images=stage.max_images, device="cpu", n_bits=stage.n_bits,
+                          tile=stage.tile)
     trainer = Phase1Trainer(phase1)
     for progress in trainer.run():
         if progress.done % 100 == 0 or progress.done == progress.total:
