@@ -50,6 +50,7 @@ class DetectorTuneConfig:
     p_min: float = 0.008
     p_max: float = 0.08
     max_images: int = 600
+    exports_per_image: int = 1       # each with its own random key and budget
     p_identity: float = 0.2
     seed: int = 0
     device: str = "auto"
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--p-min", type=float, default=d.p_min, help="smallest export budget")
     parser.add_argument("--p-max", type=float, default=d.p_max, help="largest export budget")
     parser.add_argument("--max-images", type=int, default=d.max_images, help="training images exported (0: all)")
+    parser.add_argument("--exports-per-image", type=int, default=d.exports_per_image,
+                        help="exports of each image, each with its own random key and budget")
     parser.add_argument("--p-identity", type=float, default=d.p_identity, help="share of undistorted views")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--device", default=d.device, help="auto | cuda | mps | cpu")
@@ -129,26 +132,33 @@ class DetectorTuner:
         self.messages: list[torch.Tensor] = []
 
     def prepare(self) -> Iterator[Progress]:
-        """Export each training image once with a random key at a random budget (the app's own path)."""
+        """Export each training image with random keys at random budgets (the app's own path)."""
         cfg = self.config
         paths = list_images([Path(d) for d in cfg.data], "train")
         self.rng.shuffle(paths)
         if cfg.max_images:
             paths = paths[: cfg.max_images]
         lpips_model = build_lpips(self.device)
-        messages = random_messages(len(paths), self.bundle.n_bits, self.torch_rng)
+        copies = max(1, cfg.exports_per_image)
+        messages = random_messages(len(paths) * copies, self.bundle.n_bits, self.torch_rng)
         for index, path in enumerate(paths):
             self.cancel.raise_if_cancelled()
-            p = math.exp(self.rng.uniform(math.log(cfg.p_min), math.log(cfg.p_max)))
-            embedder = Embedder(self.bundle.generator, messages[index], lpips_model, self.device)
             try:
                 loaded = load_image(path)
-                result = embedder.protect(loaded, p, EncodeOptions(format="png", keep_metadata=False))
-            except (ImageLoadError, CalibrationError):
+            except ImageLoadError:
                 continue
-            self.clean.append(to_rgb8(loaded.rgb))
-            self.marked.append(to_rgb8(decode_bytes(result.data)))
-            self.messages.append(messages[index])
+            clean = to_rgb8(loaded.rgb)
+            for copy in range(copies):
+                message = messages[index * copies + copy]
+                p = math.exp(self.rng.uniform(math.log(cfg.p_min), math.log(cfg.p_max)))
+                embedder = Embedder(self.bundle.generator, message, lpips_model, self.device)
+                try:
+                    result = embedder.protect(loaded, p, EncodeOptions(format="png", keep_metadata=False))
+                except CalibrationError:
+                    continue
+                self.clean.append(clean)
+                self.marked.append(to_rgb8(decode_bytes(result.data)))
+                self.messages.append(message)
             yield Progress(index + 1, len(paths), f"exporting {path.name}")
 
     def _view(self, image: Image.Image) -> np.ndarray:

@@ -101,3 +101,16 @@ def test_quick_world_runs_end_to_end(tmp_path: Path) -> None:
     corpus = torch.load(next((tmp_path / "mini" / "corpus").glob("*.pt")), weights_only=False)
     assert {item.kind for item in corpus["train"]} <= {"photo", "painting", "object"}
     assert (tmp_path / "mini" / "summary_quick.json").exists()
+
+
+def test_personalization_overrides_parse_numbers_and_refuse_unknown_methods(tmp_path: Path) -> None:
+    from training.miniature.run import full_config, override_personalization
+
+    cfg = full_config(tmp_path, threads=1)
+    override_personalization(cfg, "dreambooth.learning_rate=1e-4")
+    override_personalization(cfg, "lora.lora_rank=16")
+    assert cfg.personalization["dreambooth"]["learning_rate"] == 1e-4
+    assert cfg.personalization["dreambooth"]["train_steps"] == 400      # the rest is kept
+    assert cfg.personalization["lora"]["lora_rank"] == 16 and isinstance(cfg.personalization["lora"]["lora_rank"], int)
+    with pytest.raises(SystemExit):
+        override_personalization(cfg, "dreamboth.learning_rate=1e-4")

@@ -287,7 +287,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--methods", default=None, help="comma-separated subset of dreambooth,lora,textual_inversion")
     parser.add_argument("--no-quarter", action="store_true", help="skip the 1/4-watermarked case")
     parser.add_argument("--prior-steps", type=int, default=None, help="prior pretraining steps (default 1000)")
+    parser.add_argument("--personalize", action="append", default=[], metavar="METHOD.FIELD=VALUE",
+                        help="override one personalization setting, e.g. dreambooth.learning_rate=1e-4 (repeatable)")
     return parser
+
+
+def override_personalization(cfg: MiniatureConfig, item: str) -> None:
+    """Apply one ``METHOD.FIELD=VALUE`` (e.g. ``dreambooth.learning_rate=1e-4``) to ``cfg.personalization``."""
+    target, _, value = item.partition("=")
+    method, _, name = target.partition(".")
+    if method not in cfg.personalization or not name or not value:
+        raise SystemExit(f"--personalize {item!r}: expected METHOD.FIELD=VALUE with METHOD in "
+                         f"{', '.join(cfg.personalization)}")
+    number = float(value) if any(c in value.lower() for c in ".e") else int(value)
+    cfg.personalization[method] = {**cfg.personalization[method], name: number}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.quarter_methods = ()
     if args.prior_steps:
         cfg.prior.steps = args.prior_steps
+    for item in args.personalize:
+        override_personalization(cfg, item)
     run(cfg)
     return 0
 

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Phase 2 on a lent CUDA machine, through the same code path as the CPU runs, at a larger scale
+# (about 8 minutes on one H100: more steps, prompts and seeds than the CPU miniature affords).
+#
+#   bash training/phase2/gpu_check.sh            # on the GPU machine (DEVICE=cuda)
+#   DEVICE=cpu SCALE=tiny bash training/phase2/gpu_check.sh   # the same script, seconds, on a CPU
+#
+# Needs the miniature world built here first (python -m training.miniature.run), carried to the
+# machine: runs/miniature/base_pipeline, runs/miniature/subject/X, runs/miniature/subject.key and
+# the miniature's watermark model (WATERMARK, below). diffusers, peft and lpips travel as wheels
+# (see /work/.library/device/README.md); nothing is downloaded. Results land in $OUT (or runs/).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DEVICE=${DEVICE:-cuda}
+SCALE=${SCALE:-full}
+WORLD=${WORLD:-runs/miniature}
+WATERMARK=${WATERMARK:-runs/miniature_v2/watermark64_b16_t64_ae/model}
+RESULTS=${OUT:-runs}/phase2_gpu_check
+if [ "$SCALE" = tiny ]; then
+  SIZES=(--train-steps 2 --n-train-prompts 2 --n-heldout-prompts 2 --images-per-prompt 1
+         --heldout-images-per-prompt 2 --synth-steps 2 --finetune-steps 2 --methods lora)
+else
+  # 3x the CPU miniature's personalization steps, 16 seeds per prompt, 50 DDIM steps.
+  SIZES=(--override dreambooth.train_steps=1200 --override lora.train_steps=1500
+         --override textual_inversion.train_steps=1800 --n-train-prompts 6 --n-heldout-prompts 4
+         --images-per-prompt 16 --heldout-images-per-prompt 16 --synth-steps 50 --synth-batch-size 32
+         --finetune-steps 1000 --methods dreambooth lora textual_inversion)
+fi
+python - <<'PY'
+import torch
+print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
+PY
+start=$(date +%s)
+gwm train phase2 --base "$WORLD/base_pipeline" --images "$WORLD/subject/X" --key-file "$WORLD/subject.key" \
+  --model "$WATERMARK" --out "$RESULTS" --resolution 64 --instance-prompt "a painting in the style of <sks>" \
+  --device "$DEVICE" --mixed-precision auto "${SIZES[@]}"
+echo "phase 2 on $DEVICE ($SCALE): $(( $(date +%s) - start )) s; report: $RESULTS/report.md"
