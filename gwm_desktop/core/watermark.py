@@ -145,8 +145,8 @@ class Embedder:
     def _decoded(marked: np.ndarray, data: bytes, loaded: LoadedImage, fmt: str) -> Image.Image:
         """The output's 8-bit RGB pixels, as a viewer will decode them.
 
-        An 8-bit colour PNG stores ``marked`` losslessly (tests/core/test_watermark.py checks it byte
-        for byte), so decoding it again would only cost time; every other output is decoded.
+        An 8-bit colour PNG stores ``marked`` losslessly (tests/core/test_watermark.py checks it pixel
+        for pixel), so decoding it again would only cost time; every other output is decoded.
         """
         if fmt == "PNG" and marked.dtype == np.uint8 and not loaded.is_grey:
             return to_rgb8(marked)
