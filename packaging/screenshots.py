@@ -89,11 +89,15 @@ def main() -> int:
     advanced.data_edit.setText(str(images[0].parent))
     advanced.job_combo.setCurrentIndex(0)
     # The shipped model's own Phase 1 log, when this checkout has it: real curves, never made up.
-    log = Path(__file__).resolve().parents[1] / "runs" / "phase1_main" / "log.jsonl"
+    log = Path(__file__).resolve().parents[1] / "runs" / "phase1_v2" / "log.jsonl"  # training/reproduce_default_model.sh
     if log.exists():
         import json
 
         entries = {e["step"]: e for e in map(json.loads, log.read_text().splitlines())}  # last run wins
+        # Only the steps the shipped model has (the run went on a few steps before it was stopped).
+        manifest = json.loads((ROOT / "resources" / "models" / "default" / "manifest.json").read_text())
+        shipped = manifest.get("training", {}).get("steps_done", max(entries))
+        entries = {step: e for step, e in entries.items() if step <= shipped}
         for step in sorted(entries)[::10]:
             e = entries[step]
             advanced.plot.add(step, {k: e[k] for k in ("loss_d", "loss_g", "lpips", "bit_acc")})
