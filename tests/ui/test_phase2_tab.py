@@ -38,28 +38,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "model": tiny_watermark_model(root / "wm")}
 
 
+# The conftest's `window` fixture, on this module's tiny 32 px watermark model instead of the session's.
 @pytest.fixture(scope="module")
-def tiny_engine(world):  # noqa: ANN001, ANN201
+def model_dir(world) -> Path:  # noqa: ANN001
+    return world["model"]
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir: Path):  # noqa: ANN201
     from gwm_desktop.core.engine import Engine
 
-    return Engine(world["model"], "cpu")
-
-
-@pytest.fixture
-def window(qtbot, gwm_home: Path, settings, tiny_engine, world):  # noqa: ANN001, ANN201
-    from gwm_desktop.core.profiles import ProfileStore
-    from gwm_desktop.ui.app import build_window
-
-    store = ProfileStore(gwm_home)
-    store.get_or_create_default()
-    win = build_window(model_dir=world["model"], settings=settings, store=store, load_model=False)
-    qtbot.addWidget(win)
-    win.show()
-    host = win.context.engine_host
-    host.engine = tiny_engine
-    host.ready.emit(tiny_engine)
-    yield win
-    win.shutdown(60)
+    return Engine(model_dir, "cpu")
 
 
 def configure(tab, world: dict[str, Path], lora_steps: int = 2) -> None:  # noqa: ANN001
