@@ -5,8 +5,9 @@ LPIPS(original, exported) by the SPEC protocol, PSNR and SSIM at full resolution
 other keys too; then score clean, watermarked and other-key images undistorted and under every
 standard distortion. Thresholds come from the clean images' scores under the same distortion.
 
-``--calibrate`` instead computes the model's calibration bank (bit logits of clean and other-key
-images from the *calibration* split, undistorted and distorted) and stores it with the model, so
+``--calibrate`` instead computes the model's calibration bank (the detector's evidence on images of
+the *calibration* split, undistorted and distorted: clean; watermarked with other keys at every level;
+watermarked with other keys at the faintest level) and stores it with the model, so
 the app can set a threshold at any FPR for any profile.
 """
 
@@ -249,7 +250,8 @@ def calibrate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator
     paths = list_images([Path(d) for d in config.data], config.split)
     if config.max_images:
         paths = paths[: config.max_images]
-    clean, other = [], []
+    faintest = min(level.p for level in LEVELS)
+    clean, other, faint = [], [], []
     for index, path in enumerate(paths, start=1):
         cancel.raise_if_cancelled()
         try:
@@ -257,12 +259,16 @@ def calibrate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator
             key_message = message_from_key(other_key(1000 + index), bundle.n_bits)
             embedder = Embedder(bundle.generator, key_message, lpips_model, device)
             marked, _ = _protect(embedder, loaded, LEVELS[index % len(LEVELS)].p)
+            faint_key = message_from_key(other_key(5000 + index), bundle.n_bits)
+            faintly, _ = _protect(Embedder(bundle.generator, faint_key, lpips_model, device), loaded, faintest)
         except (ImageLoadError, CalibrationError):
             continue
         clean.append(bits_under_conditions(bundle.detector, to_rgb8(loaded.rgb), device))
         other.append(bits_under_conditions(bundle.detector, marked, device))
+        faint.append(bits_under_conditions(bundle.detector, faintly, device))
         yield Progress(index, len(paths), path.name)
-    calibration = {"clean_bits": torch.cat(clean).half(), "other_bits": torch.cat(other).half()}
+    calibration = {"clean_bits": torch.cat(clean).half(), "other_bits": torch.cat(other).half(),
+                   "faint_other_bits": torch.cat(faint).half()}
     manifest = read_manifest(folder)
     extra = {k: v for k, v in manifest.items() if k not in ("format", "architecture", "files")}
     extra["calibration"] = {"images": len(clean), "split": config.split, "data": config.data,

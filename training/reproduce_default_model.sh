@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild resources/models/default from scratch, exactly as shipped (about 45 minutes on 2 cores: Phase 1 30, Phase 1b 3, calibration and evaluations 10).
+# Rebuild resources/models/default from scratch, exactly as shipped (about 45 minutes on 2 cores: Phase 1 30, Phase 1b 3, matched filter 1 s, calibration and evaluations 10).
 # Needs ../shared/data (portraits, paintings) and the dev extras (scikit-image).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,9 @@ gwm train phase1 --data "$SHARED/portraits" --data runs/data/skimage --out runs/
 # Phase 1b: the detector, tuned on real exports under full-resolution distortions (G unchanged).
 gwm train phase1b --model runs/phase1_v2/model --data "$SHARED/portraits" --data runs/data/skimage \
   --out runs/tune_v2 --steps 600 --batch-size 12 --max-images 400 --threads 2
-rm -rf resources/models/default && cp -r runs/tune_v2/model resources/models/default
+# Matched filter: G adds its textures with key-derived signs, D correlates with them (no retraining).
+rm -rf resources/models/default
+python -m training.matched_filter --model runs/tune_v2/model --out resources/models/default
 # Calibration bank (calibration split: never trained on, never evaluated on).
 GWM_THREADS=2 gwm eval --calibrate --model resources/models/default --data "$SHARED/portraits" --data runs/data/skimage --max-images 200
 # Evaluation figures, recorded in the manifest (eval split of the portraits; all paintings: never trained on).

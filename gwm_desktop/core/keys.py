@@ -48,3 +48,24 @@ def random_messages(batch: int, n_bits: int, generator: torch.Generator | None =
 
     order = torch.argsort(torch.rand(batch, n_bits, generator=generator), dim=-1)
     return _balanced_signs(order)
+
+
+def texture_signs(message: torch.Tensor) -> torch.Tensor:
+    """(..., n_bits) presence messages -> (..., n_bits) {-1, +1}: the sign each switched-on texture is added with.
+
+    A hash of the whole presence pattern (BLAKE2b with its own label), so it is as secret as the
+    message and two keys that share a switched-on texture add it with the same sign only half the
+    time. The power spectrum the detector's CNN reads cannot see a sign; the matched filter
+    (``models.WatermarkDetector.coherent``) can, and this is what keeps other keys' watermarks,
+    which share about half the textures, from correlating with this key's (measured in README).
+    """
+    import torch
+
+    flat = message.reshape(-1, message.shape[-1])
+    n_bits = flat.shape[-1]
+    rows = []
+    for row in (flat > 0).to(torch.uint8).cpu().tolist():
+        digest = hashlib.blake2b(bytes(row), digest_size=max(1, (n_bits + 7) // 8), person=b"gwm-signs-v1").digest()
+        rows.append([(digest[i // 8] >> (i % 8)) & 1 for i in range(n_bits)])
+    signs = torch.tensor(rows, dtype=message.dtype, device=message.device) * 2 - 1
+    return signs.reshape(message.shape)

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gwm_desktop.core.keys import texture_signs
+
 WORKING_SIZE = 256
 DEFAULT_BITS = 32
 DEFAULT_TILE = 128
@@ -125,9 +127,12 @@ class WatermarkGenerator(nn.Module):
     """
 
     def __init__(self, n_bits: int = DEFAULT_BITS, tile: int = DEFAULT_TILE, width: int = 32,
-                 base_amplitude: float = 0.02, working_size: int = WORKING_SIZE) -> None:
+                 base_amplitude: float = 0.02, working_size: int = WORKING_SIZE, signed: bool = False) -> None:
         super().__init__()
         self.working_size = working_size
+        # Signed: each switched-on texture is added with a key-derived sign (``keys.texture_signs``),
+        # which the detector's matched filter reads. The power spectrum does not change.
+        self.signed = signed
         self.n_bits = n_bits
         self.tile = tile
         self.base_amplitude = base_amplitude
@@ -144,6 +149,8 @@ class WatermarkGenerator(nn.Module):
     def pattern(self, message: torch.Tensor, size: int) -> torch.Tensor:
         """(B, n_bits) signs -> (B, 1, size, size) unit-variance tiled texture of the switched-on bits."""
         selection = (message > 0).to(self.patterns.dtype)
+        if self.signed:
+            selection = selection * texture_signs(message).to(selection)
         mixed = torch.einsum("bk,kchw->bchw", selection, self.patterns)
         mixed = mixed - mixed.mean(dim=(1, 2, 3), keepdim=True)
         mixed = mixed / (mixed.std(dim=(1, 2, 3), keepdim=True) + 1e-6)
@@ -165,7 +172,19 @@ class WatermarkGenerator(nn.Module):
 LUMA = torch.tensor([0.299, 0.587, 0.114])
 
 
-def whitened_spectrum(x: torch.Tensor, crop: int) -> torch.Tensor:
+def luma_spectrum(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, S, S) in [0, 1] -> (B, 1, S, S) complex spectrum of the Hann-windowed luma, zero frequency centred."""
+    size = x.shape[-1]
+    luma = torch.einsum("k,bkhw->bhw", LUMA.to(x.device, x.dtype), x)[:, None]
+    luma = luma - luma.mean(dim=(2, 3), keepdim=True)
+    window = torch.hann_window(size, periodic=False, device=x.device, dtype=x.dtype)
+    return torch.fft.fftshift(torch.fft.fft2(luma * (window[:, None] * window[None, :])), dim=(-2, -1))
+
+
+SMOOTHING_MARGIN = 3  # whitening subtracts (or divides by) the mean over a 7 x 7 neighbourhood of bins
+
+
+def whitened_spectrum(x: torch.Tensor, crop: int, spectrum: torch.Tensor | None = None) -> torch.Tensor:
     """(B, 3, S, S) in [0, 1] -> (B, 1, crop, crop) log power spectrum of the luma, locally whitened.
 
     The watermark is grey, so luma carries all of it: Hann window, FFT, log power, minus its
@@ -173,15 +192,13 @@ def whitened_spectrum(x: torch.Tensor, crop: int) -> torch.Tensor:
     narrow peak, so whitening leaves the peaks and removes the image. The magnitude spectrum does
     not change when the image is shifted, which makes the detector indifferent to crops' offsets.
     Only the central ``crop`` bins (low and middle frequencies, which survive JPEG and blur) are kept.
+    ``spectrum``: ``luma_spectrum(x)`` when the caller already has it.
     """
     size = x.shape[-1]
-    axes = torch.einsum("k,bkhw->bhw", LUMA.to(x.device, x.dtype), x)[:, None]
-    axes = axes - axes.mean(dim=(2, 3), keepdim=True)
-    window = torch.hann_window(size, periodic=False, device=x.device, dtype=x.dtype)
-    spectrum = torch.fft.fft2(axes * (window[:, None] * window[None, :]))
-    power = torch.fft.fftshift(spectrum.real**2 + spectrum.imag**2, dim=(-2, -1))
+    spectrum = luma_spectrum(x) if spectrum is None else spectrum
+    power = spectrum.real**2 + spectrum.imag**2
     # Whiten only the kept bins (plus the pooling margin): identical values, a fraction of the work.
-    margin = 3
+    margin = SMOOTHING_MARGIN
     offset = size // 2 - crop // 2
     if offset >= margin:
         region = torch.log(power[..., offset - margin:offset + crop + margin, offset - margin:offset + crop + margin] + 1e-8)
@@ -213,6 +230,23 @@ def zoom_out(x: torch.Tensor, zoom: float) -> torch.Tensor:
     return canvas
 
 
+# How the matched filter's statistics become an agreement (``matched_agreement``), chosen on 60 eval
+# portraits at p = 0.01 (README, "Matched filter"): the switched-on textures should correlate with the
+# key's signs (tanh(c / 2)); a switched-off texture found with either sign (|c| > 2) is another key's.
+MATCHED_WEIGHT = 0.6     # share of the matched filter in the combined agreement
+MATCHED_PRESENT = 2.0    # |c| above which a switched-off texture counts against the key
+
+
+def matched_agreement(coherent: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
+    """(..., n_bits) statistics x (..., n_bits) message -> (...) in [-2, 1]."""
+    on = (message > 0).to(coherent.dtype)
+    off = 1 - on
+    signed = coherent * texture_signs(message).to(coherent)
+    present = torch.tanh(signed / 2) * on
+    stray = torch.relu(torch.tanh((coherent.abs() - MATCHED_PRESENT) / 2)) * off
+    return present.sum(-1) / on.sum(-1).clamp_min(1) - stray.sum(-1) / off.sum(-1).clamp_min(1)
+
+
 class WatermarkDetector(nn.Module):
     """D: image -> message logits, and the binary "watermarked with this key?" logit.
 
@@ -226,9 +260,15 @@ class WatermarkDetector(nn.Module):
     """
 
     def __init__(self, n_bits: int = DEFAULT_BITS, widths: tuple[int, int, int] = (16, 32, 64),
-                 spectrum_crop: int = SPECTRUM_CROP, working_size: int = WORKING_SIZE) -> None:
+                 spectrum_crop: int = SPECTRUM_CROP, working_size: int = WORKING_SIZE,
+                 matched_filter: bool = False, tile: int = DEFAULT_TILE) -> None:
         super().__init__()
         self.working_size = working_size
+        self.matched_filter = matched_filter
+        if matched_filter:
+            # G's textures (``adopt_templates``): the matched filter correlates the image with them.
+            self.register_buffer("templates", torch.zeros(n_bits, tile, tile))
+        self._template_cache: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
         w1, w2, w3 = widths
         self.n_bits = n_bits
         self.spectrum_crop = spectrum_crop
@@ -252,18 +292,79 @@ class WatermarkDetector(nn.Module):
         return self.bits(features.flatten(1))
 
     @torch.no_grad()
+    def adopt_templates(self, generator: WatermarkGenerator) -> None:
+        """Copy G's textures into the matched filter (after G's training; G must be ``signed``)."""
+        if not self.matched_filter:
+            raise ValueError("this detector was built without a matched filter")
+        self.templates.copy_(generator.patterns.detach()[:, 0])
+
+    def _template_spectra(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n_bits, crop, crop) complex spectra of the tiled textures, and their |T|^2 (cached)."""
+        key = (self.templates._version, like.device, like.dtype)
+        if self._template_cache is None or self._template_cache[0] != key:
+            size, crop = self.working_size, self.spectrum_crop
+            repeats = math.ceil(size / self.templates.shape[-1])
+            tiled = self.templates.to(like.device, like.dtype).repeat(1, repeats, repeats)[:, None, :size, :size]
+            # luma_spectrum of a grey image whose R = G = B = the texture is the texture's own spectrum.
+            spectra = luma_spectrum(tiled.expand(-1, 3, -1, -1))[:, 0]
+            offset = size // 2 - crop // 2
+            spectra = spectra[:, offset:offset + crop, offset:offset + crop]
+            self._template_cache = (key, spectra, spectra.real**2 + spectra.imag**2)
+        return self._template_cache[1], self._template_cache[2]
+
+    def coherent(self, x: torch.Tensor, spectrum: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, n_bits): the matched filter's statistic c_k for each texture.
+
+        c_k = Re sum_f conj(X(f)) T_k(f) / P(f) / sqrt(sum_f |T_k(f)|^2 / P(f)) over the kept band,
+        P the image's local mean power: a correlation with texture k, whitened by the image's own
+        spectrum. It keeps the phase, which the power spectrum throws away: where the image is where
+        the watermark was applied (every standard distortion but the crop, which the 0.8 view undoes),
+        a faint texture adds coherently. Measured at p = 0.01 on 60 eval portraits: AUC 0.91 -> 0.99
+        (README). Scale: about 1.9 standard deviations on clean images (the window correlates bins).
+        """
+        size, crop, margin = self.working_size, self.spectrum_crop, SMOOTHING_MARGIN
+        spectrum = (luma_spectrum(x) if spectrum is None else spectrum)[:, 0]
+        offset = size // 2 - crop // 2
+        low, high = max(offset - margin, 0), min(offset + crop + margin, size)
+        power = spectrum[:, low:high, low:high]
+        power = (power.real**2 + power.imag**2)[:, None]
+        local = F.avg_pool2d(power, 2 * margin + 1, stride=1, padding=margin, count_include_pad=False)[:, 0]
+        local = local[:, offset - low:offset - low + crop, offset - low:offset - low + crop] + 1e-12
+        kept = spectrum[:, offset:offset + crop, offset:offset + crop]
+        templates, energy = self._template_spectra(kept.real)
+        numerator = torch.einsum("bhw,khw->bk", kept.conj() / local, templates).real
+        denominator = torch.sqrt(torch.einsum("bhw,khw->bk", 1.0 / local, energy))
+        return numerator / denominator
+
+    @torch.no_grad()
     def decode_views(self, x: torch.Tensor, zooms: tuple[float, ...] = SCAN_ZOOMS) -> torch.Tensor:
-        """(B, 3, S, S) -> (B, V, n_bits): bit logits of each scan-time view (``SCAN_ZOOMS``)."""
+        """(B, 3, S, S) -> (B, V, E): the evidence of each scan-time view (``SCAN_ZOOMS``).
+
+        E = n_bits bit logits, followed by n_bits matched-filter statistics (``coherent``) when the
+        detector has the matched filter; ``agreement`` reads both.
+        """
         size = self.working_size
         if x.shape[-2:] != (size, size):
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         views = torch.cat([zoom_out(x, zoom) for zoom in zooms])
-        return self(views).view(len(zooms), x.shape[0], -1).transpose(0, 1)
+        spectrum = luma_spectrum(views)
+        evidence = self.bits(self.features(whitened_spectrum(views, self.spectrum_crop, spectrum)).flatten(1))
+        if self.matched_filter:
+            evidence = torch.cat([evidence, self.coherent(views, spectrum)], dim=-1)
+        return evidence.view(len(zooms), x.shape[0], -1).transpose(0, 1)
 
     @staticmethod
     def agreement(bits: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
-        """Soft share of bits that agree, in [-1, 1]: (B, n_bits) x (B|1, n_bits) -> (B,)."""
-        return (torch.tanh(bits) * message).mean(dim=-1)
+        """Agreement with ``message`` in [-1, 1]: (B, E) x (B|1, n_bits) -> (B,).
+
+        E = n_bits (bit logits): the soft share of bits that agree. E = 2 n_bits (bit logits, then
+        matched-filter statistics): a weighted mean of that and ``matched_agreement``.
+        """
+        n_bits = message.shape[-1]
+        soft = (torch.tanh(bits[..., :n_bits]) * message).mean(dim=-1)
+        if bits.shape[-1] == n_bits:
+            return soft
+        return (1 - MATCHED_WEIGHT) * soft + MATCHED_WEIGHT * matched_agreement(bits[..., n_bits:], message)
 
     @staticmethod
     def best_agreement(view_bits: torch.Tensor, message: torch.Tensor) -> torch.Tensor:

@@ -80,14 +80,18 @@ def architecture_config(generator: WatermarkGenerator, detector: WatermarkDetect
         "detector_widths": [detector.features[i].out_channels for i in (0, 2, 6)],
         "spectrum_crop": detector.spectrum_crop,
         "working_size": detector.working_size,
+        "signed": generator.signed,
+        "matched_filter": detector.matched_filter,
     }
 
 
 def build_networks(config: dict[str, Any]) -> tuple[WatermarkGenerator, WatermarkDetector]:
     generator = WatermarkGenerator(n_bits=config["n_bits"], tile=config["tile"], width=config["generator_width"],
-                                   base_amplitude=config["base_amplitude"], working_size=config["working_size"])
+                                   base_amplitude=config["base_amplitude"], working_size=config["working_size"],
+                                   signed=config.get("signed", False))
     detector = WatermarkDetector(n_bits=config["n_bits"], widths=tuple(config["detector_widths"]),
-                                 spectrum_crop=config["spectrum_crop"], working_size=config["working_size"])
+                                 spectrum_crop=config["spectrum_crop"], working_size=config["working_size"],
+                                 matched_filter=config.get("matched_filter", False), tile=config["tile"])
     return generator, detector
 
 

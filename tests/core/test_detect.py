@@ -35,6 +35,18 @@ def test_profile_threshold_holds_the_rate_on_clean_images_and_on_other_keys_sepa
     assert t >= threshold_for_fpr(torch.cat([agree(clean), agree(other)]), 0.01)
 
 
+def test_the_faint_other_key_bank_is_held_to_the_rate_too():
+    message = random_messages(1, 32, torch.Generator().manual_seed(0))[0]
+    clean = torch.randn(1000, 32, generator=torch.Generator().manual_seed(1)) * 0.05
+    faint = torch.randn(100, 32, generator=torch.Generator().manual_seed(2)) * 0.05
+    faint[:5] = message * 0.5                                  # 5% of faint other-key images lean towards our key
+    agree = lambda bank: (torch.tanh(bank) * message).mean(-1)  # noqa: E731
+    without = profile_threshold({"clean_bits": clean}, message, 0.01)
+    assert float((agree(faint) > without).float().mean()) >= 0.05
+    with_faint = profile_threshold({"clean_bits": clean, "faint_other_bits": faint}, message, 0.01)
+    assert float((agree(faint) > with_faint).float().mean()) <= 0.01
+
+
 def test_exports_colour_and_greyscale_are_found_and_no_original_or_other_profile_is_flagged(engine, paintings, tmp_path):
     grey_dir = tmp_path / "grey"
     grey_dir.mkdir()

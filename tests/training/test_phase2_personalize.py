@@ -105,6 +105,16 @@ def test_lora_leaves_base_weights_untouched_and_adapter_reloads(world):
     assert np.abs(untouched - pixels(out / "validation" / record.file)).max() > 0  # the adapter does something
 
 
+def test_wider_lora_targets_adapt_feed_forward_and_convolutions_and_reload(world):
+    trainer, _ = train(world, "lora", "lora_wide", learning_rate=1e-2, lora_targets="transformer_conv")
+    adapted = [k for k in trainer.unet.state_dict() if "lora_A" in k]
+    for layer in ("to_q", "ff.net.2", "proj_in", "resnets.0.conv1"):
+        assert any(layer in k for k in adapted), layer
+    assert_reloads_validation(world, world["root"] / "lora_wide", "lora")  # diffusers reads the wider adapter back
+    with pytest.raises(ValueError, match="lora_targets"):
+        tiny_config("lora", lora_targets="everything").validate()
+
+
 def test_dreambooth_changes_the_unet_and_reloads(world):
     _, _ = train(world, "dreambooth", "db", learning_rate=1e-3)
     out = world["root"] / "db"

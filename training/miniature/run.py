@@ -299,8 +299,11 @@ def override_personalization(cfg: MiniatureConfig, item: str) -> None:
     if method not in cfg.personalization or not name or not value:
         raise SystemExit(f"--personalize {item!r}: expected METHOD.FIELD=VALUE with METHOD in "
                          f"{', '.join(cfg.personalization)}")
-    number = float(value) if any(c in value.lower() for c in ".e") else int(value)
-    cfg.personalization[method] = {**cfg.personalization[method], name: number}
+    try:
+        parsed: object = float(value) if any(c in value.lower() for c in ".e") else int(value)
+    except ValueError:
+        parsed = value  # a word, e.g. lora.lora_targets=transformer
+    cfg.personalization[method] = {**cfg.personalization[method], name: parsed}
 
 
 def main(argv: list[str] | None = None) -> int:

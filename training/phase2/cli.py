@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--gradient-accumulation", type=int, default=d.gradient_accumulation,
                     help="micro-batches per optimizer step (default: %(default)s)")
     pe.add_argument("--lora-rank", type=int, default=d.lora_rank, help="LoRA rank (default: %(default)s)")
+    pe.add_argument("--lora-targets", choices=["attention", "transformer", "transformer_conv"], default=d.lora_targets,
+                    help="LoRA layers: attention projections (diffusers' script) or every linear layer of the "
+                         "transformer blocks (kohya-ss sd-scripts), or those and the ResNet convolutions (LoCon) (default: %(default)s)")
     pe.add_argument("--prior-preservation", action="store_true",
                     help="DreamBooth/LoRA: add the prior-preservation loss on class images (needs --class-prompt)")
     pe.add_argument("--class-prompt", default=None, help="prompt of the class images, e.g. 'a painting'")

@@ -96,6 +96,35 @@ def is_personalized(out_dir: Path) -> bool:
     return (Path(out_dir) / MANIFEST).exists()
 
 
+def load_unet_lora(unet: Any, path: Path) -> None:
+    """Apply a diffusers-format UNet LoRA file (``unet.<module>.lora_A/B.weight``) to ``unet`` with peft.
+
+    Why not ``pipeline.load_lora_weights``: with adapters on attention *and* feed-forward / proj layers
+    (``lora_targets="transformer"``) diffusers 0.42 saves two naming schemes in one file, and its
+    loader then silently dropped the attention adapters (tests/training/test_phase2_personalize.py reloads such an adapter pixel for pixel).
+    The rank is read from the weights; alpha = rank, as the trainer saves (scale 1).
+    """
+    from peft import LoraConfig
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    # diffusers' converter names attention adapters lora.down/lora.up and leaves the others lora_A/lora_B.
+    state = {key[len("unet."):].replace(".lora.down.", ".lora_A.").replace(".lora.up.", ".lora_B."): value
+             for key, value in load_file(str(path)).items() if key.startswith("unet.")}
+    modules = sorted({key.split(".lora_")[0] for key in state})
+    ranks = {key.split(".lora_")[0]: value.shape[0] for key, value in state.items() if ".lora_A." in key}
+    if not modules:
+        raise ValueError(f"{path} holds no UNet LoRA weights")
+    rank = max(ranks.values())
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=modules,
+                                rank_pattern={m: r for m, r in ranks.items() if r != rank},
+                                alpha_pattern={m: r for m, r in ranks.items() if r != rank}))
+    result = set_peft_model_state_dict(unet, state)
+    missing = [key for key in getattr(result, "unexpected_keys", []) if "lora" in key]
+    if missing:
+        raise ValueError(f"{path}: {len(missing)} LoRA weights matched no layer, e.g. {missing[0]}")
+
+
 def load_personalized(base: str | Path | None, out_dir: Path, config: Any = None,
                       device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> Any:
     """The base pipeline with a personalization applied (DreamBooth UNet, LoRA adapter or TI embedding).
@@ -116,7 +145,7 @@ def load_personalized(base: str | Path | None, out_dir: Path, config: Any = None
 
         pipeline.unet = UNet2DConditionModel.from_pretrained(str(out_dir / "unet"), **{_dtype_argument(): dtype})
     elif method == "lora":
-        pipeline.load_lora_weights(str(out_dir), weight_name=LORA_FILE)
+        load_unet_lora(pipeline.unet, out_dir / LORA_FILE)
     else:
         from safetensors.torch import load_file
 

@@ -8,8 +8,9 @@ several GPUs, with mixed precision on CUDA (bf16 where supported, else fp16) and
 
 * **dreambooth**: the whole UNet trains (lr 5e-6, 400 steps); text encoder and VAE frozen; optional
   prior preservation with class images the base model makes from ``class_prompt``.
-* **lora**: rank-``lora_rank`` adapters (peft) on the UNet's attention projections (lr 1e-4, 500 steps);
-  the base weights never change; the adapter is saved in diffusers' LoRA format.
+* **lora**: rank-``lora_rank`` adapters (peft) on the UNet's attention projections (lr 1e-4, 500 steps;
+  ``lora_targets`` widens them to kohya-ss' transformer set or LoCon's convolutions); the base weights
+  never change; the adapter is saved in diffusers' LoRA format.
 * **textual_inversion**: only the placeholder token's embedding row trains (lr 5e-4 x batch x
   accumulation x processes, 2000 steps); every other row is restored after each step, bit for bit.
 
@@ -59,7 +60,19 @@ from training.phase2.loading import (
 METHODS = ("dreambooth", "lora", "textual_inversion")
 DEFAULT_LEARNING_RATE = {"dreambooth": 5e-6, "lora": 1e-4, "textual_inversion": 5e-4}
 DEFAULT_STEPS = {"dreambooth": 400, "lora": 500, "textual_inversion": 2000}
-LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
+# Which UNet layers get LoRA adapters. "attention": the projections diffusers' train_dreambooth_lora.py
+# adapts. "transformer": every linear (and 1x1 conv) layer of the transformer blocks (attention, feed-forward,
+# proj_in/proj_out), the set kohya-ss sd-scripts' LoRA adapts by default, which most shared LoRAs are
+# trained with.
+LORA_TARGET_SETS = {
+    "attention": ["to_k", "to_q", "to_v", "to_out.0"],
+    "transformer": ["to_k", "to_q", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"],
+    # "transformer" plus the ResNet blocks' 3x3 convolutions: kohya-ss' LoRA with conv_dim set, or
+    # LyCORIS' LoCon. Common, though not the default.
+    "transformer_conv": ["to_k", "to_q", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+                         "conv1", "conv2"],
+}
+LORA_TARGETS = LORA_TARGET_SETS["attention"]
 
 
 @dataclass
@@ -79,6 +92,7 @@ class PersonalizeConfig:
     adam_weight_decay: float = 1e-2
     max_grad_norm: float = 1.0
     lora_rank: int = 4
+    lora_targets: str = "attention"                  # a LORA_TARGET_SETS name
     prior_preservation: bool = False
     prior_loss_weight: float = 1.0
     class_prompt: str | None = None                  # e.g. "a painting"; required with prior preservation
@@ -113,6 +127,8 @@ class PersonalizeConfig:
             raise ValueError("prior preservation needs a class prompt (e.g. 'a painting')")
         if self.mixed_precision not in ("auto", "no", "fp16", "bf16"):
             raise ValueError("mixed_precision must be auto, no, fp16 or bf16")
+        if self.lora_targets not in LORA_TARGET_SETS:
+            raise ValueError(f"lora_targets must be one of {', '.join(LORA_TARGET_SETS)}, got {self.lora_targets!r}")
         if self.resolution % 8:
             raise ValueError("resolution must be a multiple of 8")
 
@@ -197,7 +213,8 @@ class Personalizer:
 
                 _place(self.unet, self.device, self.weight_dtype)
                 self.unet.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_rank,
-                                                 init_lora_weights="gaussian", target_modules=LORA_TARGETS))
+                                                 init_lora_weights="gaussian",
+                                                 target_modules=LORA_TARGET_SETS[cfg.lora_targets]))
                 trainable = [p for p in self.unet.parameters() if p.requires_grad]
                 for param in trainable:  # adapters train in fp32 even when the base runs in half precision
                     param.data = param.data.float()

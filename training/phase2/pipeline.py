@@ -91,6 +91,7 @@ class Phase2Config:
     batch_size: int = 1
     gradient_accumulation: int = 1
     lora_rank: int = 4
+    lora_targets: str = "attention"               # attention | transformer (personalize.LORA_TARGET_SETS)
     prior_preservation: bool = False
     class_prompt: str | None = None
     class_images_dir: str | None = None

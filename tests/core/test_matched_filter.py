@@ -1,0 +1,105 @@
+"""The matched filter: key-signed textures in G, a phase-aware correlation in D (models.py)."""
+
+import torch
+
+from gwm_desktop.core.keys import message_from_key, new_key, random_messages, texture_signs
+from gwm_desktop.core.models import (
+    DEFAULT_BITS,
+    SCAN_ZOOMS,
+    WatermarkDetector,
+    WatermarkGenerator,
+    matched_agreement,
+    networks_for_size,
+)
+
+
+def natural_image(seed: int, size: int = 256) -> torch.Tensor:
+    """(1, 3, S, S) stand-in photograph: 1/f noise (a natural image's spectrum), mid-grey, colour."""
+    generator = torch.Generator().manual_seed(seed)
+    freq = torch.fft.fftfreq(size)
+    radius = torch.sqrt(freq[:, None] ** 2 + freq[None, :] ** 2).clamp_min(1.0 / size)
+    noise = torch.randn(3, size, size, generator=generator)
+    image = torch.fft.ifft2(torch.fft.fft2(noise) / radius).real
+    image = 0.5 + 0.15 * image / image.std()
+    return image.clamp(0, 1)[None]
+
+
+def signed_networks() -> tuple[WatermarkGenerator, WatermarkDetector]:
+    generator = WatermarkGenerator(signed=True)
+    detector = WatermarkDetector(matched_filter=True)
+    detector.adopt_templates(generator)
+    return generator.eval(), detector.eval()
+
+
+def test_texture_signs_are_deterministic_and_differ_between_keys_sharing_a_texture():
+    m = message_from_key(new_key(), DEFAULT_BITS)
+    signs = texture_signs(m)
+    assert signs.shape == m.shape and set(signs.tolist()) <= {-1.0, 1.0}
+    assert torch.equal(signs, texture_signs(m.clone()))
+    batch = random_messages(64, DEFAULT_BITS, torch.Generator().manual_seed(0))
+    assert torch.equal(texture_signs(batch)[3], texture_signs(batch[3]))  # rows are independent
+    # Between two keys, a texture both switch on is added with the same sign about half the time.
+    both_on = (batch[:32] > 0) & (batch[32:] > 0)
+    same = (texture_signs(batch[:32]) == texture_signs(batch[32:]))[both_on].float().mean()
+    assert 0.35 < float(same) < 0.65
+
+
+def test_signs_leave_the_power_spectrum_the_cnn_reads_unchanged():
+    plain = WatermarkGenerator()
+    signed = WatermarkGenerator(signed=True)
+    signed.load_state_dict(plain.state_dict())
+    message = message_from_key(new_key(), DEFAULT_BITS)[None]
+    a, b = plain.pattern(message, 256)[0, 0], signed.pattern(message, 256)[0, 0]
+    assert not torch.allclose(a, b)
+    power_a, power_b = torch.fft.fft2(a.detach()).abs() ** 2, torch.fft.fft2(b.detach()).abs() ** 2
+    assert torch.allclose(power_a, power_b, rtol=1e-3, atol=1e-2 * float(power_a.max()))
+
+
+def test_matched_filter_finds_a_faint_signed_watermark_and_not_another_keys():
+    generator, detector = signed_networks()
+    own, other = (message_from_key(new_key(), DEFAULT_BITS) for _ in range(2))
+    x = torch.cat([natural_image(seed) for seed in range(4)])
+    with torch.no_grad():
+        marked = (x + generator(x, own.expand(4, -1))).clamp(0, 1)   # 0.02 rms: PSNR ~34 dB
+        stranger = (x + generator(x, other.expand(4, -1))).clamp(0, 1)
+        scores = {name: matched_agreement(detector.coherent(images), own[None])
+                  for name, images in (("clean", x), ("own", marked), ("other", stranger))}
+    assert float(scores["own"].min()) > float(scores["clean"].max()) + 0.3
+    assert float(scores["own"].min()) > float(scores["other"].max()) + 0.3
+
+
+def test_decode_views_carries_both_kinds_of_evidence_and_agreement_reads_them():
+    _, detector = signed_networks()
+    x = natural_image(0).expand(2, -1, -1, -1)
+    evidence = detector.decode_views(x)
+    assert evidence.shape == (2, len(SCAN_ZOOMS), 2 * DEFAULT_BITS)
+    assert torch.allclose(evidence[:, 0, :DEFAULT_BITS], detector(x), atol=1e-5)   # the CNN's bits come first
+    assert torch.allclose(evidence[:, 0, DEFAULT_BITS:], detector.coherent(x), atol=1e-4)
+    message = message_from_key(new_key(), DEFAULT_BITS)
+    combined = WatermarkDetector.agreement(evidence[:, 0], message[None])
+    bits_only = WatermarkDetector.agreement(evidence[:, 0, :DEFAULT_BITS], message[None])
+    assert combined.shape == bits_only.shape == (2,) and not torch.allclose(combined, bits_only)
+
+
+def test_a_detector_without_the_matched_filter_is_unchanged():
+    generator, detector = networks_for_size()
+    assert not generator.signed and not detector.matched_filter
+    assert detector.decode_views(torch.rand(1, 3, 256, 256)).shape[-1] == DEFAULT_BITS
+    assert "templates" not in detector.state_dict()
+
+
+def test_enabling_the_matched_filter_keeps_the_weights_and_drops_the_stale_bank(tmp_path):
+    from gwm_desktop.core.weights import load_model, save_model
+    from training.matched_filter import main
+
+    g, d = WatermarkGenerator(working_size=64, tile=32), WatermarkDetector(working_size=64, spectrum_crop=24)
+    save_model(tmp_path / "plain", g, d, {"training": {"command": "gwm train phase1"}},
+               calibration={"clean_bits": torch.zeros(4, 2, DEFAULT_BITS), "other_bits": torch.zeros(4, 2, DEFAULT_BITS)})
+    assert main(["--model", str(tmp_path / "plain"), "--out", str(tmp_path / "matched")]) == 0
+    bundle = load_model(tmp_path / "matched")
+    assert bundle.generator.signed and bundle.detector.matched_filter
+    assert torch.equal(bundle.generator.patterns, g.patterns)
+    assert torch.equal(bundle.detector.templates, g.patterns[:, 0])
+    assert torch.equal(bundle.detector.bits.weight, d.bits.weight)
+    assert bundle.calibration == {} and bundle.manifest["training"]["command"] == "gwm train phase1"
+    assert load_model(tmp_path / "plain").calibration  # the original folder is untouched

@@ -1,0 +1,47 @@
+"""Give a model the matched filter: G adds its textures with key-derived signs, D correlates with them.
+
+    python -m training.matched_filter --model runs/tune_v2/model --out runs/matched_v2/model
+
+G's textures and D's weights are kept as they are: the signs change no texture's power spectrum, which
+is all D's CNN reads, so no retraining is needed. D gets a copy of G's textures (the matched filter's
+templates), and its scan-time evidence gains one statistic per texture (``WatermarkDetector.coherent``).
+The calibration bank is dropped: it held the old evidence, and a threshold must come from the bank
+the scanner will score against, so run ``gwm eval --calibrate`` on the new folder next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gwm_desktop.core.weights import build_networks, load_model, save_model
+
+
+def enable_matched_filter(model: Path, out: Path) -> dict:
+    bundle = load_model(model)
+    config = dict(bundle.manifest["architecture"], signed=True, matched_filter=True)
+    generator, detector = build_networks(config)
+    generator.load_state_dict(bundle.generator.state_dict())
+    detector.load_state_dict(bundle.detector.state_dict(), strict=False)  # all but the new templates
+    detector.adopt_templates(generator)
+    extra = {k: v for k, v in bundle.manifest.items()
+             if k not in ("format", "architecture", "files", "calibration", "metrics")}
+    extra["matched_filter"] = {"from": str(model), "command": "python -m training.matched_filter " + " ".join(sys.argv[1:])}
+    return save_model(out, generator.eval(), detector.eval(), manifest_extra=extra)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="model folder to start from")
+    parser.add_argument("--out", type=Path, required=True, help="new model folder (may not be --model)")
+    args = parser.parse_args(argv)
+    if args.out.resolve() == args.model.resolve():
+        parser.error("--out must differ from --model (the original stays as it was)")
+    enable_matched_filter(args.model, args.out)
+    print(f"wrote {args.out}; next: gwm eval --calibrate --model {args.out} ...")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
