@@ -334,7 +334,7 @@ class WatermarkDetector(nn.Module):
         templates, energy = self._template_spectra(kept.real)
         numerator = torch.einsum("bhw,khw->bk", kept.conj() / local, templates).real
         denominator = torch.sqrt(torch.einsum("bhw,khw->bk", 1.0 / local, energy))
-        return numerator / denominator
+        return numerator / denominator.clamp_min(1e-12)  # templates never adopted: 0, not NaN
 
     @torch.no_grad()
     def decode_views(self, x: torch.Tensor, zooms: tuple[float, ...] = SCAN_ZOOMS) -> torch.Tensor:
