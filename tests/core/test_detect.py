@@ -65,3 +65,12 @@ def test_exports_colour_and_greyscale_are_found_and_no_original_or_other_profile
     assert sum(r.flagged for r in found) >= 7, [(r.path.name, r.agreement) for r in found]
     assert not any(r.flagged for r in scan(engine, mine, originals))
     assert not any(r.flagged for r in scan(engine, theirs, exported))  # another key's watermark is not mine
+
+
+def test_engine_reuses_a_profiles_scanner_until_its_detector_changes(engine):
+    profile = ProfileStore().get_or_create_default()
+    first = engine.scanner(profile, 0.01)
+    assert engine.scanner(profile, 0.01) is first
+    assert engine.scanner(profile, 0.001) is not first and engine.scanner(profile, 0.001).threshold >= first.threshold
+    engine.invalidate_profile(profile)  # what installing or rolling back a Phase 2 detector calls
+    assert engine.scanner(profile, 0.01) is not first

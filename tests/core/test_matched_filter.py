@@ -103,3 +103,14 @@ def test_enabling_the_matched_filter_keeps_the_weights_and_drops_the_stale_bank(
     assert torch.equal(bundle.detector.bits.weight, d.bits.weight)
     assert bundle.calibration == {} and bundle.manifest["training"]["command"] == "gwm train phase1"
     assert load_model(tmp_path / "plain").calibration  # the original folder is untouched
+
+
+def test_band_spectrum_is_the_centre_of_the_full_shifted_spectrum():
+    from gwm_desktop.core.models import band_spectrum
+
+    grey = torch.rand(2, 1, 64, 64, dtype=torch.float64)
+    centred = grey - grey.mean(dim=(2, 3), keepdim=True)
+    window = torch.hann_window(64, periodic=False, dtype=torch.float64)
+    full = torch.fft.fftshift(torch.fft.fft2(centred * (window[:, None] * window[None, :])), dim=(-2, -1))
+    assert torch.allclose(band_spectrum(grey, 13), full[..., 32 - 13:32 + 13, 32 - 13:32 + 13])
+    assert torch.allclose(band_spectrum(grey, 32), full)
