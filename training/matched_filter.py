@@ -15,20 +15,28 @@ import argparse
 import sys
 from pathlib import Path
 
-from gwm_desktop.core.weights import build_networks, load_model, save_model
+from gwm_desktop.core.models import WatermarkDetector, WatermarkGenerator
+from gwm_desktop.core.weights import architecture_config, build_networks, load_model, save_model
+
+
+def with_matched_filter(generator: WatermarkGenerator, detector: WatermarkDetector
+                        ) -> tuple[WatermarkGenerator, WatermarkDetector]:
+    """Copies of G (signed) and D (matched filter, G's textures adopted) with the same weights."""
+    config = dict(architecture_config(generator, detector), signed=True, matched_filter=True)
+    signed, matched = build_networks(config)
+    signed.load_state_dict(generator.state_dict())
+    matched.load_state_dict(detector.state_dict(), strict=False)  # all but the templates, when D had none
+    matched.adopt_templates(signed)
+    return signed.eval(), matched.eval()
 
 
 def enable_matched_filter(model: Path, out: Path) -> dict:
     bundle = load_model(model)
-    config = dict(bundle.manifest["architecture"], signed=True, matched_filter=True)
-    generator, detector = build_networks(config)
-    generator.load_state_dict(bundle.generator.state_dict())
-    detector.load_state_dict(bundle.detector.state_dict(), strict=False)  # all but the new templates
-    detector.adopt_templates(generator)
+    generator, detector = with_matched_filter(bundle.generator, bundle.detector)
     extra = {k: v for k, v in bundle.manifest.items()
              if k not in ("format", "architecture", "files", "calibration", "metrics")}
     extra["matched_filter"] = {"from": str(model), "command": "python -m training.matched_filter " + " ".join(sys.argv[1:])}
-    return save_model(out, generator.eval(), detector.eval(), manifest_extra=extra)
+    return save_model(out, generator, detector, manifest_extra=extra)
 
 
 def main(argv: list[str] | None = None) -> int:

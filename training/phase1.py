@@ -274,10 +274,18 @@ class Phase1Trainer:
                 yield Progress(self.step, cfg.steps, f"step {self.step}/{cfg.steps}", metrics)
 
     def export(self, folder: Path, command: str, metrics: dict[str, Any] | None = None,
-               calibration: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+               calibration: dict[str, torch.Tensor] | None = None, matched_filter: bool = True) -> dict[str, Any]:
+        """Write the model folder. ``matched_filter``: with key signs and D's matched filter (what ships;
+        training.matched_filter explains why no training is needed); the miniature keeps its own plain
+        watermark model, which its measured figures used."""
         self.generator.eval()
         self.detector.eval()
-        return save_model(folder, self.generator, self.detector, calibration=calibration,
+        generator, detector = self.generator, self.detector
+        if matched_filter and not detector.matched_filter:
+            from training.matched_filter import with_matched_filter
+
+            generator, detector = with_matched_filter(generator, detector)
+        return save_model(folder, generator, detector, calibration=calibration,
                           manifest_extra={"training": {"phase": 1, "command": command, "config": asdict(self.config),
                                                        "steps_done": self.step},
                                           "metrics": metrics or {}})

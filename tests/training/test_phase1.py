@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from gwm_desktop.core.weights import load_model
@@ -43,6 +44,9 @@ def test_train_checkpoint_resume_and_export(tiny_corpus, tmp_path):
     assert [p.done for p in progress] == [3]
     bundle = load_model(out / "model")
     assert bundle.detector.working_size == 64
+    # Exported as shipped: key signs on, G's trained textures in D's matched filter.
+    assert bundle.generator.signed and bundle.detector.matched_filter
+    assert torch.equal(bundle.detector.templates, bundle.generator.patterns.detach()[:, 0])
     assert bundle.manifest["training"]["command"].startswith("gwm train phase1 --data")
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in log] == [1, 2, 3]
