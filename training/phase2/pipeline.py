@@ -299,8 +299,10 @@ class Phase2Run:
         saved = read_personalization(folder)
         same = dict(saved.get("config", {}))
         mine = asdict(pconfig)
+        # A setting added after a folder was written had its default then (e.g. lora_targets).
+        defaults = asdict(PersonalizeConfig(method=pconfig.method))
         ignore = {"resume", "device", "threads", "mixed_precision", "checkpoint_every", "keep_checkpoints"}
-        return all(same.get(k) == v for k, v in mine.items() if k not in ignore)
+        return all(same.get(k, defaults[k]) == v for k, v in mine.items() if k not in ignore)
 
     def synthesize_all(self) -> Iterator[Progress]:
         from gwm_desktop.core.devices import resolve_device
