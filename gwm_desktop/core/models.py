@@ -21,6 +21,11 @@ Why this architecture (no official code exists; every choice here is ours and me
 * **D = a small CNN on the luma's whitened power spectrum**, which does not change when the image
   shifts (crops) and costs one FFT, so thousands of images scan quickly on a CPU. A plain CNN with
   global pooling learned nothing in 200 steps here: it must find a faint texture under image content.
+* **Plus a matched filter** (shipped models): the scanner puts every image back into the frame the
+  watermark was made in, so D also correlates the luma with G's textures where G put them
+  (``WatermarkDetector.coherent``), and G adds each texture with a key-derived sign so other keys'
+  watermarks do not correlate. Phase survives where the power spectrum's faint peak drowns: at
+  p = 0.01 portraits went from 32-47% to 96-99% found (README).
 """
 
 from __future__ import annotations
