@@ -62,8 +62,7 @@ DEFAULT_LEARNING_RATE = {"dreambooth": 5e-6, "lora": 1e-4, "textual_inversion": 
 DEFAULT_STEPS = {"dreambooth": 400, "lora": 500, "textual_inversion": 2000}
 # Which UNet layers get LoRA adapters. "attention": the projections diffusers' train_dreambooth_lora.py
 # adapts. "transformer": every linear (and 1x1 conv) layer of the transformer blocks (attention, feed-forward,
-# proj_in/proj_out), the set kohya-ss sd-scripts' LoRA adapts by default, which most shared LoRAs are
-# trained with.
+# proj_in/proj_out), the set kohya-ss sd-scripts' LoRA adapts by default (a common trainer for shared LoRAs).
 LORA_TARGET_SETS = {
     "attention": ["to_k", "to_q", "to_v", "to_out.0"],
     "transformer": ["to_k", "to_q", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"],
@@ -72,7 +71,6 @@ LORA_TARGET_SETS = {
     "transformer_conv": ["to_k", "to_q", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
                          "conv1", "conv2"],
 }
-LORA_TARGETS = LORA_TARGET_SETS["attention"]
 
 
 @dataclass
