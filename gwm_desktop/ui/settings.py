@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "phase2_steps_dreambooth": 400,
     "phase2_steps_lora": 500,
     "phase2_steps_textual_inversion": 2000,
+    "phase2_lora_targets": "attention",
 }
 
 

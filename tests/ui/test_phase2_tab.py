@@ -181,3 +181,20 @@ def test_bad_input_is_refused_before_anything_starts(window, qtbot, world, tmp_p
     tab.phase2.prompts_combo.setCurrentIndex(tab.phase2.prompts_combo.findData("face"))
     face = config_from_spec(tab.spec())
     assert face.prompts == "face" and face.instance_prompt == "a photo of <sks> person"
+
+
+def test_lora_layers_choice_reaches_the_personalization(window, world) -> None:  # noqa: ANN001
+    from gwm_desktop.ui.phase2_form import LORA_TARGETS
+    from gwm_desktop.ui.phase2_run import config_from_spec
+    from training.phase2.personalize import LORA_TARGET_SETS
+
+    assert [key for key, *_ in LORA_TARGETS] == list(LORA_TARGET_SETS)
+    tab = window.advanced_tab
+    configure(tab, world)
+    form = tab.phase2
+    assert form.lora_targets.currentData() == "attention" and form.lora_targets.isEnabled()
+    form.lora_targets.setCurrentIndex(form.lora_targets.findData("transformer_conv"))
+    assert config_from_spec(tab.spec()).personalize_config("lora").lora_targets == "transformer_conv"
+    assert "convolutions" in form.summary()
+    form.method_checks["lora"].setChecked(False)
+    assert not form.lora_targets.isEnabled()
