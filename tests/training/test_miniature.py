@@ -114,3 +114,33 @@ def test_personalization_overrides_parse_numbers_and_refuse_unknown_methods(tmp_
     assert cfg.personalization["lora"]["lora_rank"] == 16 and isinstance(cfg.personalization["lora"]["lora_rank"], int)
     with pytest.raises(SystemExit):
         override_personalization(cfg, "dreamboth.learning_rate=1e-4")
+
+
+def test_matched_filter_check_tells_in_place_watermarks_from_clean_samples(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from gwm_desktop.core.keys import message_from_key
+    from gwm_desktop.core.models import networks_for_size
+    from gwm_desktop.core.weights import save_model
+    from training.miniature.matched_filter_check import WATERMARK_MODEL, main, scores
+
+    generator, detector = networks_for_size(64, 16, 64)  # the miniature's shape: one 64 px tile, 16 bits
+    save_model(tmp_path / WATERMARK_MODEL, generator, detector)
+    key = b"k" * 32
+    (tmp_path / "subject.key").write_bytes(key)
+    message = message_from_key(key, 16)[None]
+    freq = torch.fft.fftfreq(64)
+    radius = torch.sqrt(freq[:, None] ** 2 + freq[None, :] ** 2).clamp_min(1 / 64)
+    for variant, strength in (("clean", 0.0), ("marked", 1.5)):
+        folder = tmp_path / "phase2" / "synth" / "dreambooth" / variant / "heldout"
+        folder.mkdir(parents=True)
+        for seed in range(6):
+            noise = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(seed + 10 * (strength > 0)))
+            x = (0.5 + 0.15 * torch.fft.ifft2(torch.fft.fft2(noise) / radius).real / 8).clamp(0, 1)[None]
+            with torch.no_grad():
+                x = (x + strength * generator(x, message)).clamp(0, 1)
+            pixels = (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"s{seed}.png")
+    result = scores(tmp_path, "dreambooth")
+    assert result["n"] == 12 and result["linear"] == 1.0 and result["agreement"] == 1.0
+    assert main([str(tmp_path), "dreambooth"]) == 0
