@@ -26,6 +26,11 @@ def export_checkpoint(checkpoint: Path, folder: Path, metrics: dict | None = Non
     trainer.config = config
     trainer.step = state["step"]
     trainer.generator, trainer.detector = networks_for_size(config.working_size, config.n_bits, config.tile)
+    if "templates" in state["detector"]:  # a run fine-tuned from a model with the matched filter
+        from gwm_desktop.core.weights import architecture_config, build_networks
+
+        trainer.generator, trainer.detector = build_networks(
+            dict(architecture_config(trainer.generator, trainer.detector), signed=True, matched_filter=True))
     trainer.generator.load_state_dict(state["generator"])
     trainer.detector.load_state_dict(state["detector"])
     argv = []

@@ -51,3 +51,23 @@ def test_train_checkpoint_resume_and_export(tiny_corpus, tmp_path):
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in log] == [1, 2, 3]
     assert {"loss_d", "loss_g", "lpips", "bit_acc"} <= set(log[0])
+
+
+def test_fine_tuning_a_matched_model_refreshes_its_templates_and_exports_checkpoints(tiny_corpus, tmp_path):
+    from training.export_checkpoint import export_checkpoint
+
+    first = tmp_path / "first"
+    base = ["--data", str(tiny_corpus), "--working-size", "64", "--batch-size", "4", "--warmup-steps", "4",
+            "--device", "cpu"]
+    assert main([*base, "--out", str(first), "--steps", "1"]) == 0
+    tuned = tmp_path / "tuned"
+    assert main([*base, "--out", str(tuned), "--steps", "2", "--checkpoint-every", "1",
+                 "--init-from", str(first / "model")]) == 0
+    before, after = load_model(first / "model"), load_model(tuned / "model")
+    assert after.generator.signed and after.detector.matched_filter
+    assert not torch.equal(after.generator.patterns, before.generator.patterns)  # G trained on
+    assert torch.equal(after.detector.templates, after.generator.patterns.detach()[:, 0])  # D follows it
+    exported = export_checkpoint(latest_checkpoint(tuned / "checkpoints"), tmp_path / "from_checkpoint")
+    assert exported["architecture"]["matched_filter"]
+    again = load_model(tmp_path / "from_checkpoint")
+    assert torch.equal(again.detector.templates, again.generator.patterns.detach()[:, 0])
