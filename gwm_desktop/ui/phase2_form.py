@@ -54,6 +54,18 @@ HUB_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 
 
+def _choice_combo(name: str, choices: tuple[tuple[str, str, str], ...], current: str, tip: str) -> QComboBox:
+    """A combo box of (key, label, tool tip) choices, ``current`` selected (the first if unknown)."""
+    combo = QComboBox()
+    combo.setAccessibleName(name)
+    for key, label, item_tip in choices:
+        combo.addItem(label, key)
+        combo.setItemData(combo.count() - 1, item_tip, Qt.ItemDataRole.ToolTipRole)
+    combo.setCurrentIndex(max(0, combo.findData(current)))
+    combo.setToolTip(tip)
+    return combo
+
+
 def base_problem(base: str) -> str | None:
     """Why ``base`` cannot be a base model (None: looks usable; a hub id is checked when the run loads it)."""
     if not base:
@@ -127,13 +139,8 @@ class Phase2Form:
             grid.addWidget(spin, row, 1)
             self.method_checks[key], self.step_spins[key] = check, spin
         grid.setColumnStretch(0, 1)
-        self.lora_targets = QComboBox()
-        self.lora_targets.setAccessibleName("LoRA layers")
-        for key, label, tip in LORA_TARGETS:
-            self.lora_targets.addItem(label, key)
-            self.lora_targets.setItemData(self.lora_targets.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
-        self.lora_targets.setCurrentIndex(max(0, self.lora_targets.findData(settings.get("phase2_lora_targets"))))
-        self.lora_targets.setToolTip("Which UNet layers the LoRA adapters train")
+        self.lora_targets = _choice_combo("LoRA layers", LORA_TARGETS, settings.get("phase2_lora_targets"),
+                                          "Which UNet layers the LoRA adapters train")
         self.lora_targets.setEnabled(self.method_checks["lora"].isChecked())
         self.method_checks["lora"].toggled.connect(self.lora_targets.setEnabled)
         layers_label = QLabel("LoRA layers")
@@ -144,14 +151,9 @@ class Phase2Form:
         grid.addWidget(layers_label, lora_row + 1, 0)
         grid.addWidget(self.lora_targets, lora_row + 1, 1)
 
-        self.prompts_combo = QComboBox()
-        self.prompts_combo.setAccessibleName("Prompt set")
-        for key, label, tip in PROMPT_SETS:
-            self.prompts_combo.addItem(label, key)
-            self.prompts_combo.setItemData(self.prompts_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
-        self.prompts_combo.setCurrentIndex(max(0, self.prompts_combo.findData(settings.get("phase2_prompts"))))
-        self.prompts_combo.setToolTip("The prompts the personalised models draw from: 12 for the detector's "
-                                      "training images, 8 others only for the held-out report")
+        self.prompts_combo = _choice_combo("Prompt set", PROMPT_SETS, settings.get("phase2_prompts"),
+                                           "The prompts the personalised models draw from: 12 for the detector's "
+                                           "training images, 8 others only for the held-out report")
 
         self.rows: list[tuple[str, QWidget]] = [
             ("Base model", _row(self.base_edit, base_browse)),
