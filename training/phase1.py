@@ -281,7 +281,7 @@ class Phase1Trainer:
         self.generator.eval()
         self.detector.eval()
         generator, detector = self.generator, self.detector
-        if matched_filter and detector.matched_filter:
+        if detector.matched_filter:
             detector.adopt_templates(generator)  # fine-tuned from a matched model: G's textures have moved
         elif matched_filter:
             from training.matched_filter import with_matched_filter

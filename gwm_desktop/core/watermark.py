@@ -102,6 +102,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
 
 
+def _decode_rgb8(data: bytes, sixteen_bit: bool) -> Image.Image:
+    """An encoded output's pixels as 8-bit RGB (16-bit files through our loader, which scales, not clips)."""
+    return to_rgb8(load_image_bytes(data).rgb) if sixteen_bit else to_rgb8(decode_bytes(data))
+
+
 class Embedder:
     """Watermarks images with one profile's message; owns the networks' forward passes."""
 
@@ -150,10 +155,10 @@ class Embedder:
         """
         if fmt == "PNG" and marked.dtype == np.uint8 and not loaded.is_grey:
             return to_rgb8(marked)
-        return to_rgb8(load_image_bytes(data).rgb) if loaded.bit_depth == 16 else to_rgb8(decode_bytes(data))
+        return _decode_rgb8(data, loaded.bit_depth == 16)
 
     def _decoded_lpips(self, reference: LpipsToReference, data: bytes, sixteen_bit: bool) -> float:
-        decoded = to_rgb8(load_image_bytes(data).rgb) if sixteen_bit else to_rgb8(decode_bytes(data))
+        decoded = _decode_rgb8(data, sixteen_bit)
         return float(reference(pil_to_lpips_tensor(resize_for_lpips(decoded)))[0])
 
     def _codec_options(self, loaded: LoadedImage, options: EncodeOptions, fmt: str, reference: LpipsToReference,

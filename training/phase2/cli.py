@@ -17,7 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from training.phase2.personalize import DEFAULT_LEARNING_RATE, DEFAULT_STEPS, METHODS
+from training.phase2.personalize import DEFAULT_LEARNING_RATE, DEFAULT_STEPS, LORA_TARGET_SETS, METHODS
 from training.phase2.pipeline import Phase2Config
 
 
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--gradient-accumulation", type=int, default=d.gradient_accumulation,
                     help="micro-batches per optimizer step (default: %(default)s)")
     pe.add_argument("--lora-rank", type=int, default=d.lora_rank, help="LoRA rank (default: %(default)s)")
-    pe.add_argument("--lora-targets", choices=["attention", "transformer", "transformer_conv"], default=d.lora_targets,
+    pe.add_argument("--lora-targets", choices=list(LORA_TARGET_SETS), default=d.lora_targets,
                     help="LoRA layers: attention projections (diffusers' script) or every linear layer of the "
                          "transformer blocks (kohya-ss sd-scripts), or those and the ResNet convolutions (LoCon) (default: %(default)s)")
     pe.add_argument("--prior-preservation", action="store_true",

@@ -63,13 +63,14 @@ DEFAULT_STEPS = {"dreambooth": 400, "lora": 500, "textual_inversion": 2000}
 # Which UNet layers get LoRA adapters. "attention": the projections diffusers' train_dreambooth_lora.py
 # adapts. "transformer": every linear (and 1x1 conv) layer of the transformer blocks (attention, feed-forward,
 # proj_in/proj_out), the set kohya-ss sd-scripts' LoRA adapts by default (a common trainer for shared LoRAs).
+_ATTENTION = ["to_k", "to_q", "to_v", "to_out.0"]
+_TRANSFORMER = [*_ATTENTION, "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
 LORA_TARGET_SETS = {
-    "attention": ["to_k", "to_q", "to_v", "to_out.0"],
-    "transformer": ["to_k", "to_q", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"],
+    "attention": _ATTENTION,
+    "transformer": _TRANSFORMER,
     # "transformer" plus the ResNet blocks' 3x3 convolutions: kohya-ss' LoRA with conv_dim set, or
     # LyCORIS' LoCon. Common, though not the default.
-    "transformer_conv": ["to_k", "to_q", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
-                         "conv1", "conv2"],
+    "transformer_conv": [*_TRANSFORMER, "conv1", "conv2"],
 }
 
 
