@@ -353,6 +353,18 @@ class WatermarkDetector(nn.Module):
         denominator = torch.sqrt(torch.einsum("bhw,khw->bk", 1.0 / local, energy))
         return numerator / denominator.clamp_min(1e-12)  # templates never adopted: 0, not NaN
 
+    def evidence(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, E): one unzoomed view's evidence, with gradients (Phase 2 trains D on it).
+
+        The same E as ``decode_views``: bit logits, then the matched filter's statistics when D has it,
+        so the binary head learns on the agreement the scanner computes.
+        """
+        size = self.working_size
+        if x.shape[-2:] != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        bits = self(x)
+        return torch.cat([bits, self.coherent(x)], dim=-1) if self.matched_filter else bits
+
     @torch.no_grad()
     def decode_views(self, x: torch.Tensor, zooms: tuple[float, ...] = SCAN_ZOOMS) -> torch.Tensor:
         """(B, 3, S, S) -> (B, V, E): the evidence of each scan-time view (``SCAN_ZOOMS``).

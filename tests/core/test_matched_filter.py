@@ -114,3 +114,17 @@ def test_band_spectrum_is_the_centre_of_the_full_shifted_spectrum():
     full = torch.fft.fftshift(torch.fft.fft2(centred * (window[:, None] * window[None, :])), dim=(-2, -1))
     assert torch.allclose(band_spectrum(grey, 13), full[..., 32 - 13:32 + 13, 32 - 13:32 + 13])
     assert torch.allclose(band_spectrum(grey, 32), full)
+
+
+def test_training_evidence_is_the_scanners_unzoomed_view_with_gradients():
+    """Phase 2 trains on ``evidence``; the scanner reads ``decode_views``: the same numbers for the
+    unzoomed view, or D's binary head would learn on an agreement the scanner never computes."""
+    _, detector = signed_networks()
+    x = natural_image(3).requires_grad_(True)
+    evidence = detector.evidence(x)
+    assert SCAN_ZOOMS[0] == 1.0 and evidence.shape == (1, 2 * DEFAULT_BITS)
+    assert torch.allclose(evidence.detach(), detector.decode_views(x.detach())[:, 0], atol=1e-4)
+    evidence.sum().backward()
+    assert x.grad is not None and detector.bits.weight.grad is not None
+    _, plain = networks_for_size()
+    assert plain.evidence(x.detach()).shape == (1, DEFAULT_BITS)  # no matched filter: bit logits only

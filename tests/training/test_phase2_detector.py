@@ -9,9 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
+from gwm_desktop.core.detect import NEGATIVE_BANKS, Scanner
 from gwm_desktop.core.jobs import CancelToken, JobCancelled
 from gwm_desktop.core.keys import message_from_key
-from gwm_desktop.core.weights import load_model
+from gwm_desktop.core.models import SCAN_ZOOMS
+from gwm_desktop.core.weights import load_model, save_model
 from tests.training.phase2_tiny import single_thread_torch, tiny_watermark_model, write_subject_images
 from training.phase2.detector_finetune import (
     DetectorFinetuneConfig,
@@ -64,8 +66,9 @@ def test_finetune_improves_bce_on_its_pairs_and_writes_a_verified_model(sets):
     for name, value in before.generator.state_dict().items():
         assert torch.equal(value, after.generator.state_dict()[name])  # G is unchanged
     assert after.manifest["training"]["phase"] == 2
-    assert after.calibration["clean_bits"].shape[1] == after.n_bits
-    assert "other_bits" in after.calibration
+    # The bank is in the scanner's form: evidence per scan-time view, for each negative bank.
+    assert set(after.calibration) == set(NEGATIVE_BANKS)
+    assert all(bank.shape[1:] == (len(SCAN_ZOOMS), after.n_bits) for bank in after.calibration.values())
     metrics_before = evaluate_detector(sets["model"], KEY, sets["S"], sets["S_w"])
     metrics_after = evaluate_detector(out, KEY, sets["S"], sets["S_w"])
     assert metrics_after["n"] == 16
@@ -73,6 +76,33 @@ def test_finetune_improves_bce_on_its_pairs_and_writes_a_verified_model(sets):
     assert metrics_after["auc"] >= 0.9
     other_key = evaluate_detector(out, bytes(32), sets["S"], sets["S_w"])
     assert other_key["accuracy"] < metrics_after["accuracy"]  # specific to this profile's key
+
+
+def test_a_matched_model_keeps_its_matched_filter_through_phase_2(sets):
+    """Fine-tuned from a model with the matched filter, the Phase 2 detector still correlates with G's
+    textures, and its bank holds that evidence, so the scanner reads it as it reads the shipped model."""
+    from training.matched_filter import with_matched_filter
+
+    root = sets["root"]
+    base = load_model(sets["model"])
+    generator, detector = with_matched_filter(base.generator, base.detector)
+    save_model(root / "matched", generator, detector, calibration={})
+    out = root / "matched_finetuned"
+    config = DetectorFinetuneConfig(steps=4, batch_size=4, device="cpu", phase1_mix=0.5)
+    list(finetune_detector(root / "matched", KEY, sets["S"], sets["S_w"], out, config, phase1_images=sets["X"]))
+    after = load_model(out)
+    assert after.detector.matched_filter and torch.equal(after.detector.templates, generator.patterns[:, 0])
+    assert all(bank.shape[1:] == (len(SCAN_ZOOMS), 2 * after.n_bits) for bank in after.calibration.values())
+    # A direct copy marked by the signed G: the scanner's evidence carries the matched filter's statistics.
+    message = message_from_key(KEY, after.n_bits)
+    images = load_detector_images(sorted(sets["S"].glob("*.png")), 64).float() / 255
+    marked = FreshWatermarker(generator, 0.05, torch.device("cpu"))(images, message.expand(len(images), -1))
+    scanner = Scanner(after.detector, message, after.calibration)
+    assert scanner.use_views
+    to_arrays = lambda x: (x.permute(0, 2, 3, 1) * 255).round().byte().numpy()  # noqa: E731
+    _, clean_agreement = scanner.score_arrays(to_arrays(images))
+    _, marked_agreement = scanner.score_arrays(to_arrays(marked))
+    assert marked_agreement.min() > clean_agreement.max()
 
 
 def test_cancelled_finetune_writes_nothing(sets):

@@ -13,10 +13,12 @@ Loss: binary cross-entropy on D's score logit for its label (the paper's classif
 watermarked images of a known message, cross-entropy on each message bit (a denser signal).
 
 The model folder written keeps G unchanged and gets the fine-tuned D, plus a new calibration bank
-(the old one holds the old D's outputs): bit logits of the clean images seen here (S and the Phase 1
-images, undistorted and distorted) and of the Phase 1 images watermarked with other keys. Thresholds
-drawn from it are somewhat optimistic for S (D trained on those very images): the Phase 2 report
-sets its thresholds on held-out images instead.
+(the old one holds the old D's outputs) in the form the scanner reads: D's evidence per scan-time
+view (``decode_views``: bit logits, plus the matched filter's statistics when the model has one, so a
+Phase 2 detector keeps the shipped model's matched filter) of the clean images seen here (S and the
+Phase 1 images, undistorted and distorted), of Phase 1 images watermarked with other keys at ``p``
+and at the faintest level. Thresholds drawn from it are somewhat optimistic for S (D trained on those
+very images): the Phase 2 report sets its thresholds on held-out images instead.
 """
 
 from __future__ import annotations
@@ -83,21 +85,23 @@ class FreshWatermarker:
         self.lpips = build_lpips(device)
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, messages: torch.Tensor, p: float | None = None) -> torch.Tensor:
         w = self.generator(x, messages)
         raw = self.lpips(x * 2 - 1, (x + w).clamp(0, 1) * 2 - 1).flatten()
-        strength = torch.sqrt(self.p / raw.clamp_min(1e-8)).view(-1, 1, 1, 1)
+        strength = torch.sqrt((self.p if p is None else p) / raw.clamp_min(1e-8)).view(-1, 1, 1, 1)
         return quantize_8bit((x + strength * w).clamp(0, 1))
 
 
-def detection_loss(detector: WatermarkDetector, bits: torch.Tensor, labels: torch.Tensor, message: torch.Tensor,
+def detection_loss(detector: WatermarkDetector, evidence: torch.Tensor, labels: torch.Tensor, message: torch.Tensor,
                    bit_targets: torch.Tensor | None, bit_weight: float) -> torch.Tensor:
-    """BCE on the score logit for ``labels`` (B,), plus per-bit BCE where ``bit_targets`` (B, n_bits) is not NaN."""
-    loss = F.binary_cross_entropy_with_logits(detector.score_logit(bits, message.view(1, -1)), labels)
+    """BCE on the score logit of ``evidence`` (``WatermarkDetector.evidence``) for ``labels`` (B,), plus
+    per-bit BCE on the bit logits where ``bit_targets`` (B, n_bits) is not NaN."""
+    loss = F.binary_cross_entropy_with_logits(detector.score_logit(evidence, message.view(1, -1)), labels)
     if bit_targets is not None and bit_weight > 0:
         known = ~torch.isnan(bit_targets[:, 0])
         if known.any():
-            loss = loss + bit_weight * F.binary_cross_entropy_with_logits(bits[known], (bit_targets[known] + 1) / 2)
+            bits = evidence[known, :detector.n_bits]
+            loss = loss + bit_weight * F.binary_cross_entropy_with_logits(bits, (bit_targets[known] + 1) / 2)
     return loss
 
 
@@ -110,7 +114,7 @@ def mean_bce(detector: WatermarkDetector, message: torch.Tensor, clean: torch.Te
     for images, label in ((clean, 0.0), (marked, 1.0)):
         for start in range(0, len(images), batch):
             x = as_float(images[start:start + batch], device)
-            logits = detector.score_logit(detector(x), message.to(device).view(1, -1))
+            logits = detector.score_logit(detector.evidence(x), message.to(device).view(1, -1))
             total += float(F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, label), reduction="sum"))
             count += len(x)
     return total / max(count, 1)
@@ -169,7 +173,7 @@ def finetune_detector(model_dir: Path, key: bytes, clean_dir: Path | list[Path],
             labels = torch.cat([torch.zeros(half), torch.ones(half)]).to(device)
             targets = torch.cat([torch.full((half, bundle.n_bits), float("nan")),
                                  message.cpu().expand(half, -1)]).to(device)
-        loss = detection_loss(detector, detector(x), labels, message, targets, config.bit_loss_weight)
+        loss = detection_loss(detector, detector.evidence(x), labels, message, targets, config.bit_loss_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -179,7 +183,7 @@ def finetune_detector(model_dir: Path, key: bytes, clean_dir: Path | list[Path],
             metrics.update(bce_before=bce_before, bce_after=mean_bce(detector, message, clean, marked, device))
             cancel.raise_if_cancelled()
             detector.eval()
-            calibration = calibration_bank(detector, [clean, phase1], phase1, generator, fresh, distort, rng, device)
+            calibration = calibration_bank(detector, [clean, phase1], phase1, fresh, distort, rng, device)
             save_model(Path(out_dir), generator, detector, calibration=calibration,
                        manifest_extra={"training": {"phase": 2, "base_model": str(model_dir),
                                                     "config": asdict(config), "steps_done": step,
@@ -212,38 +216,43 @@ def _phase1_batch(images: torch.Tensor, half: int, message: torch.Tensor, genera
 
 @torch.no_grad()
 def calibration_bank(detector: WatermarkDetector, clean_sets: list[torch.Tensor], phase1: torch.Tensor,
-                     generator: WatermarkGenerator, fresh: FreshWatermarker | None, distort: DistortionLayer,
+                     fresh: FreshWatermarker | None, distort: DistortionLayer,
                      rng: torch.Generator, device: torch.device, batch: int = 64) -> dict[str, torch.Tensor]:
-    """``clean_bits``: D's bit logits of clean images, undistorted and distorted; ``other_bits``: other keys'."""
-    clean_bits, other_bits = [], []
+    """The scanner's negative banks (``detect.NEGATIVE_BANKS``), each (N, V, E) ``decode_views`` evidence,
+    undistorted and distorted: ``clean_bits`` of clean images; ``other_bits`` of Phase 1 images
+    watermarked with random other keys at ``fresh.p``; ``faint_other_bits`` the same at the faintest level."""
+    from gwm_desktop.core.levels import LEVELS
+
+    def evidence(x: torch.Tensor) -> list[torch.Tensor]:
+        return [detector.decode_views(x).cpu().half(), detector.decode_views(distort(x)).cpu().half()]
+
+    banks: dict[str, list[torch.Tensor]] = {"clean_bits": [], "other_bits": [], "faint_other_bits": []}
     for images in clean_sets:
         for start in range(0, len(images), batch):
-            x = as_float(images[start:start + batch], device)
-            clean_bits += [detector(x).cpu(), detector(distort(x)).cpu()]
+            banks["clean_bits"] += evidence(as_float(images[start:start + batch], device))
     if fresh is not None and len(phase1):
-        n_bits = detector.n_bits
+        faintest = min(level.p for level in LEVELS)
         for start in range(0, len(phase1), batch):
             x = as_float(phase1[start:start + batch], device)
-            x_other = fresh(x, random_messages(len(x), n_bits, rng).to(device))
-            other_bits += [detector(x_other).cpu(), detector(distort(x_other)).cpu()]
-    bank = {"clean_bits": torch.cat(clean_bits)}
-    if other_bits:
-        bank["other_bits"] = torch.cat(other_bits)
-    return bank
+            banks["other_bits"] += evidence(fresh(x, random_messages(len(x), detector.n_bits, rng).to(device)))
+            faint = fresh(x, random_messages(len(x), detector.n_bits, rng).to(device), p=faintest)
+            banks["faint_other_bits"] += evidence(faint)
+    return {name: torch.cat(parts) for name, parts in banks.items() if parts}
 
 
 # -- evaluation ----------------------------------------------------------------------------------------
 @torch.no_grad()
 def score_images(detector: WatermarkDetector, message: torch.Tensor, paths: list[Path],
                  device: torch.device | str = "cpu", batch: int = 64) -> np.ndarray:
-    """(N,) D's score logits for this key's watermark, images read as the scanner reads them."""
+    """(N,) D's score logits for this key's watermark, images read as the scanner reads them (one
+    unzoomed view: the images are whole, so the scanner's crop view has nothing to undo)."""
     device = torch.device(device)
     detector.eval()
     images = load_detector_images(paths, detector.working_size)
     out = []
     for start in range(0, len(images), batch):
-        bits = detector(as_float(images[start:start + batch], device))
-        out.append(detector.score_logit(bits, message.to(device).view(1, -1)).float().cpu())
+        evidence = detector.evidence(as_float(images[start:start + batch], device))
+        out.append(detector.score_logit(evidence, message.to(device).view(1, -1)).float().cpu())
     return torch.cat(out).numpy() if out else np.zeros(0)
 
 
