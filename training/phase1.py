@@ -232,8 +232,8 @@ class Phase1Trainer:
             agree_marked = self.detector.agreement(bits_marked, own).mean()
             agree_clean = self.detector.agreement(bits_clean, own).mean()
             agree_other = self.detector.agreement(bits_other, own).mean()
-        return {"loss_d": float(loss_d), "loss_g": float(loss_g), "loss_inv": float(loss_inv),
-                "lpips": float(final.mean()), "budget": float(budget.mean()), "bit_acc": float(bit_acc),
+        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "loss_inv": loss_inv.item(),
+                "lpips": final.mean().item(), "budget": budget.mean().item(), "bit_acc": float(bit_acc),
                 "agree_marked": float(agree_marked), "agree_clean": float(agree_clean),
                 "agree_other": float(agree_other)}
 
@@ -275,9 +275,8 @@ class Phase1Trainer:
 
     def export(self, folder: Path, command: str, metrics: dict[str, Any] | None = None,
                calibration: dict[str, torch.Tensor] | None = None, matched_filter: bool = True) -> dict[str, Any]:
-        """Write the model folder. ``matched_filter``: with key signs and D's matched filter (what ships;
-        training.matched_filter explains why no training is needed); the miniature keeps its own plain
-        watermark model, which its measured figures used."""
+        """Write the model folder. ``matched_filter``: with key signs and D's matched filter (what ships,
+        and what the miniature world uses; training.matched_filter explains why no training is needed)."""
         self.generator.eval()
         self.detector.eval()
         generator, detector = self.generator, self.detector

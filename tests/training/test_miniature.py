@@ -116,7 +116,8 @@ def test_personalization_overrides_parse_numbers_and_refuse_unknown_methods(tmp_
         override_personalization(cfg, "dreamboth.learning_rate=1e-4")
 
 
-def test_matched_filter_check_tells_in_place_watermarks_from_clean_samples(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signed", [False, True], ids=["plain G (earlier runs)", "key-signed G"])
+def test_matched_filter_check_tells_in_place_watermarks_from_clean_samples(tmp_path: Path, signed: bool) -> None:
     from PIL import Image
 
     from gwm_desktop.core.keys import message_from_key
@@ -125,6 +126,10 @@ def test_matched_filter_check_tells_in_place_watermarks_from_clean_samples(tmp_p
     from training.miniature.matched_filter_check import WATERMARK_MODEL, main, scores
 
     generator, detector = networks_for_size(64, 16, 64)  # the miniature's shape: one 64 px tile, 16 bits
+    if signed:
+        from training.matched_filter import with_matched_filter
+
+        generator, detector = with_matched_filter(generator, detector)
     save_model(tmp_path / WATERMARK_MODEL, generator, detector)
     key = b"k" * 32
     (tmp_path / "subject.key").write_bytes(key)
@@ -143,4 +148,5 @@ def test_matched_filter_check_tells_in_place_watermarks_from_clean_samples(tmp_p
             Image.fromarray(pixels).save(folder / f"s{seed}.png")
     result = scores(tmp_path, "dreambooth")
     assert result["n"] == 12 and result["linear"] == 1.0 and result["agreement"] == 1.0
+    assert result["phase1_combined"] == 1.0 and "phase2_cnn" not in result  # no Phase 2 detector here
     assert main([str(tmp_path), "dreambooth"]) == 0

@@ -108,7 +108,7 @@ def train_autoencoder(images: torch.Tensor, held_out: torch.Tensor, out_dir: Pat
             loss.backward()
             opt.step()
             step += 1
-            metrics = {"step": step, "l1": float(loss_rec), "lpips": float(loss_lpips), "kl": float(loss_kl),
+            metrics = {"step": step, "l1": loss_rec.item(), "lpips": loss_lpips.item(), "kl": loss_kl.item(),
                        "elapsed_s": round(time.monotonic() - started, 1)}
             log.write(json.dumps(metrics) + "\n")
             log.flush()

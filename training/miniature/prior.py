@@ -132,7 +132,7 @@ def train_prior(items: list[CorpusItem], vae: AutoencoderKL, tokenizer: CLIPToke
             torch.nn.utils.clip_grad_norm_(list(unet.parameters()) + list(text_encoder.parameters()), 1.0)
             opt.step()
             step += 1
-            metrics = {"step": step, "loss": float(loss), "elapsed_s": round(time.monotonic() - started, 1)}
+            metrics = {"step": step, "loss": loss.item(), "elapsed_s": round(time.monotonic() - started, 1)}
             log.write(json.dumps(metrics) + "\n")
             log.flush()
             if step % config.checkpoint_every == 0 or step == config.steps:

@@ -156,7 +156,8 @@ def vae_survival(vae_dir: Path, watermark_model: Path, key: Path, clean_dir: Pat
     out = {}
     with torch.no_grad():
         for name, transform in (("direct", lambda x: x), ("vae_round_trip", lambda x: round_trip(vae, x))):
-            scores = [bundle.detector.score_logit(bundle.detector(transform(x)), message).numpy() for x in (clean, marked)]
+            scores = [bundle.detector.score_logit(bundle.detector.evidence(transform(x)), message).numpy()
+                      for x in (clean, marked)]
             metrics = detection_metrics(scores[0], scores[1])
             out[name] = {k: metrics[k] for k in ("auc", "accuracy", "n")}
     return out

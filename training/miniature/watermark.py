@@ -79,5 +79,5 @@ def ensure_autoencoder_aware_watermark(out: Path, data: list[Path], resolution: 
             log(f"watermark model + autoencoder {progress.message}: lpips {m['lpips']:.3f} bits {m['bit_acc']:.2f} "
                 f"own {m['agree_marked']:.2f} other {m['agree_other']:.2f}")
     trainer.export(folder / "model", f"training.miniature: Phase 1 fine-tuned from {base_model} with the "
-                   f"autoencoder {vae_dir} round trip on a {share:g} share of each batch", matched_filter=False)
+                   f"autoencoder {vae_dir} round trip on a {share:g} share of each batch")
     return folder / "model"

@@ -134,7 +134,7 @@ def ensure_watermark_model(config: WorldConfig, stage: WatermarkStageConfig, log
             m = progress.payload
             log(f"watermark model {progress.message}: lpips {m['lpips']:.3f} bits {m['bit_acc']:.2f} "
                 f"own {m['agree_marked']:.2f} other {m['agree_other']:.2f}")
-    trainer.export(folder / "model", command_line(args), matched_filter=False)
+    trainer.export(folder / "model", command_line(args))
     return folder / "model"
 
 
