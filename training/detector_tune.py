@@ -188,7 +188,7 @@ class DetectorTuner:
         loss.backward()
         optimizer.step()
         with torch.no_grad():
-            return {"loss": float(loss), "bit_acc": float(((marked_b > 0).float() * 2 - 1 == own).float().mean()),
+            return {"loss": loss.item(), "bit_acc": float(((marked_b > 0).float() * 2 - 1 == own).float().mean()),
                     "agree_marked": float(det.agreement(marked_b, own).mean()),
                     "agree_clean": float(det.agreement(clean_b, own).mean()),
                     "agree_other": float(det.agreement(marked_b2, other).mean())}

@@ -2,8 +2,8 @@
 
 Each kind of job registers a ``TrainingJob``: a title, whether its code is installed, and ``build``,
 which returns a generator of ``Progress`` (payload: a metrics dict) and finally returns a
-``JobOutcome``. The tab knows nothing about Phase 1, Phase 2 or detector specialisation beyond this;
-new jobs plug in by adding an entry to ``JOBS``.
+``JobOutcome``. The tab knows nothing about Phase 1 or Phase 2 beyond this; new jobs plug in by
+adding an entry to ``JOBS``.
 """
 
 from __future__ import annotations
@@ -112,8 +112,6 @@ JOBS: dict[str, TrainingJob] = {
     "phase1": TrainingJob("phase1", "Phase 1: train watermark generator and detector", "training.phase1", phase1_job,
                           "Joint training of G and D on a general image folder (fine-tunes the shipped model "
                           "when “Start from the shipped model” is on)."),
-    "specialize": TrainingJob("specialize", "Specialise this profile's detector", "training.calibrate", None,
-                              "Fine-tune the detector for this profile's key and calibrate its threshold."),
     "phase2": TrainingJob("phase2", "Phase 2: fine-tune on synthesized images", "training.phase2", phase2_job,
                           "Personalise a Stable Diffusion model on your art (clean and watermarked), then "
                           "fine-tune the detector on what it generates and report held-out accuracy.",
