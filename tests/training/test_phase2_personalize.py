@@ -201,3 +201,24 @@ def test_a_personalization_written_before_a_setting_existed_is_still_current(tmp
     assert not Phase2Run._personalization_current(tmp_path, PersonalizeConfig("dreambooth", learning_rate=2e-4))
     assert not Phase2Run._personalization_current(tmp_path, PersonalizeConfig("dreambooth", learning_rate=1e-4,
                                                                               lora_targets="transformer"))
+
+
+def test_lora_runs_are_reproducible_and_a_method_seed_reaches_the_personalization(world):
+    """The adapters' random init follows the seed (it used the global RNG, so two identical runs
+    differed), and a per-method seed override is not replaced by the run's seed."""
+    from training.phase2.pipeline import Phase2Config, Phase2Run
+
+    def adapters(out: str, seed: int) -> dict[str, torch.Tensor]:
+        trainer, _ = train(world, "lora", out, learning_rate=1e-2, train_steps=1, validation_images=0, seed=seed)
+        return {k: v for k, v in trainer.unet.state_dict().items() if "lora_A" in k}
+
+    torch.manual_seed(123)  # whatever the global RNG holds, the run does not depend on it
+    first = adapters("lora_seed0_a", 0)
+    torch.manual_seed(456)
+    again, other = adapters("lora_seed0_b", 0), adapters("lora_seed1", 1)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+    config = Phase2Config(base=str(world["base"]), images_dir=str(world["images"]), out=str(world["root"] / "p2"),
+                          methods=("lora", "dreambooth"), seed=5, method_overrides={"lora": {"seed": 1}})
+    run = Phase2Run(config)
+    assert run.personalize_config_for("lora").seed == 1 and run.personalize_config_for("dreambooth").seed == 5

@@ -211,9 +211,11 @@ class Personalizer:
                 from peft import LoraConfig
 
                 _place(self.unet, self.device, self.weight_dtype)
-                self.unet.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_rank,
-                                                 init_lora_weights="gaussian",
-                                                 target_modules=LORA_TARGET_SETS[cfg.lora_targets]))
+                with torch.random.fork_rng(devices=[]):  # the adapters' random init follows cfg.seed
+                    torch.manual_seed(cfg.seed + self.accelerator.process_index)
+                    self.unet.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_rank,
+                                                     init_lora_weights="gaussian",
+                                                     target_modules=LORA_TARGET_SETS[cfg.lora_targets]))
                 trainable = [p for p in self.unet.parameters() if p.requires_grad]
                 for param in trainable:  # adapters train in fp32 even when the base runs in half precision
                     param.data = param.data.float()

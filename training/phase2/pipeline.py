@@ -286,11 +286,9 @@ class Phase2Run:
                                        personalize(cfg.base, images, folder, pconfig, self.cancel), units)
 
     def personalize_config_for(self, method: str) -> PersonalizeConfig:
-        pconfig = self.config.personalize_config(method)
-        pconfig.device = self.config.device
-        pconfig.seed = self.config.seed
-        pconfig.threads = self.config.threads
-        return pconfig
+        # Device, seed and threads come from the run unless the method's overrides set them (a second
+        # personalization seed is how the miniature measures run-to-run spread).
+        return self.config.personalize_config(method)
 
     @staticmethod
     def _personalization_current(folder: Path, pconfig: PersonalizeConfig) -> bool:
