@@ -65,6 +65,22 @@ def test_captions_follow_measured_image_statistics() -> None:
     assert all(set(c.split()) <= words for c in captions)
 
 
+def test_a_cached_base_model_pretrained_for_other_steps_is_refused(tmp_path: Path) -> None:
+    """Reusing a cached prior of another length would silently measure another world."""
+    from training.miniature.prior import PriorConfig
+    from training.miniature.world import PRIOR_RECORD, WorldConfig, ensure_base_pipeline, prior_steps_of
+
+    base = tmp_path / "base_pipeline"
+    base.mkdir()
+    (base / "model_index.json").write_text("{}")
+    world = WorldConfig(out=tmp_path)
+    assert prior_steps_of(base) == 1000  # saved before the record existed: the default of that time
+    with pytest.raises(ValueError, match="--prior-steps 1000"):
+        ensure_base_pipeline(world, PriorConfig(steps=6000), tmp_path / "vae")
+    (base / PRIOR_RECORD).write_text(json.dumps({"steps": 6000}))
+    assert ensure_base_pipeline(world, PriorConfig(steps=6000), tmp_path / "vae") == base
+
+
 @needs_data
 def test_subject_images_are_square_and_listed(tmp_path: Path) -> None:
     written = prepare_subject(SHARED / "paintings", tmp_path / "subject" / "X", count=3, size=64)

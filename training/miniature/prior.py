@@ -36,7 +36,7 @@ from training.miniature.data import CorpusItem, caption
 
 @dataclass
 class PriorConfig:
-    steps: int = 1000
+    steps: int = 6000
     batch_size: int = 16
     lr: float = 5e-4
     text_lr: float = 5e-4

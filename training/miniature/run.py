@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--methods", default=None, help="comma-separated subset of dreambooth,lora,textual_inversion")
     parser.add_argument("--no-quarter", action="store_true", help="skip the 1/4-watermarked case")
-    parser.add_argument("--prior-steps", type=int, default=None, help="prior pretraining steps (default 1000)")
+    parser.add_argument("--prior-steps", type=int, default=None, help="prior pretraining steps (default 6000)")
     parser.add_argument("--personalize", action="append", default=[], metavar="METHOD.FIELD=VALUE",
                         help="override one personalization setting, e.g. dreambooth.learning_rate=1e-4 (repeatable)")
     return parser

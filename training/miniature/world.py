@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -139,12 +139,25 @@ def ensure_watermark_model(config: WorldConfig, stage: WatermarkStageConfig, log
 
 
 # -- text encoder + prior -> a Stable Diffusion pipeline folder --------------------------------------
+PRIOR_RECORD = "miniature_prior.json"   # the PriorConfig a base pipeline was pretrained with
+EARLIER_PRIOR_STEPS = 1000             # base pipelines saved before the record existed used the then default
+
+
+def prior_steps_of(base_pipeline: Path) -> int:
+    record = Path(base_pipeline) / PRIOR_RECORD
+    return json.loads(record.read_text())["steps"] if record.exists() else EARLIER_PRIOR_STEPS
+
+
 def ensure_base_pipeline(config: WorldConfig, prior_config: PriorConfig, vae_dir: Path, log: Log = print) -> Path:
     """Pretrain the prior (and the text encoder) and save ``out/base_pipeline`` with ``save_pretrained``."""
     from diffusers import AutoencoderKL, StableDiffusionPipeline
 
     target = config.out / "base_pipeline"
     if (target / "model_index.json").exists():
+        cached = prior_steps_of(target)
+        if cached != prior_config.steps:
+            raise ValueError(f"{target} holds a prior pretrained for {cached} steps, not {prior_config.steps}: "
+                             f"pass --prior-steps {cached} to use it, or another --out")
         return target
     folder = config.out / "prior"
     folder.mkdir(parents=True, exist_ok=True)
@@ -164,6 +177,7 @@ def ensure_base_pipeline(config: WorldConfig, prior_config: PriorConfig, vae_dir
     pipeline = assemble_pipeline(vae, text_encoder, tokenizer, unet)
     staging = config.out / ".base_pipeline.tmp"
     pipeline.save_pretrained(str(staging), safe_serialization=True)
+    (staging / PRIOR_RECORD).write_text(json.dumps(asdict(prior_config), indent=2) + "\n", encoding="utf-8")
     if target.exists():
         import shutil
         shutil.rmtree(target)
