@@ -120,7 +120,8 @@ def bits_under_conditions(detector: WatermarkDetector, image: Image.Image, devic
     return detector.decode_views(working_batch(variants, detector.working_size).to(device)).cpu()
 
 
-def _protect(embedder: Embedder, loaded: Any, p: float) -> tuple[Image.Image, float]:
+def protect_as_png(embedder: Embedder, loaded: Any, p: float) -> tuple[Image.Image, float]:
+    """Protect at budget ``p`` through the export path (PNG), decoded back: (image, strength)."""
     result = embedder.protect(loaded, p, EncodeOptions(format="png"))
     return to_rgb8(decode_bytes(result.data)), result.strength
 
@@ -152,8 +153,8 @@ def evaluate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[
             original = to_rgb8(loaded.rgb)
             per_level = []
             for p in config.levels:
-                marked, _ = _protect(own, loaded, p)
-                other, _ = _protect(others[index % len(others)], loaded, p)
+                marked, _ = protect_as_png(own, loaded, p)
+                other, _ = protect_as_png(others[index % len(others)], loaded, p)
                 per_level.append((p, marked, other))
         except (ImageLoadError, CalibrationError) as error:
             failures.append(f"{path.name}: {error}")
@@ -258,9 +259,9 @@ def calibrate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator
             loaded = load_image(path)
             key_message = message_from_key(other_key(1000 + index), bundle.n_bits)
             embedder = Embedder(bundle.generator, key_message, lpips_model, device)
-            marked, _ = _protect(embedder, loaded, LEVELS[index % len(LEVELS)].p)
+            marked, _ = protect_as_png(embedder, loaded, LEVELS[index % len(LEVELS)].p)
             faint_key = message_from_key(other_key(5000 + index), bundle.n_bits)
-            faintly, _ = _protect(Embedder(bundle.generator, faint_key, lpips_model, device), loaded, faintest)
+            faintly, _ = protect_as_png(Embedder(bundle.generator, faint_key, lpips_model, device), loaded, faintest)
         except (ImageLoadError, CalibrationError):
             continue
         clean.append(bits_under_conditions(bundle.detector, to_rgb8(loaded.rgb), device))

@@ -168,6 +168,20 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def _bank_is_per_view(detector_dir: Path) -> bool:
+    """Whether a detector folder's calibration bank holds per-view evidence, as the scanner reads it;
+    detectors written before it did (bits of one view) are fine-tuned again rather than reused."""
+    from safetensors import safe_open
+
+    from gwm_desktop.core.weights import CALIBRATION_FILE
+
+    path = detector_dir / CALIBRATION_FILE
+    if not path.exists():
+        return False
+    with safe_open(str(path), framework="pt") as bank:
+        return len(bank.get_slice("clean_bits").get_shape()) == 3
+
+
 class Phase2Run:
     """Paths, stage bookkeeping and the stages of one ``run_phase2``."""
 
@@ -343,7 +357,8 @@ class Phase2Run:
             settings = {"finetune": asdict(ft), "methods": methods, "personalization_tag": cfg.tag,
                         "images": [len(self.train_prompts), len(self.train_seeds)]}
             stamp = folder / "phase2_settings.json"
-            if stamp.exists() and json.loads(stamp.read_text()) == settings and (folder / "manifest.json").exists():
+            if (stamp.exists() and json.loads(stamp.read_text()) == settings and (folder / "manifest.json").exists()
+                    and _bank_is_per_view(folder)):
                 self.done += ft.steps
                 continue
             clean = [self.synth_dir(m, "clean", "train") for m in methods]
