@@ -78,6 +78,11 @@ def test_finetune_improves_bce_on_its_pairs_and_writes_a_verified_model(sets):
     assert other_key["accuracy"] < metrics_after["accuracy"]  # specific to this profile's key
 
 
+def as_uint8_arrays(x: torch.Tensor) -> np.ndarray:
+    """(B, 3, S, S) in [0, 1] -> (B, S, S, 3) uint8, what ``Scanner.score_arrays`` takes."""
+    return (x.permute(0, 2, 3, 1) * 255).round().byte().numpy()
+
+
 def test_a_matched_model_keeps_its_matched_filter_through_phase_2(sets):
     """Fine-tuned from a model with the matched filter, the Phase 2 detector still correlates with G's
     textures, and its bank holds that evidence, so the scanner reads it as it reads the shipped model."""
@@ -99,9 +104,8 @@ def test_a_matched_model_keeps_its_matched_filter_through_phase_2(sets):
     marked = FreshWatermarker(generator, 0.05, torch.device("cpu"))(images, message.expand(len(images), -1))
     scanner = Scanner(after.detector, message, after.calibration)
     assert scanner.use_views
-    to_arrays = lambda x: (x.permute(0, 2, 3, 1) * 255).round().byte().numpy()  # noqa: E731
-    _, clean_agreement = scanner.score_arrays(to_arrays(images))
-    _, marked_agreement = scanner.score_arrays(to_arrays(marked))
+    _, clean_agreement = scanner.score_arrays(as_uint8_arrays(images))
+    _, marked_agreement = scanner.score_arrays(as_uint8_arrays(marked))
     assert marked_agreement.min() > clean_agreement.max()
 
 
