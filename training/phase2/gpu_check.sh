@@ -5,16 +5,16 @@
 #   bash training/phase2/gpu_check.sh            # on the GPU machine (DEVICE=cuda)
 #   DEVICE=cpu SCALE=tiny bash training/phase2/gpu_check.sh   # the same script, seconds, on a CPU
 #
-# Needs the miniature world built here first (python -m training.miniature.run), carried to the
-# machine: runs/miniature/base_pipeline, runs/miniature/subject/X, runs/miniature/subject.key and
-# the miniature's watermark model (WATERMARK, below). diffusers, peft and lpips travel as wheels
+# Needs the miniature world built here first (python -m training.miniature.run --out runs/miniature_p4),
+# carried to the machine: $WORLD/base_pipeline, $WORLD/subject/X, $WORLD/subject.key and the
+# miniature's watermark model (WATERMARK, below). diffusers, peft and lpips travel as wheels
 # (see /work/.library/device/README.md); nothing is downloaded. Results land in $OUT (or runs/).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DEVICE=${DEVICE:-cuda}
 SCALE=${SCALE:-full}
-WORLD=${WORLD:-runs/miniature}
-WATERMARK=${WATERMARK:-runs/miniature_v2/watermark64_b16_t64_ae/model}
+WORLD=${WORLD:-runs/miniature_p4}
+WATERMARK=${WATERMARK:-$WORLD/watermark64_b16_t64_ae/model}
 RESULTS=${OUT:-runs}/phase2_gpu_check
 if [ "$SCALE" = tiny ]; then
   SIZES=(--train-steps 2 --n-train-prompts 2 --n-heldout-prompts 2 --images-per-prompt 1
