@@ -306,11 +306,14 @@ class WatermarkDetector(nn.Module):
         self.score_scale = nn.Parameter(torch.tensor(8.0))
         self.score_bias = nn.Parameter(torch.tensor(-2.0))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _at_working_size(self, x: torch.Tensor) -> torch.Tensor:
         size = self.working_size
         if x.shape[-2:] != (size, size):
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        features = self.features(whitened_spectrum(x, self.spectrum_crop))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.features(whitened_spectrum(self._at_working_size(x), self.spectrum_crop))
         return self.bits(features.flatten(1))
 
     @torch.no_grad()
@@ -353,17 +356,22 @@ class WatermarkDetector(nn.Module):
         denominator = torch.sqrt(torch.einsum("bhw,khw->bk", 1.0 / local, energy))
         return numerator / denominator.clamp_min(1e-12)  # templates never adopted: 0, not NaN
 
+    def _evidence_of_luma(self, grey: torch.Tensor) -> torch.Tensor:
+        """(N, 1, S, S) luma -> (N, E): bit logits, then the matched filter's statistics when D has it;
+        the CNN and the matched filter share one FFT (``band_spectrum``)."""
+        band = band_spectrum(grey, band_width(self.spectrum_crop))
+        evidence = self.bits(self.features(whiten(band, self.spectrum_crop)).flatten(1))
+        if self.matched_filter:
+            evidence = torch.cat([evidence, self._correlate(band)], dim=-1)
+        return evidence
+
     def evidence(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B, E): one unzoomed view's evidence, with gradients (Phase 2 trains D on it).
 
         The same E as ``decode_views``: bit logits, then the matched filter's statistics when D has it,
         so the binary head learns on the agreement the scanner computes.
         """
-        size = self.working_size
-        if x.shape[-2:] != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        bits = self(x)
-        return torch.cat([bits, self.coherent(x)], dim=-1) if self.matched_filter else bits
+        return self._evidence_of_luma(luma(self._at_working_size(x)))
 
     @torch.no_grad()
     def decode_views(self, x: torch.Tensor, zooms: tuple[float, ...] = SCAN_ZOOMS) -> torch.Tensor:
@@ -372,14 +380,8 @@ class WatermarkDetector(nn.Module):
         E = n_bits bit logits, followed by n_bits matched-filter statistics (``coherent``) when the
         detector has the matched filter; ``agreement`` reads both.
         """
-        size = self.working_size
-        if x.shape[-2:] != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        grey = luma(x)  # zoomed once per view on one channel, not three: the views need only luma
-        band = band_spectrum(torch.cat([zoom_out(grey, zoom) for zoom in zooms]), band_width(self.spectrum_crop))
-        evidence = self.bits(self.features(whiten(band, self.spectrum_crop)).flatten(1))
-        if self.matched_filter:
-            evidence = torch.cat([evidence, self._correlate(band)], dim=-1)
+        grey = luma(self._at_working_size(x))  # zoomed once per view on one channel: the views need only luma
+        evidence = self._evidence_of_luma(torch.cat([zoom_out(grey, zoom) for zoom in zooms]))
         return evidence.view(len(zooms), x.shape[0], -1).transpose(0, 1)
 
     @staticmethod
