@@ -106,18 +106,24 @@ def detection_loss(detector: WatermarkDetector, evidence: torch.Tensor, labels: 
 
 
 @torch.no_grad()
-def mean_bce(detector: WatermarkDetector, message: torch.Tensor, clean: torch.Tensor, marked: torch.Tensor,
-             device: torch.device, batch: int = 64) -> float:
-    """Mean binary cross-entropy of D's score on clean (0) and marked (1) uint8 images."""
+def score_logits(detector: WatermarkDetector, message: torch.Tensor, images: torch.Tensor,
+                 device: torch.device | str = "cpu", batch: int = 64) -> torch.Tensor:
+    """(N,) D's score logits for this key's watermark on (N, 3, S, S) uint8 images (``evidence``: one view)."""
+    device = torch.device(device)
     detector.eval()
-    total, count = 0.0, 0
-    for images, label in ((clean, 0.0), (marked, 1.0)):
-        for start in range(0, len(images), batch):
-            x = as_float(images[start:start + batch], device)
-            logits = detector.score_logit(detector.evidence(x), message.to(device).view(1, -1))
-            total += float(F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, label), reduction="sum"))
-            count += len(x)
-    return total / max(count, 1)
+    out = [detector.score_logit(detector.evidence(as_float(images[start:start + batch], device)),
+                                message.to(device).view(1, -1)).float().cpu()
+           for start in range(0, len(images), batch)]
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def mean_bce(detector: WatermarkDetector, message: torch.Tensor, clean: torch.Tensor, marked: torch.Tensor,
+             device: torch.device) -> float:
+    """Mean binary cross-entropy of D's score on clean (0) and marked (1) uint8 images."""
+    total = sum(float(F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, label), reduction="sum"))
+                for logits, label in ((score_logits(detector, message, clean, device), 0.0),
+                                      (score_logits(detector, message, marked, device), 1.0)))
+    return total / max(len(clean) + len(marked), 1)
 
 
 def _image_paths(folders: Path | str | list[Path]) -> list[Path]:
@@ -241,19 +247,11 @@ def calibration_bank(detector: WatermarkDetector, clean_sets: list[torch.Tensor]
 
 
 # -- evaluation ----------------------------------------------------------------------------------------
-@torch.no_grad()
 def score_images(detector: WatermarkDetector, message: torch.Tensor, paths: list[Path],
                  device: torch.device | str = "cpu", batch: int = 64) -> np.ndarray:
     """(N,) D's score logits for this key's watermark, images read as the scanner reads them (one
     unzoomed view: the images are whole, so the scanner's crop view has nothing to undo)."""
-    device = torch.device(device)
-    detector.eval()
-    images = load_detector_images(paths, detector.working_size)
-    out = []
-    for start in range(0, len(images), batch):
-        evidence = detector.evidence(as_float(images[start:start + batch], device))
-        out.append(detector.score_logit(evidence, message.to(device).view(1, -1)).float().cpu())
-    return torch.cat(out).numpy() if out else np.zeros(0)
+    return score_logits(detector, message, load_detector_images(paths, detector.working_size), device, batch).numpy()
 
 
 def roc_auc(negatives: np.ndarray, positives: np.ndarray) -> float:
