@@ -12,7 +12,7 @@ positional encoding) can do.
 
 It also reports what the app's scanner would read from the Phase 1 detector and from the method's
 Phase 2 detector: their CNN bit agreement alone, and combined with the matched filter as
-``WatermarkDetector.agreement`` combines them (weight ``MATCHED_WEIGHT``; one view).
+``WatermarkDetector.agreement`` combines them (one view).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from gwm_desktop.core.keys import message_from_key, texture_signs
-from gwm_desktop.core.models import MATCHED_WEIGHT
+from gwm_desktop.core.models import WatermarkDetector, matched_agreement
 from gwm_desktop.core.weights import load_model
 from training.matched_filter import with_matched_filter
 from training.metrics import auc
@@ -42,29 +42,23 @@ def load_folder(folder: Path, size: int) -> torch.Tensor:
 def scores(run: Path, method: str, variant: str = "marked") -> dict[str, float]:
     bundle = load_model(run / WATERMARK_MODEL)
     _, detector = with_matched_filter(bundle.generator, bundle.detector)
-    message = message_from_key((run / "subject.key").read_bytes(), bundle.n_bits)
-    on = message > 0
-    signs = texture_signs(message) if bundle.generator.signed else torch.ones_like(message)
+    message = message_from_key((run / "subject.key").read_bytes(), bundle.n_bits).view(1, -1)
+    signs = texture_signs(message)
+    # An earlier run's plain G added every texture with sign +1; times the key's signs (each squared is
+    # 1), its statistics read as a signed G's, so the product's own agreement applies to both.
+    as_signed = 1 if bundle.generator.signed else signs
     synth = run / "phase2" / "synth" / method
     size = detector.working_size
     with torch.no_grad():
         images = {name: load_folder(synth / name / "heldout", size) for name in ("clean", variant)}
-        # Times the key's signs, so that every switched-on texture should correlate positively.
-        matched = {name: detector.coherent(x) * signs for name, x in images.items()}
-
-    def linear(c: torch.Tensor) -> torch.Tensor:
-        return c[:, on].sum(-1)
-
-    def agreement(c: torch.Tensor) -> torch.Tensor:
-        present = torch.tanh(c[:, on] / 2).mean(-1)
-        stray = torch.relu(torch.tanh((c[:, ~on].abs() - 2) / 2)).mean(-1)
-        return present - stray
+        matched = {name: detector.coherent(x) * as_signed for name, x in images.items()}
 
     def separation(score: dict[str, torch.Tensor]) -> float:
         return auc(score["clean"].numpy(), score[variant].numpy())
 
-    result = {"linear": separation({name: linear(c) for name, c in matched.items()}),
-              "agreement": separation({name: agreement(c) for name, c in matched.items()}),
+    on = message[0] > 0
+    result = {"linear": separation({name: (c * signs)[:, on].sum(-1) for name, c in matched.items()}),
+              "agreement": separation({name: matched_agreement(c, message) for name, c in matched.items()}),
               "n": sum(len(x) for x in images.values())}
     detectors = {"phase1": run / WATERMARK_MODEL,
                  "phase2": run / "phase2" / ("detectors" if variant == "marked" else "detectors_wf0.25") / method}
@@ -73,10 +67,10 @@ def scores(run: Path, method: str, variant: str = "marked") -> dict[str, float]:
             continue
         cnn_detector = load_model(folder).detector
         with torch.no_grad():
-            cnn = {name: cnn_detector.agreement(cnn_detector(x), message.view(1, -1)) for name, x in images.items()}
-        result[f"{label}_cnn"] = separation(cnn)
-        result[f"{label}_combined"] = separation(
-            {name: (1 - MATCHED_WEIGHT) * cnn[name] + MATCHED_WEIGHT * agreement(matched[name]) for name in cnn})
+            bits = {name: cnn_detector(x) for name, x in images.items()}
+        result[f"{label}_cnn"] = separation({name: WatermarkDetector.agreement(b, message) for name, b in bits.items()})
+        result[f"{label}_combined"] = separation(  # what the scanner computes from both (one view)
+            {name: WatermarkDetector.agreement(torch.cat([b, matched[name]], dim=-1), message) for name, b in bits.items()})
     return result
 
 
