@@ -120,9 +120,9 @@ def load_unet_lora(unet: Any, path: Path) -> None:
                                 rank_pattern={m: r for m, r in ranks.items() if r != rank},
                                 alpha_pattern={m: r for m, r in ranks.items() if r != rank}))
     result = set_peft_model_state_dict(unet, state)
-    missing = [key for key in getattr(result, "unexpected_keys", []) if "lora" in key]
-    if missing:
-        raise ValueError(f"{path}: {len(missing)} LoRA weights matched no layer, e.g. {missing[0]}")
+    unmatched = [key for key in getattr(result, "unexpected_keys", []) if "lora" in key]
+    if unmatched:
+        raise ValueError(f"{path}: {len(unmatched)} LoRA weights matched no layer, e.g. {unmatched[0]}")
 
 
 def load_personalized(base: str | Path | None, out_dir: Path, config: Any = None,
