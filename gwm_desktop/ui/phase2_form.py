@@ -43,8 +43,7 @@ LORA_TARGETS = (
     ("attention", "attention layers", "Adapters on the attention projections only, as diffusers' training script."),
     ("transformer", "+ feed-forward", "Every linear layer of the transformer blocks, as kohya-ss sd-scripts."),
     ("transformer_conv", "+ convolutions (LoCon)",
-     "Transformer layers and the ResNet convolutions. In the miniature world only LoRAs that reached the "
-     "convolutions carried the watermark into their images (training/miniature/README.md)."),
+     "Also the ResNet convolutions. In our small-scale tests only these LoRAs learned the watermark."),
 )
 PROMPT_SETS = (("art", "Art styles (paintings)", "Prompts that put the subject's style on paintings of "
                                                  "various scenes: for artists"),
