@@ -78,7 +78,6 @@ def headline(report: dict[str, Any]) -> str:
 
 
 def run(spec: JobSpec, cancel: CancelToken) -> Iterator[Progress]:
-    from training.datasets import list_images
     from training.phase2.pipeline import Phase2Run, render_markdown
 
     config = config_from_spec(spec)
@@ -92,11 +91,13 @@ def run(spec: JobSpec, cancel: CancelToken) -> Iterator[Progress]:
                 path.unlink()
     phase2 = Phase2Run(config, cancel)
     steps = ", ".join(f"{m} {config.personalize_config(m).resolved_steps()} steps" for m in config.methods)
-    per_model = len(phase2.train_prompts) * len(phase2.train_seeds)
-    heldout_per_model = len(phase2.heldout_prompts) * len(phase2.heldout_seeds)
+    per_model = sum(map(len, phase2.train_seeds))
+    validation_per_model = sum(map(len, phase2.validation_seeds))
+    heldout_per_model = sum(map(len, phase2.heldout_seeds))
     yield Progress(phase2.done, phase2.total,
                    f"Phase 2 on {len(phase2.images)} subject images with {config.base}; {steps} (each twice: clean "
-                   f"and watermarked X), {per_model} training + {heldout_per_model} held-out images per model, "
+                   f"and watermarked X), {per_model} training + {validation_per_model} validation + "
+                   f"{heldout_per_model} held-out images per model, "
                    f"{config.finetune_steps} detector steps" + (" (reusing finished stages)" if spec.resume else ""),
                    {})
     report = None
@@ -117,8 +118,8 @@ def run(spec: JobSpec, cancel: CancelToken) -> Iterator[Progress]:
     name = detector_name(config)
     model_dir = phase2.detector_dir(name)
     methods = config.methods
-    clean = list_images([phase2.synth_dir(m, "clean", "heldout") for m in methods])
-    marked = list_images([phase2.synth_dir(m, phase2.marked_name, "heldout") for m in methods])
+    clean = [path for m in methods for path in phase2.split_images(m, "clean", "heldout")]
+    marked = [path for m in methods for path in phase2.split_images(m, phase2.marked_name, "heldout")]
     report_path = out / f"report{config.tag}.md"
     note = (f"fine-tuned detector ({name}) in {model_dir}; report in {report_path}\n" + headline(report))
     return JobOutcome(model_dir, phase2.done, note, report=render_markdown(report), heldout=(clean, marked))

@@ -54,12 +54,14 @@ def test_parse_args_maps_options_and_overrides():
 
 
 def test_split_prompts_are_disjoint_and_seeded():
-    prompts = [f"p{i}" for i in range(20)]
-    train, heldout = split_prompts(prompts, 12, 8, seed=0)
-    assert not set(train) & set(heldout) and len(set(train) | set(heldout)) == 20
-    assert split_prompts(prompts, 12, 8, seed=0) == (train, heldout)
+    prompts = [f"p{i}" for i in range(24)]
+    train, heldout, validation = split_prompts(prompts, 12, 8, seed=0, n_validation=4)
+    assert (len(train), len(heldout), len(validation)) == (12, 8, 4)
+    assert len(set(train) | set(heldout) | set(validation)) == 24
+    assert split_prompts(prompts, 12, 8, seed=0, n_validation=4) == (train, heldout, validation)
+    assert split_prompts(prompts, 12, 8, seed=0)[:2] == (train, heldout)  # validation does not move the others
     with pytest.raises(ValueError):
-        split_prompts(prompts, 15, 8, seed=0)
+        split_prompts(prompts, 15, 8, seed=0, n_validation=4)
 
 
 def test_whole_run_on_a_local_diffusers_folder_then_resume(tmp_path, capsys):
@@ -70,7 +72,8 @@ def test_whole_run_on_a_local_diffusers_folder_then_resume(tmp_path, capsys):
     argv = ["--base", str(base), "--images", str(tmp_path / "X"), "--out", str(tmp_path / "run"),
             "--methods", "lora", "textual_inversion", "--model", str(model), "--key-file", str(tmp_path / "key.bin"),
             "--resolution", "32", "--train-steps", "2", "--synth-steps", "2", "--n-train-prompts", "2",
-            "--n-heldout-prompts", "2", "--images-per-prompt", "2", "--heldout-images-per-prompt", "2",
+            "--n-heldout-prompts", "2", "--n-validation-prompts", "1", "--images-per-prompt", "2",
+            "--heldout-images-per-prompt", "2",
             "--finetune-steps", "4", "--finetune-batch-size", "4", "--device", "cpu", "--checkpoint-every", "0",
             "--override", "textual_inversion.learning_rate=0.01", "--override", "lora.validation_images=0",
             "--override", "textual_inversion.validation_images=0"]
@@ -88,6 +91,16 @@ def test_whole_run_on_a_local_diffusers_folder_then_resume(tmp_path, capsys):
     heldout = {json.loads(line)["prompt"] for line in
                (out / "synth" / "lora" / "marked" / "heldout" / "records.jsonl").read_text().splitlines()}
     assert heldout == set(report["prompts"]["heldout"]) and not heldout & set(report["prompts"]["train"])
+    validation = {json.loads(line)["prompt"] for line in
+                  (out / "synth" / "lora" / "clean" / "validation" / "records.jsonl").read_text().splitlines()}
+    assert validation == set(report["prompts"]["validation"]) and len(validation) == 1
+    assert not validation & (heldout | set(report["prompts"]["train"]))
+    seeds = [json.loads(line)["seed"] for split in ("train", "validation", "heldout") for line in
+             (out / "synth" / "lora" / "clean" / split / "records.jsonl").read_text().splitlines()]
+    assert len(seeds) == 2 * 2 + 1 * 2 + 2 * 2 and len(set(seeds)) == len(seeds)  # no seed used twice
+    assert set(report["selection"]) == {"lora", "textual_inversion", "joint"}
+    assert all(0 <= s["chosen_step"] <= 4 for s in report["selection"].values())
+    assert "Validation: 1 more prompt with seeds of their own" in (out / "report.md").read_text()
     assert "Phase 2 report" in capsys.readouterr().out
 
     config, _ = parse_args(argv)

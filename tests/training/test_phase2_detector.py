@@ -18,6 +18,7 @@ from tests.training.phase2_tiny import single_thread_torch, tiny_watermark_model
 from training.phase2.detector_finetune import (
     DetectorFinetuneConfig,
     FreshWatermarker,
+    bias_refit,
     detection_metrics,
     evaluate_detector,
     finetune_detector,
@@ -118,6 +119,55 @@ def test_cancelled_finetune_writes_nothing(sets):
             if progress.done == 2:
                 cancel.cancel()
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_validation_picks_the_step_and_moves_the_decision_to_its_best_threshold(sets):
+    out = sets["root"] / "validated"
+    config = DetectorFinetuneConfig(steps=12, lr=1e-3, batch_size=4, device="cpu", phase1_mix=0.25, validate_every=5)
+    progress = list(finetune_detector(sets["model"], KEY, sets["S"], sets["S_w"], out, config,
+                                      phase1_images=sets["X"], validation=(sets["S"], sets["S_w"])))
+    selection = progress[-1].payload["selection"]
+    assert [h["step"] for h in selection["history"]] == [0, 5, 10, 12]
+    best = min(selection["history"], key=lambda h: h["loss"])
+    assert selection["chosen_step"] == best["step"] and selection["validation_loss"] <= best["loss"] + 1e-9
+    after = load_model(out)
+    assert after.manifest["metrics"]["selection"]["chosen_step"] == selection["chosen_step"]
+    # D's own decision (score 0.5) is now the refitted threshold: its accuracy on the validation images.
+    assert evaluate_detector(out, KEY, sets["S"], sets["S_w"])["accuracy"] == pytest.approx(
+        selection["validation_accuracy"])
+
+
+def test_when_no_step_beats_the_phase1_detector_it_is_kept_with_only_its_bias_moved(sets):
+    out = sets["root"] / "kept"
+    config = DetectorFinetuneConfig(steps=6, lr=0.0, batch_size=4, device="cpu", phase1_mix=0.0, validate_every=2)
+    progress = list(finetune_detector(sets["model"], KEY, sets["S"], sets["S_w"], out, config,
+                                      validation=(sets["S"], sets["S_w"])))
+    selection = progress[-1].payload["selection"]
+    assert selection["chosen_step"] == 0  # every state scores the same: ties keep the earliest
+    before, after = load_model(sets["model"]).detector.state_dict(), load_model(out).detector.state_dict()
+    for name, value in before.items():
+        if name != "score_bias":
+            assert torch.equal(value, after[name]), name
+    assert float(after["score_bias"]) == pytest.approx(float(before["score_bias"]) + selection["bias_shift"], abs=1e-5)
+
+
+def test_fresh_watermarks_take_one_budget_per_image(sets):
+    """Phase 1 batches watermark each image at its own app level (``phase1_levels``)."""
+    from gwm_desktop.core.lpips_metric import build_lpips
+
+    bundle = load_model(sets["model"])
+    fresh = FreshWatermarker(bundle.generator, 0.05, torch.device("cpu"))
+    images = load_detector_images(sorted(sets["S"].glob("*.png"))[:2], 64).float() / 255
+    marked = fresh(images, message_from_key(KEY, bundle.n_bits).expand(2, -1), p=torch.tensor([0.01, 0.05]))
+    measured = build_lpips(torch.device("cpu"))(images * 2 - 1, marked * 2 - 1).flatten()
+    assert 0 < 2 * float(measured[0]) < float(measured[1]) < 0.08  # the quadratic strength estimate is rough
+
+
+def test_bias_refit_is_finite_for_separable_scores_and_centred_for_symmetric_ones():
+    shift, loss = bias_refit(np.array([1.0, 2.0]), np.array([3.0, 4.0]))
+    assert shift == pytest.approx(-2.5, abs=1e-6) and 0 < loss < 0.7
+    shift, _ = bias_refit(np.array([-2.0, -1.0, 0.5]), np.array([-0.5, 1.0, 2.0]))
+    assert shift == pytest.approx(0.0, abs=1e-6)
 
 
 def test_detection_metrics_on_known_scores():

@@ -67,9 +67,13 @@ def test_rerun_skips_recorded_images_and_cancel_keeps_only_whole_files(pipeline,
 
 
 def test_prompt_sets(tmp_path):
+    from training.phase2.pipeline import Phase2Config
+
+    config = Phase2Config(base="b", images_dir="x")
+    wanted = config.n_train_prompts + config.n_validation_prompts + config.n_heldout_prompts
     for kind in ("art", "face"):
-        assert len(DEFAULT_PROMPTS[kind]) == 20 and all("<sks>" in p for p in DEFAULT_PROMPTS[kind])
-        assert len(set(DEFAULT_PROMPTS[kind])) == 20
+        assert len(DEFAULT_PROMPTS[kind]) == wanted == 24 and all("<sks>" in p for p in DEFAULT_PROMPTS[kind])
+        assert len(set(DEFAULT_PROMPTS[kind])) == 24
     assert all("sks" in p for p in default_prompts("face", "sks"))
     prompt_file = tmp_path / "prompts.txt"
     prompt_file.write_text("# mine\na {} at dawn\n\na <sks> at dusk\n", encoding="utf-8")

@@ -76,10 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="prompts used for fine-tuning the detector (default: %(default)s)")
     sy.add_argument("--n-heldout-prompts", type=int, default=d.n_heldout_prompts,
                     help="other prompts, used only in the report (default: %(default)s)")
+    sy.add_argument("--n-validation-prompts", type=int, default=d.n_validation_prompts,
+                    help="more prompts (--images-per-prompt seeds each) whose images, never trained on, choose the "
+                         "fine-tuning step kept and the detector's decision threshold; 0: keep the last step "
+                         "(default: %(default)s)")
     sy.add_argument("--images-per-prompt", type=int, default=d.images_per_prompt,
-                    help="seeds per training prompt (default: %(default)s)")
+                    help="seeds per training (and validation) prompt; no seed is used twice in a run "
+                         "(default: %(default)s)")
     sy.add_argument("--heldout-images-per-prompt", type=int, default=d.heldout_images_per_prompt,
-                    help="seeds per held-out prompt, disjoint from the training seeds (default: %(default)s)")
+                    help="seeds per held-out prompt, none used in training (default: %(default)s)")
     sy.add_argument("--synth-steps", type=int, default=d.synth_steps, help="sampling steps (default: %(default)s)")
     sy.add_argument("--guidance", type=float, default=d.guidance,
                     help="classifier-free guidance scale (default: %(default)s)")

@@ -3,9 +3,10 @@
 1. watermark the subject's images X into X_w (``watermark_fraction`` < 1: only that share of X is
    watermarked, the rest copied clean; 0.25 is the paper's partially protected case);
 2. personalize the base model on X and on X_w with each method;
-3. synthesize S and S_w with each personalized model, on training prompts and seeds and on held-out
-   prompts and seeds (prompts never used in fine-tuning, seeds disjoint);
-4. fine-tune the detector per method on the training S / S_w (and one on all methods together);
+3. synthesize S and S_w with each personalized model, on training, validation and held-out prompts
+   (disjoint sets), every image with a seed of its own (``distinct_seeds``);
+4. fine-tune the detector per method on the training S / S_w (and one on all methods together); the
+   validation images choose the step kept and D's decision threshold (``finetune_detector``);
 5. report on the held-out images: the Phase 1 detector vs each Phase 2 detector (accuracy, AUC,
    TPR at 1% FPR), and the cross-method matrix (fine-tuned on one method, tested on another).
 
@@ -13,7 +14,7 @@ Output folder (``out``); the tag is empty at watermark_fraction 1, else ``_wf0.2
 
     data/X_w{tag}/                          watermarked copies of X (PNG)
     models/{method}/clean|marked{tag}/      personalizations (``personalize``)
-    synth/{method}/clean|marked{tag}/train|heldout/   PNGs + records.jsonl (``synthesize``)
+    synth/{method}/clean|marked{tag}/train|validation|heldout/   PNGs + records.jsonl (``synthesize``)
     detectors{tag}/{method}|joint/           fine-tuned model folders (``finetune_detector``)
     report{tag}.json, report{tag}.md
 
@@ -58,6 +59,7 @@ from training.phase2.personalize import (
 from training.phase2.synthesize import load_prompts, synthesize
 
 HELDOUT_SEED_OFFSET = 100_000
+VALIDATION_SEED_OFFSET = 50_000
 
 
 @dataclass
@@ -74,7 +76,8 @@ class Phase2Config:
     prompts: str = "art"                            # "art" | "face" | a text file, one prompt per line
     n_train_prompts: int = 12
     n_heldout_prompts: int = 8
-    images_per_prompt: int = 4                      # training seeds per training prompt
+    n_validation_prompts: int = 4                   # choose D's step and threshold (0: last step, bias as trained)
+    images_per_prompt: int = 4                      # seeds per training / validation prompt (distinct_seeds)
     heldout_images_per_prompt: int = 4              # held-out seeds per held-out prompt
     synth_steps: int = 30
     guidance: float = 7.5
@@ -102,7 +105,7 @@ class Phase2Config:
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"lora": {"train_steps": 300}}
     # detector fine-tuning
     finetune_steps: int = 300
-    finetune_lr: float = 1e-4
+    finetune_lr: float = 1e-3                      # chosen on validation images (training/miniature/README.md)
     finetune_batch_size: int = 16
     phase1_mix: float = 0.5
     phase1_data: list[str] = field(default_factory=list)  # folders; empty: the subject's own clean images X
@@ -155,13 +158,27 @@ def read_key(config: Phase2Config) -> bytes:
     return (store.get(config.profile) if config.profile else store.get_or_create_default()).key
 
 
-def split_prompts(prompts: list[str], n_train: int, n_heldout: int, seed: int) -> tuple[list[str], list[str]]:
-    """Disjoint training and held-out prompts, drawn from a seeded shuffle of the list."""
-    if n_train + n_heldout > len(prompts):
-        raise ValueError(f"{n_train} training + {n_heldout} held-out prompts requested, but only {len(prompts)} given")
+def split_prompts(prompts: list[str], n_train: int, n_heldout: int, seed: int,
+                  n_validation: int = 0) -> tuple[list[str], list[str], list[str]]:
+    """Disjoint (training, held-out, validation) prompts, drawn from a seeded shuffle of the list."""
+    if n_train + n_heldout + n_validation > len(prompts):
+        raise ValueError(f"{n_train} training + {n_heldout} held-out + {n_validation} validation prompts requested, "
+                         f"but only {len(prompts)} given")
     order = list(prompts)
     random.Random(seed).shuffle(order)
-    return order[:n_train], order[n_train:n_train + n_heldout]
+    heldout_end = n_train + n_heldout
+    return order[:n_train], order[n_train:heldout_end], order[heldout_end:heldout_end + n_validation]
+
+
+def distinct_seeds(first: int, n_prompts: int, per_prompt: int) -> list[list[int]]:
+    """One list of ``per_prompt`` seeds for each prompt, no seed used twice.
+
+    Why not the same seeds for every prompt: the seed fixes the starting noise, and in a small model
+    (the miniature) it decides an image's composition more than the prompt does, so shared seeds made
+    a split's images near-copies of one another across prompts, and validation images near-copies of
+    the training ones.
+    """
+    return [[first + j * per_prompt + i for i in range(per_prompt)] for j in range(n_prompts)]
 
 
 def is_main_process() -> bool:
@@ -194,10 +211,14 @@ class Phase2Run:
         if not self.images:
             raise ValueError(f"no images in {config.images_dir}")
         prompts = load_prompts(config.prompts, config.placeholder_token)
-        self.train_prompts, self.heldout_prompts = split_prompts(prompts, config.n_train_prompts,
-                                                                 config.n_heldout_prompts, config.seed)
-        self.train_seeds = [config.seed + i for i in range(config.images_per_prompt)]
-        self.heldout_seeds = [config.seed + HELDOUT_SEED_OFFSET + i for i in range(config.heldout_images_per_prompt)]
+        # Validation prompts come last in the shuffle, so adding them keeps the training and held-out split.
+        self.train_prompts, self.heldout_prompts, self.validation_prompts = split_prompts(
+            prompts, config.n_train_prompts, config.n_heldout_prompts, config.seed, config.n_validation_prompts)
+        self.train_seeds = distinct_seeds(config.seed, len(self.train_prompts), config.images_per_prompt)
+        self.validation_seeds = distinct_seeds(config.seed + VALIDATION_SEED_OFFSET, len(self.validation_prompts),
+                                               config.images_per_prompt)
+        self.heldout_seeds = distinct_seeds(config.seed + HELDOUT_SEED_OFFSET, len(self.heldout_prompts),
+                                            config.heldout_images_per_prompt)
         self.marked_name = f"marked{config.tag}"
         self.done = 0
         self.total = self._count_units()
@@ -227,8 +248,7 @@ class Phase2Run:
         cfg = self.config
         n_methods = len(cfg.methods)
         steps = sum(2 * cfg.personalize_config(m).resolved_steps() for m in cfg.methods)
-        synth = 2 * n_methods * (len(self.train_prompts) * len(self.train_seeds)
-                                 + len(self.heldout_prompts) * len(self.heldout_seeds))
+        synth = 2 * n_methods * sum(sum(map(len, seeds)) for _, _, seeds in self.synth_splits())
         detectors = n_methods + (1 if cfg.joint_detector and n_methods > 1 else 0)
         return len(self.images) + steps + synth + detectors * cfg.finetune_steps + 1
 
@@ -325,9 +345,8 @@ class Phase2Run:
             pconfig = self.personalize_config_for(method)
             for variant in ("clean", self.marked_name):
                 pipeline = None
-                for split, prompts, seeds in (("train", self.train_prompts, self.train_seeds),
-                                              ("heldout", self.heldout_prompts, self.heldout_seeds)):
-                    units = len(prompts) * len(seeds)
+                for split, prompts, seeds in self.synth_splits():
+                    units = sum(map(len, seeds))
                     folder = self.synth_dir(method, variant, split)
                     if pipeline is None and not _all_recorded(folder, prompts, seeds):
                         pipeline = load_personalized(cfg.base, self.model_dir(method, variant), pconfig, device,
@@ -340,6 +359,24 @@ class Phase2Run:
                                      batch_size=cfg.synth_batch_size, negative_prompt=cfg.negative_prompt)
                     yield from self._relay(f"synthesize {method} {variant} {split}", job, units)
                 del pipeline
+
+    def synth_splits(self) -> list[tuple[str, list[str], list[list[int]]]]:
+        """(split, prompts, seeds per prompt) of every set synthesized per model; validation only when asked for."""
+        splits = [("train", self.train_prompts, self.train_seeds), ("heldout", self.heldout_prompts, self.heldout_seeds)]
+        if self.validation_prompts:
+            splits.insert(1, ("validation", self.validation_prompts, self.validation_seeds))
+        return splits
+
+    def split_images(self, method: str, variant: str, split: str) -> list[Path]:
+        """The images of this run's (prompt, seed) pairs in a synthesized set, in order; files made for
+        other prompts or seeds (an earlier run's settings) are left out."""
+        from training.phase2.synthesize import read_records
+
+        folder = self.synth_dir(method, variant, split)
+        _, prompts, seeds = next(entry for entry in self.synth_splits() if entry[0] == split)
+        wanted = {(prompt, seed) for prompt, own in zip(prompts, seeds, strict=True) for seed in own}
+        files = {(r.prompt, r.seed): folder / r.file for r in read_records(folder)}
+        return [files[pair] for pair in sorted(wanted) if pair in files and files[pair].exists()]
 
     def detector_sets(self) -> dict[str, list[str]]:
         methods = list(self.config.methods)
@@ -355,18 +392,24 @@ class Phase2Run:
         for name, methods in self.detector_sets().items():
             folder = self.detector_dir(name)
             settings = {"finetune": asdict(ft), "methods": methods, "personalization_tag": cfg.tag,
-                        "images": [len(self.train_prompts), len(self.train_seeds)]}
+                        "train": [self.train_prompts, self.train_seeds],
+                        "validation": [self.validation_prompts, self.validation_seeds]}
             stamp = folder / "phase2_settings.json"
             if (stamp.exists() and json.loads(stamp.read_text()) == settings and (folder / "manifest.json").exists()
                     and _bank_is_per_view(folder)):
                 self.done += ft.steps
                 continue
-            clean = [self.synth_dir(m, "clean", "train") for m in methods]
-            marked = [self.synth_dir(m, self.marked_name, "train") for m in methods]
+            clean = [p for m in methods for p in self.split_images(m, "clean", "train")]
+            marked = [p for m in methods for p in self.split_images(m, self.marked_name, "train")]
+            validation = None
+            if self.validation_prompts:
+                validation = ([p for m in methods for p in self.split_images(m, "clean", "validation")],
+                              [p for m in methods for p in self.split_images(m, self.marked_name, "validation")])
             stamp.unlink(missing_ok=True)
             yield from self._relay(f"fine-tune detector {name}",
                                    finetune_detector(self.watermark_model_dir(), key, clean, marked, folder, ft,
-                                                     phase1_images=phase1, cancel=self.cancel), ft.steps)
+                                                     phase1_images=phase1, cancel=self.cancel,
+                                                     validation=validation), ft.steps)
             stamp.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
 
     def evaluate(self, key: bytes) -> dict[str, Any]:
@@ -377,8 +420,8 @@ class Phase2Run:
 
         cfg = self.config
         device = resolve_device(cfg.device)
-        heldout = {m: (list_images([self.synth_dir(m, "clean", "heldout")]),
-                       list_images([self.synth_dir(m, self.marked_name, "heldout")])) for m in cfg.methods}
+        heldout = {m: (self.split_images(m, "clean", "heldout"), self.split_images(m, self.marked_name, "heldout"))
+                   for m in cfg.methods}
 
         def metrics_for(model_dir: Path) -> dict[str, dict[str, Any]]:
             bundle = load_model(model_dir, device)
@@ -400,7 +443,9 @@ class Phase2Run:
             "subject": {"n_images": len(self.images), "n_watermarked": len(lpips_values),
                         "mean_lpips": sum(lpips_values) / len(lpips_values) if lpips_values else None},
             "prompts": {"train": self.train_prompts, "heldout": self.heldout_prompts,
-                        "train_seeds": self.train_seeds, "heldout_seeds": self.heldout_seeds},
+                        "validation": self.validation_prompts, "train_seeds": self.train_seeds,
+                        "validation_seeds": self.validation_seeds, "heldout_seeds": self.heldout_seeds},
+            "selection": {name: _selection_summary(self.detector_dir(name)) for name in self.detector_sets()},
             "personalizations": {m: {v: _personalization_summary(self.model_dir(m, v))
                                      for v in ("clean", self.marked_name)} for m in cfg.methods},
             "phase1_detector": phase1,
@@ -431,11 +476,11 @@ class Phase2Run:
                        started_at=self.started)
 
 
-def _all_recorded(folder: Path, prompts: list[str], seeds: list[int]) -> bool:
+def _all_recorded(folder: Path, prompts: list[str], seeds: list[list[int]]) -> bool:
     from training.phase2.synthesize import read_records
 
     have = {(r.prompt, r.seed) for r in read_records(folder) if (folder / r.file).exists()}
-    return all((p, s) in have for p in prompts for s in seeds)
+    return all((p, s) in have for p, own in zip(prompts, seeds, strict=True) for s in own)
 
 
 def _wait_for(path: Path, cancel: CancelToken, poll_s: float = 2.0) -> None:
@@ -447,6 +492,13 @@ def _wait_for(path: Path, cancel: CancelToken, poll_s: float = 2.0) -> None:
 def _personalization_summary(folder: Path) -> dict[str, Any]:
     saved = read_personalization(folder)
     return {k: saved.get(k) for k in ("method", "steps_done", "learning_rate", "mixed_precision", "n_images")}
+
+
+def _selection_summary(detector_dir: Path) -> dict[str, Any] | None:
+    """What the validation images chose for a fine-tuned detector (None without validation)."""
+    manifest = json.loads((detector_dir / "manifest.json").read_text(encoding="utf-8"))
+    selection = (manifest.get("metrics") or {}).get("selection")
+    return None if selection is None else {k: v for k, v in selection.items() if k != "history"}
 
 
 def run_phase2(config: Phase2Config, cancel: CancelToken | None = None) -> Iterator[Progress]:
@@ -471,16 +523,21 @@ def _num(value: float | None) -> str:
 def render_markdown(report: dict[str, Any]) -> str:
     cfg = report["config"]
     subject = report["subject"]
-    lines = [
-        "# Phase 2 report",
-        "",
+    notes = [
         f"Base model `{cfg['base']}`; {subject['n_images']} subject images, {subject['n_watermarked']} watermarked "
         f"(fraction {report['watermark_fraction']:g}, LPIPS budget p = {cfg['p']:g}, mean LPIPS "
         f"{_num(subject['mean_lpips'])}).",
         f"Held out: {len(report['prompts']['heldout'])} prompts never used in fine-tuning x "
-        f"{len(report['prompts']['heldout_seeds'])} seeds disjoint from training.",
+        f"{_seeds_each(report['prompts']['heldout_seeds'])} seeds each, every seed different and none used in "
+        "training.",
         "Accuracy: at the detector's own decision (score 0.5); accuracy (CV): threshold picked on half of the "
         "held-out images, measured on the other half; TPR@1%FPR: threshold from the clean held-out images.",
+        *_selection_lines(report),
+    ]
+    lines = [
+        "# Phase 2 report",
+        "",
+        *(f"- {note}" for note in notes),
         "",
         "## Phase 1 detector vs Phase 2 detector (same held-out S / S_w)",
         "",
@@ -499,6 +556,21 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", f"Elapsed: {report['elapsed_s']:.0f} s.", ""]
     return "\n".join(lines)
+
+
+def _seeds_each(seeds: list[Any]) -> int:
+    """Seeds per prompt in a report (older reports hold one list shared by every prompt)."""
+    return len(seeds[0]) if seeds and isinstance(seeds[0], list) else len(seeds)
+
+
+def _selection_lines(report: dict[str, Any]) -> list[str]:
+    chosen = {name: sel for name, sel in (report.get("selection") or {}).items() if sel}
+    if not chosen:
+        return []
+    steps = ", ".join(f"{name} step {sel['chosen_step']}" for name, sel in chosen.items())
+    n = len(report["prompts"].get("validation", []))
+    return [f"Validation: {n} more prompt{'s' if n != 1 else ''} with seeds of their own, never trained on, chose "
+            f"each Phase 2 detector's kept step (0: the Phase 1 detector) and its decision threshold: {steps}."]
 
 
 def write_report(report: dict[str, Any], json_path: Path, md_path: Path) -> None:

@@ -44,6 +44,10 @@ _ART = [
     "a dancer on a stage in the style of {}",
     "a garden with a fountain in the style of {}",
     "an abstract composition in the style of {}",
+    "a sailing ship at sea in the style of {}",
+    "a self-portrait in the style of {}",
+    "a kitchen interior in the style of {}",
+    "a sunflower field under a blue sky in the style of {}",
 ]
 _FACE = [
     "a photo of {} person",
@@ -66,6 +70,10 @@ _FACE = [
     "a photo of {} person drinking coffee",
     "a photo of {} person in front of a mountain",
     "an oil painting of {} person",
+    "a photo of {} person laughing",
+    "a photo of {} person in an office",
+    "a profile photo of {} person",
+    "a photo of {} person riding a bicycle",
 ]
 
 
@@ -131,10 +139,21 @@ def generate(pipeline: Any, prompts: Sequence[str], seeds: Sequence[int], steps:
                     output_type="pil").images
 
 
-def synthesize(pipeline: Any, prompts: list[str], seeds: list[int], out_dir: Path, steps: int = 30,
-               guidance: float = 7.5, resolution: int | None = None, cancel: CancelToken | None = None,
+def seeds_per_prompt(prompts: Sequence[str], seeds: Sequence[int] | Sequence[Sequence[int]]) -> list[list[int]]:
+    """``seeds`` as one list per prompt: a flat list is shared by every prompt."""
+    if seeds and isinstance(seeds[0], Sequence):
+        if len(seeds) != len(prompts):
+            raise ValueError(f"{len(seeds)} seed lists for {len(prompts)} prompts")
+        return [[int(s) for s in own] for own in seeds]  # type: ignore[union-attr]
+    return [[int(s) for s in seeds] for _ in prompts]  # type: ignore[arg-type]
+
+
+def synthesize(pipeline: Any, prompts: list[str], seeds: Sequence[int] | Sequence[Sequence[int]], out_dir: Path,
+               steps: int = 30, guidance: float = 7.5, resolution: int | None = None, cancel: CancelToken | None = None,
                batch_size: int = 1, negative_prompt: str | None = None) -> Iterator[Progress]:
     """Generate every (prompt, seed) pair into ``out_dir`` as PNG; one Progress per image (payload SynthRecord).
+
+    seeds: one list for every prompt, or one list per prompt (``seeds_per_prompt``).
 
     pipeline: a diffusers text-to-image pipeline (``load_personalized`` / ``load_base_pipeline``).
     resolution: image side in px (None: the pipeline's default). batch_size > 1 is faster on a GPU;
@@ -149,7 +168,8 @@ def synthesize(pipeline: Any, prompts: list[str], seeds: list[int], out_dir: Pat
     done_settings = {r.settings(): r for r in read_records(out_dir) if (out_dir / r.file).exists()}
     jobs: list[SynthRecord] = [
         SynthRecord(image_name(pi, seed), prompt, int(seed), steps, float(guidance), resolution, negative_prompt)
-        for pi, prompt in enumerate(prompts) for seed in seeds]
+        for pi, (prompt, own) in enumerate(zip(prompts, seeds_per_prompt(prompts, seeds), strict=True))
+        for seed in own]
     total = len(jobs)
     pending = [job for job in jobs if job.settings() not in done_settings]
     done = total - len(pending)
