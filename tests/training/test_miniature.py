@@ -132,6 +132,20 @@ def test_personalization_overrides_parse_numbers_and_refuse_unknown_methods(tmp_
         override_personalization(cfg, "dreamboth.learning_rate=1e-4")
 
 
+def test_phase2_overrides_reach_the_phase2_config_and_refuse_unknown_fields(tmp_path: Path) -> None:
+    from training.miniature.run import full_config, override_phase2, phase2_config
+
+    cfg = full_config(tmp_path, threads=1)
+    override_phase2(cfg, "images_per_prompt=16")
+    override_phase2(cfg, "joint_detector=false")
+    override_phase2(cfg, "finetune_lr=3e-4")
+    config = phase2_config(cfg, tmp_path / "base", tmp_path / "X", tmp_path / "wm", tmp_path / "key", 1.0, ("lora",))
+    assert (config.images_per_prompt, config.joint_detector, config.finetune_lr) == (16, False, 3e-4)
+    assert config.n_validation_prompts == 4                            # the rest is kept
+    with pytest.raises(SystemExit):
+        override_phase2(cfg, "images_per_promt=16")
+
+
 @pytest.mark.parametrize("signed", [False, True], ids=["plain G (earlier runs)", "key-signed G"])
 def test_matched_filter_check_tells_in_place_watermarks_from_clean_samples(tmp_path: Path, signed: bool) -> None:
     from PIL import Image

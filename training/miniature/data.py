@@ -51,7 +51,9 @@ SUBJECT_PROMPTS = (
     "a painting of a face in the style of {}", "an oil painting in the style of {}",
     "a portrait painting in the style of {}", "a painting of a man in the style of {}",
     "an old portrait in the style of {}", "a painting of someone on a dark background in the style of {}",
-    "a picture in the style of {}",
+    "a picture in the style of {}", "a painting of someone in the style of {}", "an old painting in the style of {}",
+    "a painting on a light background in the style of {}", "a close up portrait in the style of {}",
+    "a black and white painting in the style of {}", "a portrait of a man in the style of {}",
 )
 RARE_TOKENS = ("sks", "xqz", "zwx")
 

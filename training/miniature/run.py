@@ -21,7 +21,7 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,8 @@ class MiniatureConfig:
 def full_config(out: Path, threads: int) -> MiniatureConfig:
     world = WorldConfig(out=out, portraits=SHARED_DATA / "portraits", paintings=SHARED_DATA / "paintings",
                         extra=[Path("runs/data/skimage")])
-    phase2 = {"n_train_prompts": 6, "n_heldout_prompts": 4, "images_per_prompt": 8, "heldout_images_per_prompt": 10,
+    phase2 = {"n_train_prompts": 8, "n_validation_prompts": 4, "n_heldout_prompts": 4, "images_per_prompt": 8,
+              "heldout_images_per_prompt": 10,
               "synth_steps": 25, "guidance": 7.5, "synth_batch_size": 16, "finetune_steps": 300}
     return MiniatureConfig(out=out, threads=threads, world=world, phase2=phase2)
 
@@ -87,7 +88,8 @@ def quick_config(out: Path, threads: int) -> MiniatureConfig:
                                                       resolution=32, checkpoint_every=2))
     prior = PriorConfig(steps=3, batch_size=4, channels=(16, 32), cross_attention_dim=32, checkpoint_every=2)
     personalization = {m: {"train_steps": 2, "batch_size": 1, "validation_images": 0} for m in FULL_PERSONALIZATION}
-    phase2 = {"n_train_prompts": 2, "n_heldout_prompts": 2, "images_per_prompt": 1, "heldout_images_per_prompt": 2,
+    phase2 = {"n_train_prompts": 2, "n_validation_prompts": 1, "n_heldout_prompts": 2, "images_per_prompt": 1,
+              "heldout_images_per_prompt": 2,
               "synth_steps": 2, "guidance": 2.0, "synth_batch_size": 4, "finetune_steps": 2, "finetune_batch_size": 4}
     return MiniatureConfig(out=out, quick=True, threads=threads, world=world, prior=prior,
                            watermark=WatermarkStageConfig(steps=2, warmup_steps=1, batch_size=4, max_images=8,
@@ -290,7 +292,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prior-steps", type=int, default=None, help="prior pretraining steps (default 6000)")
     parser.add_argument("--personalize", action="append", default=[], metavar="METHOD.FIELD=VALUE",
                         help="override one personalization setting, e.g. dreambooth.learning_rate=1e-4 (repeatable)")
+    parser.add_argument("--phase2", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override one Phase2Config setting, e.g. images_per_prompt=24 (repeatable)")
     return parser
+
+
+def _parse_value(value: str) -> object:
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    try:
+        return float(value) if any(c in value.lower() for c in ".e") else int(value)
+    except ValueError:
+        return value  # a word, e.g. lora.lora_targets=transformer
 
 
 def override_personalization(cfg: MiniatureConfig, item: str) -> None:
@@ -300,11 +313,17 @@ def override_personalization(cfg: MiniatureConfig, item: str) -> None:
     if method not in cfg.personalization or not name or not value:
         raise SystemExit(f"--personalize {item!r}: expected METHOD.FIELD=VALUE with METHOD in "
                          f"{', '.join(cfg.personalization)}")
-    try:
-        parsed: object = float(value) if any(c in value.lower() for c in ".e") else int(value)
-    except ValueError:
-        parsed = value  # a word, e.g. lora.lora_targets=transformer
-    cfg.personalization[method] = {**cfg.personalization[method], name: parsed}
+    cfg.personalization[method] = {**cfg.personalization[method], name: _parse_value(value)}
+
+
+def override_phase2(cfg: MiniatureConfig, item: str) -> None:
+    """Apply one ``FIELD=VALUE`` (e.g. ``images_per_prompt=24``) to the Phase2Config overrides."""
+    from training.phase2.pipeline import Phase2Config
+
+    name, _, value = item.partition("=")
+    if name not in {f.name for f in fields(Phase2Config)} or not value:
+        raise SystemExit(f"--phase2 {item!r}: expected FIELD=VALUE with FIELD a Phase2Config setting")
+    cfg.phase2 = {**cfg.phase2, name: _parse_value(value)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.prior.steps = args.prior_steps
     for item in args.personalize:
         override_personalization(cfg, item)
+    for item in args.phase2:
+        override_phase2(cfg, item)
     run(cfg)
     return 0
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Phase 2 on a lent CUDA machine, through the same code path as the CPU runs, at a larger scale
-# (about 8 minutes on one H100: more steps, prompts and seeds than the CPU miniature affords).
+# (never run on a GPU yet; sized to stay within 10 minutes: twice the CPU miniature's seeds).
 #
 #   bash training/phase2/gpu_check.sh            # on the GPU machine (DEVICE=cuda)
 #   DEVICE=cpu SCALE=tiny bash training/phase2/gpu_check.sh   # the same script, seconds, on a CPU
@@ -17,14 +17,17 @@ WORLD=${WORLD:-runs/miniature_p4}
 WATERMARK=${WATERMARK:-$WORLD/watermark64_b16_t64_ae/model}
 RESULTS=${OUT:-runs}/phase2_gpu_check
 if [ "$SCALE" = tiny ]; then
-  SIZES=(--train-steps 2 --n-train-prompts 2 --n-heldout-prompts 2 --images-per-prompt 1
+  SIZES=(--train-steps 2 --n-train-prompts 2 --n-validation-prompts 1 --n-heldout-prompts 2 --images-per-prompt 1
          --heldout-images-per-prompt 2 --synth-steps 2 --finetune-steps 2 --methods lora)
 else
-  # 3x the CPU miniature's personalization steps, 16 seeds per prompt, 50 DDIM steps.
-  SIZES=(--override dreambooth.train_steps=1200 --override lora.train_steps=1500
-         --override textual_inversion.train_steps=1800 --n-train-prompts 6 --n-heldout-prompts 4
+  # The miniature's settings G (training/miniature/README.md: DreamBooth 1e-4 x 1,600, LoCon LoRA rank 16,
+  # 2e-3 x 2,000), twice its seeds per prompt (16; 64 held-out images per class), 50 DDIM steps.
+  SIZES=(--override dreambooth.learning_rate=1e-4 --override dreambooth.train_steps=1600
+         --override lora.learning_rate=2e-3 --override lora.train_steps=2000 --lora-rank 16
+         --lora-targets transformer_conv --override textual_inversion.train_steps=1800
+         --n-train-prompts 8 --n-validation-prompts 4 --n-heldout-prompts 4
          --images-per-prompt 16 --heldout-images-per-prompt 16 --synth-steps 50 --synth-batch-size 32
-         --finetune-steps 1000 --methods dreambooth lora textual_inversion)
+         --finetune-steps 300 --methods dreambooth lora textual_inversion)
 fi
 python - <<'PY'
 import torch
@@ -34,5 +37,6 @@ PY
 start=$(date +%s)
 gwm train phase2 --base "$WORLD/base_pipeline" --images "$WORLD/subject/X" --key-file "$WORLD/subject.key" \
   --model "$WATERMARK" --out "$RESULTS" --resolution 64 --instance-prompt "a painting in the style of <sks>" \
+  --prompts "$WORLD/prompts.txt" --initializer-token painting \
   --device "$DEVICE" --mixed-precision auto "${SIZES[@]}"
 echo "phase 2 on $DEVICE ($SCALE): $(( $(date +%s) - start )) s; report: $RESULTS/report.md"
