@@ -78,7 +78,8 @@ def headline(report: dict[str, Any]) -> str:
 
 
 def run(spec: JobSpec, cancel: CancelToken) -> Iterator[Progress]:
-    from training.phase2.pipeline import Phase2Run, render_markdown
+    from training.phase2.pipeline import Phase2Run
+    from training.phase2.report import render_markdown
 
     config = config_from_spec(spec)
     out = Path(config.out)

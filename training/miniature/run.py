@@ -255,7 +255,7 @@ def _pct(value: float | None) -> str:
 
 
 def render_summary(summary: dict[str, Any]) -> str:
-    from training.phase2.pipeline import render_markdown
+    from training.phase2.report import render_markdown
 
     ae = summary["autoencoder"]
     survival = summary["watermark_survives_autoencoder"]

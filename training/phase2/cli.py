@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     bar.close()
     if last is None or not isinstance(last.payload, dict) or "report" not in last.payload:
         return 0  # a non-main process under accelerate launch
-    from training.phase2.pipeline import render_markdown
+    from training.phase2.report import render_markdown
 
     print(render_markdown(last.payload["report"]))
     print(f"report written to {Path(config.out) / f'report{config.tag}.md'}")

@@ -1,0 +1,84 @@
+"""The Phase 2 report as Markdown (``render_markdown``) and its atomic writing next to its JSON.
+
+The report itself (a dict: held-out metrics per detector and method, prompts and seeds, what the
+validation images chose) is built by ``pipeline.Phase2Run.evaluate``; this module only presents it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    cfg = report["config"]
+    subject = report["subject"]
+    notes = [
+        f"Base model `{cfg['base']}`; {subject['n_images']} subject images, {subject['n_watermarked']} watermarked "
+        f"(fraction {report['watermark_fraction']:g}, LPIPS budget p = {cfg['p']:g}, mean LPIPS "
+        f"{_num(subject['mean_lpips'])}).",
+        f"Held out: {len(report['prompts']['heldout'])} prompts never used in fine-tuning x "
+        f"{_seeds_each(report['prompts']['heldout_seeds'])} seeds each, every seed different and none used in "
+        "training.",
+        "Accuracy: at the detector's own decision (score 0.5); accuracy (CV): threshold picked on half of the "
+        "held-out images, measured on the other half; TPR@1%FPR: threshold from the clean held-out images.",
+        *_selection_lines(report),
+    ]
+    lines = [
+        "# Phase 2 report",
+        "",
+        *(f"- {note}" for note in notes),
+        "",
+        "## Phase 1 detector vs Phase 2 detector (same held-out S / S_w)",
+        "",
+        "| method | detector | accuracy | accuracy (CV) | AUC | TPR@1%FPR | n |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method, phase2 in report["phase2_detector"].items():
+        for label, m in (("Phase 1", report["phase1_detector"][method]), ("Phase 2", phase2)):
+            lines.append(f"| {method} | {label} | {_pct(m['accuracy'])} | {_pct(m['accuracy_cv'])} | {_num(m['auc'])} "
+                         f"| {_pct(m['tpr_at_1pct_fpr'])} | {m['n']} |")
+    tested = list(report["phase2_detector"])
+    lines += ["", "## Cross-method (rows: fine-tuned on; columns: tested on; accuracy / AUC)", "",
+              "| fine-tuned on | " + " | ".join(tested) + " |", "|---|" + "---|" * len(tested)]
+    for name, results in report["cross_method"].items():
+        cells = [f"{_pct(results[t]['accuracy'])} / {_num(results[t]['auc'])}" for t in tested]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", f"Elapsed: {report['elapsed_s']:.0f} s.", ""]
+    return "\n".join(lines)
+
+
+def _seeds_each(seeds: list[Any]) -> int:
+    """Seeds per prompt in a report (older reports hold one list shared by every prompt)."""
+    return len(seeds[0]) if seeds and isinstance(seeds[0], list) else len(seeds)
+
+
+def _selection_lines(report: dict[str, Any]) -> list[str]:
+    chosen = {name: sel for name, sel in (report.get("selection") or {}).items() if sel}
+    if not chosen:
+        return []
+    steps = ", ".join(f"{name} step {sel['chosen_step']}" for name, sel in chosen.items())
+    n = len(report["prompts"].get("validation", []))
+    return [f"Validation: {n} more prompt{'s' if n != 1 else ''} with seeds of their own, never trained on, chose "
+            f"each Phase 2 detector's kept step (0: the Phase 1 detector) and its decision threshold: {steps}."]
+
+
+def write_report(report: dict[str, Any], json_path: Path, md_path: Path) -> None:
+    for path, text in ((json_path, json.dumps(report, indent=2) + "\n"), (md_path, render_markdown(report))):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+
+
+__all__ = ["render_markdown", "write_report"]
