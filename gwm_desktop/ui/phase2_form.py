@@ -1,4 +1,5 @@
-"""The Advanced tab's Phase 2 fields: base model, subject images, methods with their steps, prompt set.
+"""The Advanced tab's Phase 2 fields: base model, subject images, methods with their steps, prompt set,
+the invisibility level of the watermarked copies and how many of them are watermarked.
 
 ``rows`` are (label, field widget) pairs the tab puts in its own form (so labels line up) and shows
 only while Phase 2 is chosen. ``problem()`` names what is missing before a run starts; ``extra()``
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gwm_desktop.core.levels import LEVELS, level_by_name
 from gwm_desktop.ui.settings import Settings
 
 # (key, label, default steps, tool tip); the steps mirror training.phase2.personalize.DEFAULT_STEPS (a test checks).
@@ -48,6 +50,10 @@ LORA_TARGETS = (
 PROMPT_SETS = (("art", "Art styles (paintings)", "Prompts that put the subject's style on paintings of "
                                                  "various scenes: for artists"),
                ("face", "Faces (portraits)", "Portrait prompts: for photographs of a person"))
+# (key, label, tool tip, Phase2Config.watermark_fraction)
+SHARES = (("all", "all of them", "Every image of the subject is watermarked", 1.0),
+          ("quarter", "1 in 4 (partial)", "Only a quarter of the images are watermarked, the rest used clean, "
+                                          "as when an artist protected only part of a portfolio", 0.25))
 FACE_SUBJECT = {"instance_prompt": "a photo of <sks> person", "initializer_token": "person"}
 HUB_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
@@ -152,13 +158,29 @@ class Phase2Form:
 
         self.prompts_combo = _choice_combo("Prompt set", PROMPT_SETS, settings.get("phase2_prompts"),
                                            "The prompts the personalised models draw from: 12 for the detector's "
-                                           "training images, 8 others only for the held-out report")
+                                           "training images, 4 to choose its step and threshold, 8 others only "
+                                           "for the held-out report")
+        levels = tuple((level.name, f"{level.name.replace('-', ' ').capitalize()} (LPIPS {level.p:g})",
+                        level.description) for level in LEVELS)
+        self.level_combo = _choice_combo("Invisibility of the watermarked copies", levels,
+                                         settings.get("phase2_level"),
+                                         "The level the watermarked copies of your images are made at, as on "
+                                         "the Protect tab")
+        self.share_combo = _choice_combo("Images watermarked", tuple(share[:3] for share in SHARES),
+                                         settings.get("phase2_share"), "How many of your images are watermarked")
+        watermark = QWidget()
+        line = QHBoxLayout(watermark)
+        line.setContentsMargins(0, 0, 0, 0)
+        line.addWidget(self.level_combo, 1)
+        line.addWidget(QLabel("on"))
+        line.addWidget(self.share_combo, 1)
 
         self.rows: list[tuple[str, QWidget]] = [
             ("Base model", _row(self.base_edit, base_browse)),
             ("Your images", _row(self.images_edit, images_browse)),
             ("Methods", methods),
             ("Prompts", self.prompts_combo),
+            ("Watermark", watermark),
         ]
 
     # -- reading -------------------------------------------------------------------------------------
@@ -195,12 +217,18 @@ class Phase2Form:
         prompts = self.prompts_combo.currentData()
         subject = FACE_SUBJECT if prompts == "face" else {}  # the images are photos of a person, not paintings
         return {"base": self.base_edit.text().strip(), "methods": self.methods(), "prompts": prompts, **subject,
+                "p": level_by_name(self.level_combo.currentData()).p, "watermark_fraction": self.fraction(),
                 **self.overrides, "method_overrides": overrides}
+
+    def fraction(self) -> float:
+        return next(share[3] for share in SHARES if share[0] == self.share_combo.currentData())
 
     def summary(self) -> str:
         steps = ", ".join(f"{self.method_checks[m].text()} {self.step_spins[m].value()} steps"
                           + (f" ({self.lora_targets.currentText()})" if m == "lora" else "") for m in self.methods())
-        return f"{steps}, {self.prompts_combo.currentText().lower()} prompts, base {self.base_edit.text().strip()}"
+        return (f"{steps}, {self.prompts_combo.currentText().lower()} prompts, watermark "
+                f"{self.level_combo.currentText().lower()} on {self.share_combo.currentText()} images, "
+                f"base {self.base_edit.text().strip()}")
 
     def save(self) -> None:
         self.settings.set("phase2_base", self.base_edit.text().strip())
@@ -208,6 +236,8 @@ class Phase2Form:
         self.settings.set("phase2_methods", ",".join(self.methods()))
         self.settings.set("phase2_prompts", self.prompts_combo.currentData())
         self.settings.set("phase2_lora_targets", self.lora_targets.currentData())
+        self.settings.set("phase2_level", self.level_combo.currentData())
+        self.settings.set("phase2_share", self.share_combo.currentData())
         for key, spin in self.step_spins.items():
             self.settings.set(f"phase2_steps_{key}", spin.value())
 

@@ -29,6 +29,8 @@ DEFAULTS: dict[str, Any] = {
     "phase2_steps_lora": 500,
     "phase2_steps_textual_inversion": 2000,
     "phase2_lora_targets": "attention",
+    "phase2_level": "balanced",
+    "phase2_share": "all",
 }
 
 

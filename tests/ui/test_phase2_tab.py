@@ -198,3 +198,20 @@ def test_lora_layers_choice_reaches_the_personalization(window, world) -> None: 
     assert "convolutions" in form.summary()
     form.method_checks["lora"].setChecked(False)
     assert not form.lora_targets.isEnabled()
+
+
+def test_watermark_level_and_share_reach_the_phase2_config(window, world, settings) -> None:  # noqa: ANN001
+    from gwm_desktop.ui.phase2_run import config_from_spec
+
+    tab = window.advanced_tab
+    configure(tab, world)
+    form = tab.phase2
+    config = config_from_spec(tab.spec())
+    assert (config.p, config.watermark_fraction, config.tag) == (0.05, 1.0, "")  # the app's default level, all
+    form.level_combo.setCurrentIndex(form.level_combo.findData("invisible"))
+    form.share_combo.setCurrentIndex(form.share_combo.findData("quarter"))
+    config = config_from_spec(tab.spec())
+    assert (config.p, config.watermark_fraction, config.tag) == (0.01, 0.25, "_wf0.25")
+    assert "invisible (lpips 0.01) on 1 in 4 (partial) images" in form.summary()
+    form.save()
+    assert (settings.get("phase2_level"), settings.get("phase2_share")) == ("invisible", "quarter")
