@@ -17,6 +17,7 @@ from training.phase2.synthesize import (
     load_prompts,
     read_records,
     regenerate,
+    seeds_per_prompt,
     synthesize,
 )
 
@@ -80,3 +81,14 @@ def test_prompt_sets(tmp_path):
     assert load_prompts(str(prompt_file), "<v>") == ["a <v> at dawn", "a <v> at dusk"]
     with pytest.raises(ValueError):
         default_prompts("landscapes")
+
+
+def test_seeds_are_shared_by_every_prompt_or_given_per_prompt():
+    from training.phase2.pipeline import distinct_seeds
+
+    assert seeds_per_prompt(["a", "b"], [3, 4]) == [[3, 4], [3, 4]]
+    assert seeds_per_prompt(["a", "b"], [[3], [7, 8]]) == [[3], [7, 8]]
+    with pytest.raises(ValueError):
+        seeds_per_prompt(["a", "b"], [[3]])
+    seeds = distinct_seeds(50_000, 3, 4)
+    assert [len(own) for own in seeds] == [4, 4, 4] and len({s for own in seeds for s in own}) == 12
