@@ -119,8 +119,7 @@ def run(spec: JobSpec, cancel: CancelToken) -> Iterator[Progress]:
     name = detector_name(config)
     model_dir = phase2.detector_dir(name)
     methods = config.methods
-    clean = [path for m in methods for path in phase2.split_images(m, "clean", "heldout")]
-    marked = [path for m in methods for path in phase2.split_images(m, phase2.marked_name, "heldout")]
+    clean, marked = phase2.pairs_of(methods, "heldout")
     report_path = out / f"report{config.tag}.md"
     note = (f"fine-tuned detector ({name}) in {model_dir}; report in {report_path}\n" + headline(report))
     return JobOutcome(model_dir, phase2.done, note, report=render_markdown(report), heldout=(clean, marked))

@@ -139,11 +139,15 @@ def test_phase2_overrides_reach_the_phase2_config_and_refuse_unknown_fields(tmp_
     override_phase2(cfg, "images_per_prompt=16")
     override_phase2(cfg, "joint_detector=false")
     override_phase2(cfg, "finetune_lr=3e-4")
+    override_phase2(cfg, "p=0.01")    # one the miniature also sets: the override wins
+    override_phase2(cfg, "seed=1")
     config = phase2_config(cfg, tmp_path / "base", tmp_path / "X", tmp_path / "wm", tmp_path / "key", 1.0, ("lora",))
     assert (config.images_per_prompt, config.joint_detector, config.finetune_lr) == (16, False, 3e-4)
+    assert (config.p, config.seed, config.tag) == (0.01, 1, "_p0.01")
     assert config.n_validation_prompts == 4                            # the rest is kept
-    with pytest.raises(SystemExit):
-        override_phase2(cfg, "images_per_promt=16")
+    for wrong in ("images_per_promt=16", "methods=lora", "watermark_fraction=0.5"):
+        with pytest.raises(SystemExit):
+            override_phase2(cfg, wrong)
 
 
 @pytest.mark.parametrize("signed", [False, True], ids=["plain G (earlier runs)", "key-signed G"])

@@ -49,6 +49,9 @@ def test_parse_args_maps_options_and_overrides():
     assert config.personalize_config("dreambooth").resolved_learning_rate() == 2e-6
     assert config.personalize_config("dreambooth").resolved_steps() == 400
     assert config.tag == "_wf0.25"
+    # X_w at another budget is other images: its models, images and detectors get their own folders.
+    assert Phase2Config(base="b", images_dir="x").tag == ""
+    assert Phase2Config(base="b", images_dir="x", p=0.01).tag == "_p0.01"
     with pytest.raises(SystemExit):
         parse_args(["--base", "b", "--images", "x", "--override", "nonsense"])
 
@@ -62,6 +65,31 @@ def test_split_prompts_are_disjoint_and_seeded():
     assert split_prompts(prompts, 12, 8, seed=0)[:2] == (train, heldout)  # validation does not move the others
     with pytest.raises(ValueError):
         split_prompts(prompts, 15, 8, seed=0, n_validation=4)
+
+
+def test_a_split_reads_only_this_runs_prompts_and_seeds(tmp_path):
+    """Images an earlier run left in a synth folder (other prompts or seeds) are neither trained on nor scored."""
+    from training.phase2.synthesize import RECORDS_FILE
+
+    write_subject_images(tmp_path / "X", n=2, size=32)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(f"prompt {i} of <sks>" for i in range(6)) + "\n")
+    config = Phase2Config(base="b", images_dir=str(tmp_path / "X"), out=str(tmp_path / "run"), prompts=str(prompts),
+                          n_train_prompts=2, n_validation_prompts=1, n_heldout_prompts=2, images_per_prompt=2)
+    run = Phase2Run(config)
+    folder = run.synth_dir("lora", "clean", "train")
+    folder.mkdir(parents=True)
+    mine = [(prompt, seed) for prompt, own in zip(run.train_prompts, run.train_seeds, strict=True) for seed in own]
+    stale = [(run.train_prompts[0], 999), (run.heldout_prompts[0], run.train_seeds[0][0])]
+    with open(folder / RECORDS_FILE, "w") as records:
+        for index, (prompt, seed) in enumerate(mine + stale):
+            (folder / f"img{index}.png").write_bytes(b"png")
+            records.write(json.dumps({"file": f"img{index}.png", "prompt": prompt, "seed": seed, "steps": 2,
+                                      "guidance": 1.0, "resolution": 32}) + "\n")
+    (folder / "untracked.png").write_bytes(b"png")
+    assert sorted(p.name for p in run.split_images("lora", "clean", "train")) == [f"img{i}.png" for i in range(4)]
+    clean, marked = run.pairs_of(["lora"], "train")
+    assert len(clean) == 4 and marked == []  # nothing synthesized for the watermarked model yet
 
 
 def test_whole_run_on_a_local_diffusers_folder_then_resume(tmp_path, capsys):

@@ -211,7 +211,7 @@ def test_watermark_level_and_share_reach_the_phase2_config(window, world, settin
     form.level_combo.setCurrentIndex(form.level_combo.findData("invisible"))
     form.share_combo.setCurrentIndex(form.share_combo.findData("quarter"))
     config = config_from_spec(tab.spec())
-    assert (config.p, config.watermark_fraction, config.tag) == (0.01, 0.25, "_wf0.25")
+    assert (config.p, config.watermark_fraction, config.tag) == (0.01, 0.25, "_wf0.25_p0.01")
     assert "invisible (lpips 0.01) on 1 in 4 (partial) images" in form.summary()
     form.save()
     assert (settings.get("phase2_level"), settings.get("phase2_share")) == ("invisible", "quarter")

@@ -44,7 +44,8 @@ PAINTING_TEMPLATES = (
 OBJECT_TEMPLATES = ("a photo of {what}", "a picture of {what}", "a {colour} photo of {what}", "{what}")
 
 # Personalization and synthesis prompts (the subject is an artist's style; "{}" marks the subject token,
-# as in training.phase2.synthesize's prompt files). Phase 2 splits them into training and held-out prompts.
+# as in training.phase2.synthesize's prompt files). Phase 2 splits them into training, validation and
+# held-out prompts.
 INSTANCE_PROMPT = "a painting in the style of <sks>"
 SUBJECT_PROMPTS = (
     "a painting in the style of {}", "a portrait in the style of {}", "a painting of a person in the style of {}",

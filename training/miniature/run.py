@@ -113,12 +113,14 @@ def phase2_config(cfg: MiniatureConfig, base: Path, subject: Path, watermark_mod
     prompts = cfg.out / "prompts.txt"
     prompts.write_text("\n".join(SUBJECT_PROMPTS) + "\n", encoding="utf-8")
     overrides = {m: dict(v) for m, v in cfg.personalization.items()}
+    settings: dict[str, Any] = dict(
+        p=0.05, prompts=str(prompts), instance_prompt=INSTANCE_PROMPT, placeholder_token=PLACEHOLDER,
+        initializer_token="painting", resolution=cfg.world.resolution, checkpoint_every=100, device="cpu", seed=0,
+        threads=cfg.threads)
+    settings.update(cfg.phase2)  # --phase2 may change any of these
     return Phase2Config(base=str(base), images_dir=str(subject), out=str(cfg.out / "phase2"), methods=methods,
-                        model_dir=str(watermark_model), key_file=str(key), p=0.05, watermark_fraction=fraction,
-                        prompts=str(prompts), instance_prompt=INSTANCE_PROMPT, placeholder_token=PLACEHOLDER,
-                        initializer_token="painting", resolution=cfg.world.resolution,
-                        method_overrides=overrides, checkpoint_every=100, device="cpu", seed=0,
-                        threads=cfg.threads, **cfg.phase2)
+                        model_dir=str(watermark_model), key_file=str(key), watermark_fraction=fraction,
+                        method_overrides=overrides, **settings)
 
 
 def run_phase2_logged(config: Any, log: Any) -> dict[str, Any]:
@@ -165,20 +167,21 @@ def vae_survival(vae_dir: Path, watermark_model: Path, key: Path, clean_dir: Pat
     return out
 
 
-def cross_condition(report_full: dict[str, Any], phase2_out: Path, key: Path, watermark_model: Path,
-                    methods: tuple[str, ...]) -> dict[str, Any]:
-    """Detectors fine-tuned in the fully watermarked case, tested on the 1/4 case's held-out S / S_w."""
+def cross_condition(full: Any, quarter: Any, key: Path, watermark_model: Path) -> dict[str, Any]:
+    """Detectors fine-tuned in the fully watermarked case (``full``, a Phase2Config), tested on the 1/4
+    case's (``quarter``) held-out S / S_w."""
     from training.phase2.detector_finetune import evaluate_detector
+    from training.phase2.pipeline import Phase2Run
 
+    full_run, quarter_run = Phase2Run(full), Phase2Run(quarter)
     results: dict[str, Any] = {}
-    for method in methods:
-        clean = phase2_out / "synth" / method / "clean" / "heldout"
-        marked = phase2_out / "synth" / method / "marked_wf0.25" / "heldout"
-        if not marked.is_dir():
+    for method in quarter.methods:
+        clean, marked = quarter_run.pairs_of([method], "heldout")
+        if method not in full.methods or not clean or not marked:
             continue
         results[method] = {
             "phase1": evaluate_detector(watermark_model, key.read_bytes(), clean, marked),
-            "phase2_full": evaluate_detector(phase2_out / "detectors" / method, key.read_bytes(), clean, marked),
+            "phase2_full": evaluate_detector(full_run.detector_dir(method), key.read_bytes(), clean, marked),
         }
     return results
 
@@ -227,15 +230,15 @@ def run(cfg: MiniatureConfig) -> dict[str, Any]:
 
     full = phase2_config(cfg, base, subject, watermark_model, key, 1.0, cfg.methods)
     report_full = timed("phase 2 (fully watermarked)", run_phase2_logged, full, log)
-    quarter_report = None
+    quarter_report, crossed = None, {}
     if cfg.quarter_methods:
         quarter = phase2_config(cfg, base, subject, watermark_model, key, 0.25, cfg.quarter_methods)
         quarter_report = timed("phase 2 (1/4 watermarked)", run_phase2_logged, quarter, log)
+        crossed = cross_condition(full, quarter, key, watermark_model)
     phase2_out = Path(full.out)
     survival = {name: vae_survival(vae_dir, model, key, subject, phase2_out / "data" / "X_w")
                 for name, model in (("standard_distortions", standard_watermark),
                                     ("with_autoencoder_round_trip", watermark_model))}
-    crossed = cross_condition(report_full, phase2_out, key, watermark_model, cfg.quarter_methods)
     summary = {
         "quick": cfg.quick, "timings_s": timings, "total_s": round(sum(timings.values()), 1),
         "autoencoder": json.loads((vae_dir.parent / "summary.json").read_text()),
@@ -293,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--personalize", action="append", default=[], metavar="METHOD.FIELD=VALUE",
                         help="override one personalization setting, e.g. dreambooth.learning_rate=1e-4 (repeatable)")
     parser.add_argument("--phase2", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override one Phase2Config setting, e.g. images_per_prompt=24 (repeatable)")
+                        help="override one Phase2Config setting, e.g. images_per_prompt=24 or p=0.01 "
+                             "(repeatable; not the fields the miniature sets itself)")
     return parser
 
 
@@ -316,6 +320,11 @@ def override_personalization(cfg: MiniatureConfig, item: str) -> None:
     cfg.personalization[method] = {**cfg.personalization[method], name: _parse_value(value)}
 
 
+# Phase2Config fields the miniature itself decides (its world, its subject, the two cases it runs).
+FIXED_PHASE2_FIELDS = ("base", "images_dir", "out", "methods", "model_dir", "key_file", "profile",
+                       "watermark_fraction", "method_overrides")
+
+
 def override_phase2(cfg: MiniatureConfig, item: str) -> None:
     """Apply one ``FIELD=VALUE`` (e.g. ``images_per_prompt=24``) to the Phase2Config overrides."""
     from training.phase2.pipeline import Phase2Config
@@ -323,6 +332,9 @@ def override_phase2(cfg: MiniatureConfig, item: str) -> None:
     name, _, value = item.partition("=")
     if name not in {f.name for f in fields(Phase2Config)} or not value:
         raise SystemExit(f"--phase2 {item!r}: expected FIELD=VALUE with FIELD a Phase2Config setting")
+    if name in FIXED_PHASE2_FIELDS:
+        raise SystemExit(f"--phase2 {name}: set by the miniature itself (use --methods, --out, --personalize "
+                         "or --no-quarter)")
     cfg.phase2 = {**cfg.phase2, name: _parse_value(value)}
 
 

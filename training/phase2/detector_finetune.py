@@ -62,7 +62,7 @@ class DetectorFinetuneConfig:
     lr: float = 1e-3                 # chosen on validation images over 1e-4 / 3e-4 (training/miniature/README.md)
     batch_size: int = 16
     phase1_mix: float = 0.5          # share of batches from Phase 1 data (0 without phase1_images)
-    p: float = 0.05                  # LPIPS budget of the fresh Phase 1 watermarks (without phase1_levels)
+    p: float = 0.05                  # budget of Phase 1 watermarks without phase1_levels; of the bank's other keys
     phase1_levels: bool = True       # Phase 1 watermarks at a random app level's budget (levels.LEVELS)
     other_key_share: float = 0.5     # in Phase 1 batches, share of negatives watermarked with another key
     bit_loss_weight: float = 1.0
@@ -150,7 +150,7 @@ def _image_paths(items: Path | str | list[Path]) -> list[Path]:
     return found
 
 
-Folders = Path | list[Path]
+ImageSource = Path | list[Path]  # a folder, or a list of folders and image files (``_image_paths``)
 
 
 class ValidationTracker:
@@ -169,9 +169,9 @@ class ValidationTracker:
 
     def check(self, step: int) -> float:
         negatives, positives = self._scores()
-        shift, loss = bias_refit(negatives, positives)
+        _, loss = bias_refit(negatives, positives)
         self.history.append({"step": step, "loss": loss, "auc": roc_auc(negatives, positives)})
-        if loss < self.best_loss - 1e-6:
+        if self.best_state is None or loss < self.best_loss - 1e-6:  # step 0 always counts (even a NaN loss)
             self.best_loss, self.best_step = loss, step
             self.best_state = copy.deepcopy(self.detector.state_dict())
         return loss
@@ -206,11 +206,11 @@ def bias_refit(negatives: np.ndarray, positives: np.ndarray) -> tuple[float, flo
     return shift, loss(shift)
 
 
-def finetune_detector(model_dir: Path, key: bytes, clean_dir: Folders, marked_dir: Folders,
+def finetune_detector(model_dir: Path, key: bytes, clean_dir: ImageSource, marked_dir: ImageSource,
                       out_dir: Path,
                       config: DetectorFinetuneConfig, phase1_images: list[Path] | None = None,
                       cancel: CancelToken | None = None,
-                      validation: tuple[Folders, Folders] | None = None) -> Iterator[Progress]:
+                      validation: tuple[ImageSource, ImageSource] | None = None) -> Iterator[Progress]:
     """Fine-tune D of ``model_dir`` on S (``clean_dir``, 0) vs S_w (``marked_dir``, 1); write a model folder.
 
     clean_dir / marked_dir: a folder (searched recursively) or a list of folders and image files.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Phase 2 on a lent CUDA machine, through the same code path as the CPU runs, at a larger scale
-# (never run on a GPU yet; sized to stay within 10 minutes: twice the CPU miniature's seeds).
+# (never run on a GPU yet; meant to stay within 10 minutes: 16 seeds per prompt, the CPU miniature 8-10).
 #
 #   bash training/phase2/gpu_check.sh            # on the GPU machine (DEVICE=cuda)
 #   DEVICE=cpu SCALE=tiny bash training/phase2/gpu_check.sh   # the same script, seconds, on a CPU
@@ -21,7 +21,7 @@ if [ "$SCALE" = tiny ]; then
          --heldout-images-per-prompt 2 --synth-steps 2 --finetune-steps 2 --methods lora)
 else
   # The miniature's settings G (training/miniature/README.md: DreamBooth 1e-4 x 1,600, LoCon LoRA rank 16,
-  # 2e-3 x 2,000), twice its seeds per prompt (16; 64 held-out images per class), 50 DDIM steps.
+  # 2e-3 x 2,000), 16 seeds per prompt (64 held-out images per class), 50 DDIM steps.
   SIZES=(--override dreambooth.learning_rate=1e-4 --override dreambooth.train_steps=1600
          --override lora.learning_rate=2e-3 --override lora.train_steps=2000 --lora-rank 16
          --lora-targets transformer_conv --override textual_inversion.train_steps=1800

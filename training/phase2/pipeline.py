@@ -10,7 +10,8 @@
 5. report on the held-out images: the Phase 1 detector vs each Phase 2 detector (accuracy, AUC,
    TPR at 1% FPR), and the cross-method matrix (fine-tuned on one method, tested on another).
 
-Output folder (``out``); the tag is empty at watermark_fraction 1, else ``_wf0.25``::
+Output folder (``out``); the tag (``Phase2Config.tag``) is empty at watermark_fraction 1 and p = 0.05, else
+``_wf0.25`` and/or ``_p0.01``::
 
     data/X_w{tag}/                          watermarked copies of X (PNG)
     models/{method}/clean|marked{tag}/      personalizations (``personalize``)
@@ -59,6 +60,7 @@ from training.phase2.personalize import (
 from training.phase2.synthesize import load_prompts, synthesize
 
 HELDOUT_SEED_OFFSET = 100_000
+DEFAULT_P = 0.05  # the app's default level; other budgets get their own folders (Phase2Config.tag)
 VALIDATION_SEED_OFFSET = 50_000
 
 
@@ -71,7 +73,7 @@ class Phase2Config:
     model_dir: str | None = None                    # watermark model (G + Phase 1 D); None: the shipped default
     key_file: str | None = None                     # raw 32-byte key or a `gwm profile export` JSON
     profile: str | None = None                      # a profile name (used when key_file is None; default "default")
-    p: float = 0.05                                 # LPIPS budget of X_w
+    p: float = DEFAULT_P                            # LPIPS budget of X_w
     watermark_fraction: float = 1.0                 # share of X watermarked in X_w (0.25: the paper's partial case)
     prompts: str = "art"                            # "art" | "face" | a text file, one prompt per line
     n_train_prompts: int = 12
@@ -116,7 +118,10 @@ class Phase2Config:
 
     @property
     def tag(self) -> str:
-        return "" if self.watermark_fraction >= 1.0 else f"_wf{self.watermark_fraction:g}"
+        """Suffix of everything made from X_w: a run at another fraction or budget must not reuse models
+        trained on other watermarked images (the personalization records know nothing of X_w)."""
+        fraction = "" if self.watermark_fraction >= 1.0 else f"_wf{self.watermark_fraction:g}"
+        return fraction + ("" if self.p == DEFAULT_P else f"_p{self.p:g}")
 
     def personalize_config(self, method: str) -> PersonalizeConfig:
         names = {f.name for f in fields(PersonalizeConfig)}
@@ -368,8 +373,8 @@ class Phase2Run:
         return splits
 
     def split_images(self, method: str, variant: str, split: str) -> list[Path]:
-        """The images of this run's (prompt, seed) pairs in a synthesized set, in order; files made for
-        other prompts or seeds (an earlier run's settings) are left out."""
+        """The images of this run's (prompt, seed) pairs in a synthesized set, sorted by (prompt, seed);
+        files made for other prompts or seeds (an earlier run's settings) are left out."""
         from training.phase2.synthesize import read_records
 
         folder = self.synth_dir(method, variant, split)
@@ -377,6 +382,11 @@ class Phase2Run:
         wanted = {(prompt, seed) for prompt, own in zip(prompts, seeds, strict=True) for seed in own}
         files = {(r.prompt, r.seed): folder / r.file for r in read_records(folder)}
         return [files[pair] for pair in sorted(wanted) if pair in files and files[pair].exists()]
+
+    def pairs_of(self, methods: list[str] | tuple[str, ...], split: str) -> tuple[list[Path], list[Path]]:
+        """(S, S_w) of a split: the clean and the watermarked models' images, every method's together."""
+        return ([path for m in methods for path in self.split_images(m, "clean", split)],
+                [path for m in methods for path in self.split_images(m, self.marked_name, split)])
 
     def detector_sets(self) -> dict[str, list[str]]:
         methods = list(self.config.methods)
@@ -399,12 +409,8 @@ class Phase2Run:
                     and _bank_is_per_view(folder)):
                 self.done += ft.steps
                 continue
-            clean = [p for m in methods for p in self.split_images(m, "clean", "train")]
-            marked = [p for m in methods for p in self.split_images(m, self.marked_name, "train")]
-            validation = None
-            if self.validation_prompts:
-                validation = ([p for m in methods for p in self.split_images(m, "clean", "validation")],
-                              [p for m in methods for p in self.split_images(m, self.marked_name, "validation")])
+            clean, marked = self.pairs_of(methods, "train")
+            validation = self.pairs_of(methods, "validation") if self.validation_prompts else None
             stamp.unlink(missing_ok=True)
             yield from self._relay(f"fine-tune detector {name}",
                                    finetune_detector(self.watermark_model_dir(), key, clean, marked, folder, ft,
@@ -420,8 +426,7 @@ class Phase2Run:
 
         cfg = self.config
         device = resolve_device(cfg.device)
-        heldout = {m: (self.split_images(m, "clean", "heldout"), self.split_images(m, self.marked_name, "heldout"))
-                   for m in cfg.methods}
+        heldout = {m: self.pairs_of([m], "heldout") for m in cfg.methods}
 
         def metrics_for(model_dir: Path) -> dict[str, dict[str, Any]]:
             bundle = load_model(model_dir, device)

@@ -29,8 +29,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"(fraction {report['watermark_fraction']:g}, LPIPS budget p = {cfg['p']:g}, mean LPIPS "
         f"{_num(subject['mean_lpips'])}).",
         f"Held out: {len(report['prompts']['heldout'])} prompts never used in fine-tuning x "
-        f"{_seeds_each(report['prompts']['heldout_seeds'])} seeds each, every seed different and none used in "
-        "training.",
+        f"{_seeds_each(report['prompts']['heldout_seeds'])} seeds each, "
+        + ("every seed different and none used in training." if _per_prompt(report['prompts']['heldout_seeds'])
+           else "the same seeds for every prompt, disjoint from training."),
         "Accuracy: at the detector's own decision (score 0.5); accuracy (CV): threshold picked on half of the "
         "held-out images, measured on the other half; TPR@1%FPR: threshold from the clean held-out images.",
         *_selection_lines(report),
@@ -59,9 +60,13 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _per_prompt(seeds: list[Any]) -> bool:
+    """Whether a report's seeds are one list per prompt (older reports hold one list for every prompt)."""
+    return bool(seeds) and isinstance(seeds[0], list)
+
+
 def _seeds_each(seeds: list[Any]) -> int:
-    """Seeds per prompt in a report (older reports hold one list shared by every prompt)."""
-    return len(seeds[0]) if seeds and isinstance(seeds[0], list) else len(seeds)
+    return len(seeds[0]) if _per_prompt(seeds) else len(seeds)
 
 
 def _selection_lines(report: dict[str, Any]) -> list[str]:
