@@ -235,8 +235,10 @@ def run(cfg: MiniatureConfig) -> dict[str, Any]:
         quarter = phase2_config(cfg, base, subject, watermark_model, key, 0.25, cfg.quarter_methods)
         quarter_report = timed("phase 2 (1/4 watermarked)", run_phase2_logged, quarter, log)
         crossed = cross_condition(full, quarter, key, watermark_model)
-    phase2_out = Path(full.out)
-    survival = {name: vae_survival(vae_dir, model, key, subject, phase2_out / "data" / "X_w")
+    from training.phase2.pipeline import Phase2Run
+
+    marked_subject = Phase2Run(full).marked_images_dir  # X_w of the fully watermarked case (its tag: p)
+    survival = {name: vae_survival(vae_dir, model, key, subject, marked_subject)
                 for name, model in (("standard_distortions", standard_watermark),
                                     ("with_autoencoder_round_trip", watermark_model))}
     summary = {
