@@ -353,7 +353,7 @@ class Phase2Run:
                 for split, prompts, seeds in self.synth_splits():
                     units = sum(map(len, seeds))
                     folder = self.synth_dir(method, variant, split)
-                    if pipeline is None and not _all_recorded(folder, prompts, seeds):
+                    if pipeline is None and len(self.split_images(method, variant, split)) < units:
                         pipeline = load_personalized(cfg.base, self.model_dir(method, variant), pconfig, device,
                                                      inference_dtype(device, cfg.mixed_precision))
                     if pipeline is None:
@@ -481,13 +481,6 @@ class Phase2Run:
         self.done = self.total
         yield Progress(self.total, self.total, "report written", {"stage": "report", "report": report},
                        started_at=self.started)
-
-
-def _all_recorded(folder: Path, prompts: list[str], seeds: list[list[int]]) -> bool:
-    from training.phase2.synthesize import read_records
-
-    have = {(r.prompt, r.seed) for r in read_records(folder) if (folder / r.file).exists()}
-    return all((p, s) in have for p, own in zip(prompts, seeds, strict=True) for s in own)
 
 
 def _wait_for(path: Path, cancel: CancelToken, poll_s: float = 2.0) -> None:
