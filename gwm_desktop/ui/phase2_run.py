@@ -61,13 +61,8 @@ def detector_name(config: Any) -> str:
 
 def headline(report: dict[str, Any]) -> str:
     """One line per method: held-out accuracy and AUC of the Phase 2 detector vs the Phase 1 detector."""
-    import math
-
-    def pct(value: float) -> str:
-        return "n/a" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
-
-    def num(value: float) -> str:
-        return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+    from training.phase2.report import number as num
+    from training.phase2.report import percent as pct
 
     lines = []
     for method, new in report["phase2_detector"].items():

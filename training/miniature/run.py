@@ -255,12 +255,8 @@ def run(cfg: MiniatureConfig) -> dict[str, Any]:
     return summary
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None or value != value else f"{100 * value:.1f}%"
-
-
 def render_summary(summary: dict[str, Any]) -> str:
-    from training.phase2.report import render_markdown
+    from training.phase2.report import percent, render_markdown
 
     ae = summary["autoencoder"]
     survival = summary["watermark_survives_autoencoder"]
@@ -278,8 +274,8 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines += ["## 1/4 case, detectors fine-tuned in the fully watermarked case", "",
                   "| method | Phase 1 acc / AUC | Phase 2 (full) acc / AUC |", "|---|---|---|"]
         for method, r in summary["quarter_with_full_detectors"].items():
-            lines.append(f"| {method} | {_pct(r['phase1']['accuracy_cv'])} (CV) / {r['phase1']['auc']:.3f} | "
-                         f"{_pct(r['phase2_full']['accuracy'])} / {r['phase2_full']['auc']:.3f} |")
+            lines.append(f"| {method} | {percent(r['phase1']['accuracy_cv'])} (CV) / {r['phase1']['auc']:.3f} | "
+                         f"{percent(r['phase2_full']['accuracy'])} / {r['phase2_full']['auc']:.3f} |")
     lines += ["", "Stage timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in summary["timings_s"].items()),
               f"Total: {summary['total_s'] / 60:.1f} min", ""]
     return "\n".join(lines)

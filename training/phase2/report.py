@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 
-def _pct(value: float | None) -> str:
+def percent(value: float | None) -> str:
+    """0.925 -> '92.5%'; None or NaN -> 'n/a'."""
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
 
 
-def _num(value: float | None) -> str:
+def number(value: float | None) -> str:
+    """0.9751 -> '0.975'; None or NaN -> 'n/a'."""
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
@@ -27,7 +29,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     notes = [
         f"Base model `{cfg['base']}`; {subject['n_images']} subject images, {subject['n_watermarked']} watermarked "
         f"(fraction {report['watermark_fraction']:g}, LPIPS budget p = {cfg['p']:g}, mean LPIPS "
-        f"{_num(subject['mean_lpips'])}).",
+        f"{number(subject['mean_lpips'])}).",
         f"Held out: {len(report['prompts']['heldout'])} prompts never used in fine-tuning x "
         f"{_seeds_each(report['prompts']['heldout_seeds'])} seeds each, "
         + ("every seed different and none used in training." if _per_prompt(report['prompts']['heldout_seeds'])
@@ -48,13 +50,13 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     for method, phase2 in report["phase2_detector"].items():
         for label, m in (("Phase 1", report["phase1_detector"][method]), ("Phase 2", phase2)):
-            lines.append(f"| {method} | {label} | {_pct(m['accuracy'])} | {_pct(m['accuracy_cv'])} | {_num(m['auc'])} "
-                         f"| {_pct(m['tpr_at_1pct_fpr'])} | {m['n']} |")
+            lines.append(f"| {method} | {label} | {percent(m['accuracy'])} | {percent(m['accuracy_cv'])} | {number(m['auc'])} "
+                         f"| {percent(m['tpr_at_1pct_fpr'])} | {m['n']} |")
     tested = list(report["phase2_detector"])
     lines += ["", "## Cross-method (rows: fine-tuned on; columns: tested on; accuracy / AUC)", "",
               "| fine-tuned on | " + " | ".join(tested) + " |", "|---|" + "---|" * len(tested)]
     for name, results in report["cross_method"].items():
-        cells = [f"{_pct(results[t]['accuracy'])} / {_num(results[t]['auc'])}" for t in tested]
+        cells = [f"{percent(results[t]['accuracy'])} / {number(results[t]['auc'])}" for t in tested]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", f"Elapsed: {report['elapsed_s']:.0f} s.", ""]
     return "\n".join(lines)
@@ -86,4 +88,4 @@ def write_report(report: dict[str, Any], json_path: Path, md_path: Path) -> None
         os.replace(tmp, path)
 
 
-__all__ = ["render_markdown", "write_report"]
+__all__ = ["number", "percent", "render_markdown", "write_report"]
