@@ -50,6 +50,7 @@ from gwm_desktop.core.devices import resolve_device
 from gwm_desktop.core.image_io import load_rgb_resized
 from gwm_desktop.core.jobs import CancelToken, Progress
 from gwm_desktop.core.keys import message_from_key, random_messages
+from gwm_desktop.core.levels import LEVELS
 from gwm_desktop.core.models import WatermarkDetector, WatermarkGenerator
 from gwm_desktop.core.weights import load_model, save_model
 from training.datasets import list_images
@@ -240,6 +241,7 @@ def finetune_detector(model_dir: Path, key: bytes, clean_dir: ImageSource, marke
     torch.manual_seed(config.seed)
     distort = DistortionLayer(seed=config.seed, p_identity=0.2)
     fresh = FreshWatermarker(generator, config.p, device) if mix > 0 else None
+    level_budgets = torch.tensor([level.p for level in LEVELS], device=device) if config.phase1_levels else None
     half = max(1, config.batch_size // 2)
     bce_before = mean_bce(detector, message, clean, marked, device)
     tracker = None
@@ -257,7 +259,7 @@ def finetune_detector(model_dir: Path, key: bytes, clean_dir: ImageSource, marke
         use_phase1 = bool(torch.rand(1, generator=rng) < mix)
         if use_phase1:
             x, labels, targets = _phase1_batch(phase1, half, message, fresh, distort, rng, device,
-                                               config.other_key_share, config.phase1_levels)
+                                               config.other_key_share, level_budgets)
         else:
             neg = clean[torch.randint(len(clean), (half,), generator=rng)]
             pos = marked[torch.randint(len(marked), (half,), generator=rng)]
@@ -294,15 +296,13 @@ def finetune_detector(model_dir: Path, key: bytes, clean_dir: ImageSource, marke
 
 def _phase1_batch(images: torch.Tensor, half: int, message: torch.Tensor, fresh: FreshWatermarker | None,
                   distort: DistortionLayer, rng: torch.Generator, device: torch.device, other_share: float,
-                  levels: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Clean / other-key negatives and own-key positives made now from Phase 1 images, all distorted."""
-    from gwm_desktop.core.levels import LEVELS
-
+                  budgets: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Clean / other-key negatives and own-key positives made now from Phase 1 images, all distorted;
+    each watermark at one of ``budgets`` drawn at random (None: ``fresh.p``)."""
     assert fresh is not None
-    budgets = torch.tensor([level.p for level in LEVELS], device=device)
 
     def budget(n: int) -> torch.Tensor | None:
-        return budgets[torch.randint(len(budgets), (n,), generator=rng).to(device)] if levels else None
+        return None if budgets is None else budgets[torch.randint(len(budgets), (n,), generator=rng).to(device)]
 
     n_bits = message.shape[-1]
     neg = as_float(images[torch.randint(len(images), (half,), generator=rng)], device)
@@ -327,7 +327,6 @@ def calibration_bank(detector: WatermarkDetector, clean_sets: list[torch.Tensor]
     """The scanner's negative banks (``detect.NEGATIVE_BANKS``), each (N, V, E) ``decode_views`` evidence,
     undistorted and distorted: ``clean_bits`` of clean images; ``other_bits`` of Phase 1 images
     watermarked with random other keys at ``fresh.p``; ``faint_other_bits`` the same at the faintest level."""
-    from gwm_desktop.core.levels import LEVELS
 
     def evidence(x: torch.Tensor) -> list[torch.Tensor]:
         return [detector.decode_views(x).cpu().half(), detector.decode_views(distort(x)).cpu().half()]
