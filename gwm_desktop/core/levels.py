@@ -11,6 +11,11 @@ class Level:
     p: float
     description: str
 
+    @property
+    def title(self) -> str:
+        """The name as the app shows it: "very-subtle" -> "Very subtle"."""
+        return self.name.replace("-", " ").capitalize()
+
 
 LEVELS: tuple[Level, ...] = (
     Level("invisible", 0.01, "Hardest to see; weakest against heavy edits"),

@@ -160,8 +160,7 @@ class Phase2Form:
                                            "The prompts the personalised models draw from: 12 for the detector's "
                                            "training images, 4 to choose its step and threshold, 8 others only "
                                            "for the held-out report")
-        levels = tuple((level.name, f"{level.name.replace('-', ' ').capitalize()} (LPIPS {level.p:g})",
-                        level.description) for level in LEVELS)
+        levels = tuple((level.name, f"{level.title} (LPIPS {level.p:g})", level.description) for level in LEVELS)
         self.level_combo = _choice_combo("Invisibility of the watermarked copies", levels,
                                          settings.get("phase2_level"),
                                          "The level the watermarked copies of your images are made at, as on "

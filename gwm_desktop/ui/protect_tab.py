@@ -330,7 +330,7 @@ class ProtectTab(QWidget):
 
     def _level_changed(self, value: int) -> None:
         level = LEVELS[value]
-        pretty = level.name.replace("-", " ").capitalize()
+        pretty = level.title
         self.level_label.setText(f"<b>{pretty}</b> — {level.description}")
         tip = f"{pretty}: perceptual difference (LPIPS) at most p = {level.p:g}"
         self.level_slider.setToolTip(tip)
