@@ -29,7 +29,7 @@ from PIL import Image
 
 from gwm_desktop.core.detect import profile_threshold
 from gwm_desktop.core.devices import resolve_device
-from gwm_desktop.core.distortions import STANDARD_DISTORTIONS
+from gwm_desktop.core.distortions import STANDARD_DISTORTIONS, TRAINING_TRANSFORMS, Distortion
 from gwm_desktop.core.image_io import EncodeOptions, ImageLoadError, decode_bytes, load_image, to_rgb8
 from gwm_desktop.core.jobs import CancelToken, Progress
 from gwm_desktop.core.keys import message_from_key
@@ -42,7 +42,29 @@ from training.datasets import list_images
 from training.metrics import auc, best_accuracy, ssim, threshold_at_fpr, tpr_at_fpr
 
 EVAL_KEY = b"gwm-evaluation-key-0000000000000"  # 32 bytes; a fixed key so figures are reproducible
-CONDITIONS = ("none", *STANDARD_DISTORTIONS)
+CONDITIONS = ("none", *STANDARD_DISTORTIONS)  # what the calibration bank holds, and the default report
+CONDITION_SETS = {"standard": CONDITIONS, "training": ("none", *TRAINING_TRANSFORMS),
+                  "all": (*CONDITIONS, *TRAINING_TRANSFORMS)}
+
+
+def parse_conditions(text: str) -> tuple[str, ...]:
+    """``standard`` | ``training`` | ``all`` | a comma-separated list of condition names."""
+    if text in CONDITION_SETS:
+        return CONDITION_SETS[text]
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    known = CONDITION_SETS["all"]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise ValueError(f"unknown condition(s) {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(CONDITION_SETS)} or {', '.join(known)}")
+    return names
+
+
+def distortion(name: str) -> Distortion | None:
+    """A condition's distortion; None for the undistorted image."""
+    if name == "none":
+        return None
+    return STANDARD_DISTORTIONS.get(name) or TRAINING_TRANSFORMS[name]
 
 
 def other_key(index: int) -> bytes:
@@ -61,6 +83,7 @@ class EvalConfig:
     json_out: str | None = None
     calibrate: bool = False
     record_as: str | None = None
+    conditions: tuple[str, ...] = CONDITIONS
 
 
 def parse_level(text: str) -> float:
@@ -86,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also store the report in the model's manifest under metrics.NAME")
     parser.add_argument("--calibrate", action="store_true",
                         help="compute and store the model's calibration bank instead of evaluating")
+    parser.add_argument("--conditions", default="standard",
+                        help="standard (SPEC section 3 distortions) | training (the training transforms: flips, "
+                             "crops, buckets, the TAEF2 latent round trip) | all | a comma-separated list")
     return parser
 
 
@@ -99,10 +125,17 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     if args.other_keys < 1:
         parser.error("--other-keys must be at least 1")
     split = args.split or ("calibration" if args.calibrate else "eval")
+    try:
+        conditions = parse_conditions(args.conditions)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.calibrate and conditions != CONDITIONS:
+        parser.error("--calibrate always uses the standard conditions (the bank the scanner reads)")
     return EvalConfig(model=args.model or str(default_model_dir()), data=args.data, split=split,
                       levels=[parse_level(t) for t in args.levels.split(",") if t.strip()],
                       max_images=args.max_images, other_keys=args.other_keys, device=args.device,
-                      json_out=args.json_out, calibrate=args.calibrate, record_as=args.record_as)
+                      json_out=args.json_out, calibrate=args.calibrate, record_as=args.record_as,
+                      conditions=conditions)
 
 
 def working_batch(images: list[Image.Image], size: int) -> torch.Tensor:
@@ -113,10 +146,11 @@ def working_batch(images: list[Image.Image], size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def bits_under_conditions(detector: WatermarkDetector, image: Image.Image, device: torch.device) -> torch.Tensor:
-    """(len(CONDITIONS), views, n_bits) bit logits of one image, undistorted and under each distortion,
-    per scan-time view (what the scanner and the calibration bank use)."""
-    variants = [image] + [distort(image) for distort in STANDARD_DISTORTIONS.values()]
+def bits_under_conditions(detector: WatermarkDetector, image: Image.Image, device: torch.device,
+                          conditions: tuple[str, ...] = CONDITIONS) -> torch.Tensor:
+    """(len(conditions), views, n_bits) bit logits of one image under each condition, per scan-time view
+    (what the scanner and the calibration bank use)."""
+    variants = [image if distortion(name) is None else distortion(name)(image) for name in conditions]
     return detector.decode_views(working_batch(variants, detector.working_size).to(device)).cpu()
 
 
@@ -159,7 +193,7 @@ def evaluate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[
         except (ImageLoadError, CalibrationError) as error:
             failures.append(f"{path.name}: {error}")
             continue
-        clean_bits.append(bits_under_conditions(bundle.detector, original, device))
+        clean_bits.append(bits_under_conditions(bundle.detector, original, device, config.conditions))
         grey_flags.append(loaded.is_grey)
         original_array = np.asarray(original)
         for p, marked, other in per_level:
@@ -168,8 +202,8 @@ def evaluate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[
             marked_array = np.asarray(marked)
             q["psnr"].append(psnr(original_array, marked_array))
             q["ssim"].append(ssim(original_array, marked_array))
-            marked_bits[p].append(bits_under_conditions(bundle.detector, marked, device))
-            other_bits[p].append(bits_under_conditions(bundle.detector, other, device))
+            marked_bits[p].append(bits_under_conditions(bundle.detector, marked, device, config.conditions))
+            other_bits[p].append(bits_under_conditions(bundle.detector, other, device, config.conditions))
         yield Progress(index, len(paths), path.name)
     report = build_report(config, bundle, own_message, clean_bits, marked_bits, other_bits, quality, failures,
                           time.monotonic() - started, len(paths), grey_flags)
@@ -202,7 +236,7 @@ def build_report(config: EvalConfig, bundle: ModelBundle, message: torch.Tensor,
         marked, other = _agreements(marked_bits[p], message), _agreements(other_bits[p], message)
         q = quality[p]
         per_condition = {}
-        for c, name in enumerate(CONDITIONS):
+        for c, name in enumerate(config.conditions):
             t1 = threshold_at_fpr(clean[c], 0.01)
             entry = {"auc": auc(clean[c], marked[c]), "tpr_at_1pct_fpr": tpr_at_fpr(clean[c], marked[c], 0.01),
                      "tpr_at_0.1pct_fpr": tpr_at_fpr(clean[c], marked[c], 0.001),

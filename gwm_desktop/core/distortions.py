@@ -1,4 +1,4 @@
-"""The standard distortions of SPEC section 3, applied to full-resolution PIL images.
+"""SPEC section 3's standard distortions and training transforms, applied to full-resolution PIL images.
 
 Used by evaluation (``gwm eval``) and by tests; training uses differentiable counterparts at the
 working resolution (``training.distortion_layer``).
@@ -6,7 +6,10 @@ working resolution (``training.distortion_layer``).
 
 from __future__ import annotations
 
+import hashlib
 import io
+import math
+import random
 from collections.abc import Callable
 
 import numpy as np
@@ -85,4 +88,101 @@ STANDARD_DISTORTIONS: dict[str, Distortion] = {
     "bright1.1_contrast0.9": brightness_contrast(1.1, 0.9),
     "webp80": webp(80),
     "screenshot": screenshot(),
+}
+
+
+def _image_rng(image: Image.Image, salt: int) -> random.Random:
+    """A generator seeded from the image content, so a rerun draws the same crop for the same image."""
+    small = np.asarray(image.convert("L").resize((16, 16), Image.Resampling.BILINEAR), dtype=np.uint8)
+    return random.Random(hashlib.sha256(small.tobytes() + salt.to_bytes(4, "big")).digest())
+
+
+def horizontal_flip() -> Distortion:
+    return lambda image: image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+
+def square_center_crop() -> Distortion:
+    """diffusers' ``--center_crop``: the centred square of the shorter side."""
+    def apply(image: Image.Image) -> Image.Image:
+        side = min(image.size)
+        left, top = (image.width - side) // 2, (image.height - side) // 2
+        return image.crop((left, top, left + side, top + side))
+    return apply
+
+
+def random_crop(low: float = 0.5, high: float = 0.9, salt: int = 1) -> Distortion:
+    """Keep ``low``-``high`` of each side (drawn independently, so any aspect) at any position."""
+    def apply(image: Image.Image) -> Image.Image:
+        rng = _image_rng(image, salt)
+        width = max(1, round(image.width * rng.uniform(low, high)))
+        height = max(1, round(image.height * rng.uniform(low, high)))
+        left, top = rng.randint(0, image.width - width), rng.randint(0, image.height - height)
+        return image.crop((left, top, left + width, top + height))
+    return apply
+
+
+def rotation(max_degrees: float = 5.0, salt: int = 2) -> Distortion:
+    """Rotate by up to ``max_degrees`` either way, then crop to the largest upright rectangle inside."""
+    def apply(image: Image.Image) -> Image.Image:
+        angle = _image_rng(image, salt).uniform(-max_degrees, max_degrees)
+        rotated = image.convert("RGB").rotate(angle, resample=Image.Resampling.BICUBIC)
+        radians = math.radians(abs(angle))
+        cos, sin = math.cos(radians), math.sin(radians)
+        # The axis-aligned rectangle of the same aspect that fits inside the rotated frame.
+        scale = min(image.width / (image.width * cos + image.height * sin),
+                    image.height / (image.width * sin + image.height * cos))
+        width, height = max(1, int(image.width * scale)), max(1, int(image.height * scale))
+        left, top = (image.width - width) // 2, (image.height - height) // 2
+        return rotated.crop((left, top, left + width, top + height))
+    return apply
+
+
+def resolution_bucket(resolution: int, salt: int = 3) -> Distortion:
+    """A trainer's bucket: shorter side to ``resolution``, then a random square crop (diffusers' default)."""
+    def apply(image: Image.Image) -> Image.Image:
+        factor = resolution / min(image.size)
+        resized = image.convert("RGB").resize((max(resolution, round(image.width * factor)),
+                                               max(resolution, round(image.height * factor))),
+                                              Image.Resampling.BICUBIC)
+        rng = _image_rng(image, salt)
+        left = rng.randint(0, resized.width - resolution)
+        top = rng.randint(0, resized.height - resolution)
+        return resized.crop((left, top, left + resolution, top + resolution))
+    return apply
+
+
+def latent_round_trip(autoencoder: Callable[[], object] | None = None) -> Distortion:
+    """Encode and decode through TAEF2 (``core.taef2``) at the image's size (rounded to multiples of 8)."""
+    def apply(image: Image.Image) -> Image.Image:
+        import torch
+
+        from gwm_desktop.core.taef2 import shared_autoencoder
+
+        model = autoencoder() if autoencoder is not None else shared_autoencoder()
+        array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        with torch.no_grad():
+            out = model.round_trip(torch.from_numpy(array).permute(2, 0, 1)[None])[0]
+        return Image.fromarray(np.rint(out.permute(1, 2, 0).numpy() * 255.0).astype(np.uint8))
+    return apply
+
+
+def chain(*steps: Distortion) -> Distortion:
+    def apply(image: Image.Image) -> Image.Image:
+        for step in steps:
+            image = step(image)
+        return image
+    return apply
+
+
+TRAINING_TRANSFORMS: dict[str, Distortion] = {
+    "flip": horizontal_flip(),
+    "square_crop": square_center_crop(),
+    "random_crop": random_crop(),
+    "rotate5": rotation(5.0),
+    "bucket512": resolution_bucket(512),
+    "bucket768": resolution_bucket(768),
+    "bucket1024": resolution_bucket(1024),
+    "latent": latent_round_trip(),
+    "bucket512_latent": chain(resolution_bucket(512), latent_round_trip()),
+    "bucket512_flip_latent": chain(resolution_bucket(512), horizontal_flip(), latent_round_trip()),
 }
