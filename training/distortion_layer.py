@@ -1,4 +1,5 @@
-"""The distortion layer of Phase 1: SPEC section 3's distortions at the working resolution.
+"""The distortion layer of Phase 1: SPEC section 3's distortions (and, opt-in, its training transforms)
+at the working resolution.
 
 Each sample of a batch gets one distortion drawn at random (identity included), with parameters
 drawn around and beyond the evaluated ones so the detector does not overfit a single setting.
@@ -18,6 +19,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 DISTORTION_NAMES = ("identity", "jpeg", "resize", "crop", "blur", "noise", "color", "webp", "screenshot")
+# What a fine-tuning script does before its VAE sees an image (SPEC section 3, "training transforms"):
+# opt-in, so the shipped model's recipe is unchanged. "latent" needs the layer's autoencoder.
+TRAINING_TRANSFORM_NAMES = ("flip", "random_crop", "bucket_crop", "rotate", "bucket_flip")
 
 
 def _codec_round_trip(x: torch.Tensor, fmt: str, quality: int) -> torch.Tensor:
@@ -48,11 +52,49 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(horizontal, kernel.view(1, 1, -1, 1).repeat(3, 1, 1, 1), groups=3)[0]
 
 
+def _rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Rotate about the centre and zoom in just enough that no empty corner remains."""
+    angle = math.radians(degrees)
+    zoom = 1 / (abs(math.cos(angle)) + abs(math.sin(angle)))
+    cos, sin = math.cos(angle) * zoom, math.sin(angle) * zoom
+    theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=x.dtype, device=x.device)[None]
+    grid = F.affine_grid(theta, [1, *x.shape], align_corners=False)
+    return F.grid_sample(x[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+
+
+def _crop_resized(x: torch.Tensor, keep_h: float, keep_w: float, rng: random.Random) -> torch.Tensor:
+    size = x.shape[-2:]
+    h, w = max(8, round(size[0] * keep_h)), max(8, round(size[1] * keep_w))
+    top, left = rng.randint(0, size[0] - h), rng.randint(0, size[1] - w)
+    return _resize(x[:, top:top + h, left:left + w], size)
+
+
+def training_transform(x: torch.Tensor, name: str, rng: random.Random) -> torch.Tensor:
+    """(3, S, S) -> (3, S, S): one training transform, resized back to the working size.
+
+    The working frame stands for the whole image, so a trainer's square crop of a 3:4 image is a crop
+    that keeps one side whole and 56-100% of the other (aspects 9:16 to 1:1).
+    """
+    if name == "flip":
+        return x.flip(-1)
+    if name == "random_crop":
+        return _crop_resized(x, rng.uniform(0.5, 0.9), rng.uniform(0.5, 0.9), rng)
+    if name in ("bucket_crop", "bucket_flip"):
+        keep = rng.uniform(0.56, 1.0)
+        crop = _crop_resized(x, keep, 1.0, rng) if rng.random() < 0.5 else _crop_resized(x, 1.0, keep, rng)
+        return crop.flip(-1) if name == "bucket_flip" else crop
+    if name == "rotate":
+        return _rotate(x, rng.uniform(-5.0, 5.0))
+    raise ValueError(f"unknown training transform {name!r}")
+
+
 def distort_one(x: torch.Tensor, name: str, rng: random.Random) -> torch.Tensor:
     """(3, S, S) in [0, 1] -> (3, S, S): one distortion, resized back to the working size."""
     size = x.shape[-2:]
     if name == "identity":
         return x
+    if name in TRAINING_TRANSFORM_NAMES:
+        return training_transform(x, name, rng)
     if name in ("jpeg", "webp"):
         # Half the time at a smaller "native" size: artists' files are often smaller than the working
         # size (the portraits are 175 px wide), so the codec meets the watermark at higher frequencies.
@@ -88,16 +130,32 @@ def distort_one(x: torch.Tensor, name: str, rng: random.Random) -> torch.Tensor:
 
 
 class DistortionLayer(torch.nn.Module):
-    """(B, 3, S, S) -> (B, 3, S, S), a random distortion per sample (identity with ``p_identity``)."""
+    """(B, 3, S, S) -> (B, 3, S, S), a random distortion per sample (identity with ``p_identity``).
 
-    def __init__(self, seed: int = 0, p_identity: float = 0.2) -> None:
+    With ``training_transforms`` the draw also includes flips, crops and rotations; an ``autoencoder``
+    (e.g. ``core.taef2``'s, frozen) then puts a latent round trip after a share ``p_latent`` of the
+    samples, differentiably, as a personalized model's VAE would.
+    """
+
+    def __init__(self, seed: int = 0, p_identity: float = 0.2, training_transforms: bool = False,
+                 autoencoder: torch.nn.Module | None = None, p_latent: float = 0.25) -> None:
         super().__init__()
         self.rng = random.Random(seed)
         self.p_identity = p_identity
+        self.names = DISTORTION_NAMES[1:] + (TRAINING_TRANSFORM_NAMES if training_transforms else ())
+        self.autoencoder = autoencoder
+        self.p_latent = p_latent
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = []
-        for sample in x:
-            name = "identity" if self.rng.random() < self.p_identity else self.rng.choice(DISTORTION_NAMES[1:])
+        latent = []
+        for index, sample in enumerate(x):
+            name = "identity" if self.rng.random() < self.p_identity else self.rng.choice(self.names)
             out.append(distort_one(sample, name, self.rng))
-        return torch.stack(out)
+            if self.autoencoder is not None and name != "identity" and self.rng.random() < self.p_latent:
+                latent.append(index)
+        batch = torch.stack(out)
+        if latent:
+            rows = torch.tensor(latent, device=batch.device)
+            batch = batch.index_copy(0, rows, self.autoencoder.round_trip(batch[rows]))
+        return batch

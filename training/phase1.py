@@ -67,6 +67,9 @@ class Phase1Config:
     init_from: str | None = None     # a model folder to fine-tune from
     threads: int = 0                 # torch CPU threads; 0 = torch's default
     max_images: int = 0              # 0 = all training-split images
+    training_transforms: bool = False  # flips, crops, rotations among the distortions (SPEC section 3)
+    latent_autoencoder: str | None = None  # "taef2" (shipped) or a TAEF2 folder: latent round trips in training
+    p_latent: float = 0.25           # share of distorted samples that also get the latent round trip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--init-from", default=None, help="model folder to fine-tune from (e.g. resources/models/default)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
     parser.add_argument("--max-images", type=int, default=0, help="cap on training images (0: all)")
+    parser.add_argument("--training-transforms", action="store_true",
+                        help="also draw a fine-tuning script's flips, crops and rotations as distortions")
+    parser.add_argument("--latent-autoencoder", default=None, metavar="taef2|FOLDER",
+                        help="put a latent round trip (the shipped TAEF2, or a TAEF2 folder) after some distortions")
+    parser.add_argument("--p-latent", type=float, default=defaults.p_latent,
+                        help="share of distorted samples that also get the latent round trip")
     return parser
 
 
@@ -144,7 +153,8 @@ class Phase1Trainer:
         self.lpips = build_lpips(self.device)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_generator)
         self.opt_d = torch.optim.Adam(self.detector.parameters(), lr=config.lr_detector)
-        self.distort = DistortionLayer(seed=config.seed)
+        self.distort = DistortionLayer(seed=config.seed, training_transforms=config.training_transforms,
+                                       autoencoder=self._latent_autoencoder(), p_latent=config.p_latent)
         self.step = 0
         if config.resume:
             self._resume(config.resume)
@@ -154,6 +164,14 @@ class Phase1Trainer:
         return {"step": self.step, "generator": self.generator.state_dict(), "detector": self.detector.state_dict(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": self.rng.get_state(),
                 "distort_rng": self.distort.rng.getstate(), "config": asdict(self.config)}
+
+    def _latent_autoencoder(self) -> torch.nn.Module | None:
+        if not self.config.latent_autoencoder:
+            return None
+        from gwm_desktop.core.taef2 import load_latent_autoencoder
+
+        folder = None if self.config.latent_autoencoder == "taef2" else Path(self.config.latent_autoencoder)
+        return load_latent_autoencoder(folder, self.device)
 
     def _resume(self, which: str) -> None:
         path = latest_checkpoint(self.out / "checkpoints") if which == "latest" else Path(which)

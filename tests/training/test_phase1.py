@@ -71,3 +71,12 @@ def test_fine_tuning_a_matched_model_refreshes_its_templates_and_exports_checkpo
     assert exported["architecture"]["matched_filter"]
     again = load_model(tmp_path / "from_checkpoint")
     assert torch.equal(again.detector.templates, again.generator.patterns.detach()[:, 0])
+
+
+def test_training_transforms_and_latent_round_trip_train_and_are_recorded(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    assert main(["--data", str(tiny_corpus), "--out", str(out), "--working-size", "64", "--batch-size", "2",
+                 "--steps", "1", "--warmup-steps", "1", "--device", "cpu", "--training-transforms",
+                 "--latent-autoencoder", "taef2", "--p-latent", "1.0"]) == 0
+    config = load_model(out / "model").manifest["training"]["config"]
+    assert config["training_transforms"] and config["latent_autoencoder"] == "taef2"
