@@ -12,7 +12,7 @@ from PIL import Image
 from gwm_desktop.core.detect import NEGATIVE_BANKS, Scanner
 from gwm_desktop.core.jobs import CancelToken, JobCancelled
 from gwm_desktop.core.keys import message_from_key
-from gwm_desktop.core.models import SCAN_ZOOMS
+from gwm_desktop.core.spectrum import SCAN_ZOOMS
 from gwm_desktop.core.weights import load_model, save_model
 from tests.training.phase2_tiny import single_thread_torch, tiny_watermark_model, write_subject_images
 from training.phase2.detector_finetune import (
