@@ -31,7 +31,7 @@ from gwm_desktop.core.detect import profile_threshold
 from gwm_desktop.core.devices import resolve_device
 from gwm_desktop.core.distortions import STANDARD_DISTORTIONS
 from gwm_desktop.core.image_io import EncodeOptions, ImageLoadError, decode_bytes, load_image, to_rgb8
-from gwm_desktop.core.jobs import CancelToken, Progress
+from gwm_desktop.core.jobs import CancelToken, Progress, with_progress
 from gwm_desktop.core.keys import message_from_key
 from gwm_desktop.core.levels import LEVELS, level_by_name
 from gwm_desktop.core.lpips_metric import build_lpips, lpips_distance
@@ -304,24 +304,14 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tqdm import tqdm
-
     config = parse_args(argv)
     threads = int(os.environ.get("GWM_THREADS", "0"))
     if threads > 0:
         torch.set_num_threads(threads)
     job = calibrate(config) if config.calibrate else evaluate(config)
-    bar = None
     last = None
-    for progress in job:
-        if bar is None:
-            bar = tqdm(total=progress.total, desc="calibrate" if config.calibrate else "eval", unit="img",
-                       file=sys.stderr)
-        bar.n = progress.done
-        bar.refresh()
+    for progress in with_progress(job, "calibrate" if config.calibrate else "eval", "img", hide_when_piped=False):
         last = progress
-    if bar:
-        bar.close()
     if last is None:
         print("no images found", file=sys.stderr)
         return 1

@@ -1,12 +1,10 @@
-"""Helpers shared by the CLI commands: the profile store, the engine, progress bars, errors."""
+"""Helpers shared by the CLI commands: the profile store, the engine, errors."""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 
-from gwm_desktop.core.jobs import Progress
 from gwm_desktop.core.profiles import Profile, ProfileError, ProfileStore
 
 
@@ -51,21 +49,4 @@ def make_engine(args):  # type: ignore[no-untyped-def]
     return engine
 
 
-def with_progress(job: Iterator[Progress], desc: str, unit: str) -> Iterator[Progress]:
-    """Drive a job with a tqdm bar on stderr (hidden when stderr is not a terminal)."""
-    from tqdm import tqdm
-
-    bar = None
-    try:
-        for progress in job:
-            if bar is None:
-                bar = tqdm(total=progress.total, desc=desc, unit=unit, file=sys.stderr,
-                           disable=not sys.stderr.isatty())
-            bar.update(progress.done - bar.n)
-            yield progress
-    finally:
-        if bar is not None:
-            bar.close()
-
-
-__all__ = ["EngineError", "ProfileError", "add_engine_options", "fail", "make_engine", "resolve_profile", "with_progress"]
+__all__ = ["EngineError", "ProfileError", "add_engine_options", "fail", "make_engine", "resolve_profile"]

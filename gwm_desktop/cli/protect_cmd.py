@@ -11,9 +11,9 @@ from gwm_desktop.cli.common import (
     fail,
     make_engine,
     resolve_profile,
-    with_progress,
 )
 from gwm_desktop.core.image_io import EncodeOptions
+from gwm_desktop.core.jobs import with_progress
 from gwm_desktop.core.levels import DEFAULT_LEVEL, LEVELS, level_by_name
 from gwm_desktop.core.profiles import ProfileError, ProfileStore
 

@@ -12,8 +12,8 @@ from gwm_desktop.cli.common import (
     fail,
     make_engine,
     resolve_profile,
-    with_progress,
 )
+from gwm_desktop.core.jobs import with_progress
 from gwm_desktop.core.profiles import ProfileError, ProfileStore
 
 
