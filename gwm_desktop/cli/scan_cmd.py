@@ -15,6 +15,7 @@ from gwm_desktop.cli.common import (
 )
 from gwm_desktop.core.jobs import with_progress
 from gwm_desktop.core.profiles import ProfileError, ProfileStore
+from gwm_desktop.core.scan_verdict import verdict_of
 
 
 def register(sub) -> None:  # type: ignore[no-untyped-def]
@@ -51,8 +52,8 @@ def run(args) -> int:  # type: ignore[no-untyped-def]
         elif result.error:
             print(f"error      {result.path}: {result.error}")
         else:
-            verdict = "WATERMARK" if result.flagged else "clean    "
-            print(f"{verdict}  {result.score:.3f}  {result.path}")
+            tag = "WATERMARK" if verdict_of(result) == "found" else "clean"
+            print(f"{tag:<9}  {result.score:.3f}  {result.path}")
     if args.report:
         from gwm_desktop.core.reports import write_report
 

@@ -25,6 +25,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QImage, QPainter
 
+from gwm_desktop.core import scan_verdict
 from gwm_desktop.ui import theme
 from gwm_desktop.ui.qimage import pil_to_qimage
 
@@ -244,13 +245,13 @@ THUMB, NAME, SCORE, VERDICT, FOLDER = range(5)
 
 
 def verdict_text(result: Any) -> str:
+    """The Verdict column: the core's words, capitalised; an error says what went wrong."""
     if result.error:
         return f"Error: {result.error}"
-    return "Watermark found" if result.flagged else "Not found"
+    return scan_verdict.verdict_text(result).capitalize()
 
 
-def verdict_key(result: Any) -> str:
-    return "error" if result.error else ("found" if result.flagged else "clean")
+verdict_key = scan_verdict.verdict_of
 
 
 class ScanResultsModel(QAbstractTableModel):
