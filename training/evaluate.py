@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gwm_desktop.core.detect import profile_threshold
+from gwm_desktop.core.detect import profile_threshold, threshold_for_fpr
 from gwm_desktop.core.devices import resolve_device
 from gwm_desktop.core.distortions import STANDARD_DISTORTIONS
 from gwm_desktop.core.image_io import EncodeOptions, ImageLoadError, decode_bytes, load_image, to_rgb8
@@ -39,7 +39,7 @@ from gwm_desktop.core.models import WatermarkDetector
 from gwm_desktop.core.watermark import CalibrationError, Embedder, psnr
 from gwm_desktop.core.weights import ModelBundle, load_model, read_manifest, save_model
 from training.datasets import list_images
-from training.metrics import auc, best_accuracy, ssim, threshold_at_fpr, tpr_at_fpr
+from training.metrics import auc, best_accuracy, ssim, tpr_at_fpr
 
 EVAL_KEY = b"gwm-evaluation-key-0000000000000"  # 32 bytes; a fixed key so figures are reproducible
 CONDITIONS = ("none", *STANDARD_DISTORTIONS)
@@ -203,7 +203,7 @@ def build_report(config: EvalConfig, bundle: ModelBundle, message: torch.Tensor,
         q = quality[p]
         per_condition = {}
         for c, name in enumerate(CONDITIONS):
-            t1 = threshold_at_fpr(clean[c], 0.01)
+            t1 = threshold_for_fpr(clean[c], 0.01)
             entry = {"auc": auc(clean[c], marked[c]), "tpr_at_1pct_fpr": tpr_at_fpr(clean[c], marked[c], 0.01),
                      "tpr_at_0.1pct_fpr": tpr_at_fpr(clean[c], marked[c], 0.001),
                      "accuracy": best_accuracy(clean[c], marked[c]),

@@ -44,11 +44,15 @@ class CalibrationMissing(RuntimeError):
     pass
 
 
-def threshold_for_fpr(negative_agreements: torch.Tensor, fpr: float) -> float:
-    """Smallest agreement that at most ``fpr`` of the negatives reach (strictly above the quantile)."""
+def threshold_for_fpr(negative_agreements: torch.Tensor | np.ndarray, fpr: float) -> float:
+    """Flag scores strictly above the returned value: at most ``fpr`` of the negatives are.
+
+    The one rule for a threshold at a false-positive rate: the scanner's verdict, and the figures
+    of ``gwm eval`` and Phase 2 reports, all use it.
+    """
     if not 0 < fpr < 1:
         raise ValueError(f"false-positive rate must be in (0, 1), got {fpr}")
-    values = torch.sort(negative_agreements.flatten().double(), descending=True).values
+    values = torch.sort(torch.as_tensor(negative_agreements).flatten().double(), descending=True).values
     allowed = int(math.floor(fpr * len(values)))
     # Flag agreement > values[allowed]: at most `allowed` negatives are above it.
     return float(values[min(allowed, len(values) - 1)])
