@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from gwm_desktop.core.profiles import ProfileError, ProfileStore
 from gwm_desktop.core.scan_verdict import verdict_of
 
 
-def register(sub) -> None:  # type: ignore[no-untyped-def]
+def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("scan", help="score suspect images for your watermark")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     parser.add_argument("--profile", default=None, help="profile name (default: 'default')")
@@ -29,7 +30,7 @@ def register(sub) -> None:  # type: ignore[no-untyped-def]
     parser.set_defaults(handler=run)
 
 
-def run(args) -> int:  # type: ignore[no-untyped-def]
+def run(args: argparse.Namespace) -> int:
     if not 0 < args.fpr < 1:
         return fail(f"--fpr must be between 0 and 1, got {args.fpr}")
     if args.report and args.report.suffix.lower() not in (".csv", ".html", ".htm"):

@@ -112,7 +112,7 @@ class Scanner:
         """Yields one Progress per image, its payload a ScanResult (errors included, never raised)."""
         cancel = cancel or CancelToken()
         paths = list(paths) if total is None else paths
-        total = len(paths) if total is None else total  # type: ignore[arg-type]
+        total = len(paths) if total is None else total
         done = 0
         pending: list[tuple[Path, np.ndarray]] = []
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,7 @@ def _square(image: QImage, side: int) -> QImage:
 
 
 class _Runnable(QRunnable):
-    def __init__(self, fn) -> None:  # noqa: ANN001
+    def __init__(self, fn: Callable[[], None]) -> None:
         super().__init__()
         self.fn = fn
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QKeySequence, QPainter, QShortcut
+from PySide6.QtGui import QDesktopServices, QKeySequence, QPainter, QPaintEvent, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -32,8 +33,8 @@ from PySide6.QtWidgets import (
 )
 
 from gwm_desktop.core.image_io import IMAGE_EXTENSIONS, EncodeOptions
-from gwm_desktop.core.jobs import eta_seconds
-from gwm_desktop.core.levels import DEFAULT_LEVEL, LEVELS
+from gwm_desktop.core.jobs import CancelToken, eta_seconds
+from gwm_desktop.core.levels import DEFAULT_LEVEL, LEVELS, Level
 from gwm_desktop.ui.compare_view import CompareView
 from gwm_desktop.ui.context import AppContext, expand_inputs, format_eta
 from gwm_desktop.ui.drop_helpers import install_drop
@@ -53,7 +54,7 @@ class DropListView(QListView):
         super().__init__(parent)
         self.hint = hint
 
-    def paintEvent(self, event) -> None:  # noqa: ANN001, N802
+    def paintEvent(self, event: QPaintEvent) -> None:
         super().paintEvent(event)
         if self.model() is not None and self.model().rowCount() == 0:
             painter = QPainter(self.viewport())
@@ -62,11 +63,12 @@ class DropListView(QListView):
                              Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.hint)
 
 
-def preview_job(engine: Any, profile: Any, path: Path, p: float, options: EncodeOptions):  # noqa: ANN201
+def preview_job(engine: Any, profile: Any, path: Path, p: float,
+                options: EncodeOptions) -> Callable[[CancelToken], Generator[str, None, dict | None]]:
     """Watermark one image in memory (nothing written) for the before/after view."""
     from gwm_desktop.core.image_io import decode_bytes, load_image, to_rgb8
 
-    def job(cancel):  # noqa: ANN001, ANN202
+    def job(cancel: CancelToken) -> Generator[str, None, dict | None]:
         loaded = load_image(path)
         before = to_rgb8(loaded.rgb)
         yield "loaded"
@@ -325,7 +327,7 @@ class ProtectTab(QWidget):
         self._refresh_enabled()
 
     # -- options -------------------------------------------------------------------------------
-    def level(self):  # noqa: ANN201
+    def level(self) -> Level:
         return LEVELS[self.level_slider.value()]
 
     def _level_changed(self, value: int) -> None:

@@ -37,7 +37,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def engine(model_dir: Path):  # noqa: ANN201
+def engine(model_dir: Path):
     from gwm_desktop.core.engine import Engine, set_torch_threads
 
     set_torch_threads(1)  # 2 shared cores: leave one for the UI thread the heartbeat test watches
@@ -52,14 +52,14 @@ def gwm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path):  # noqa: ANN201
+def settings(tmp_path: Path):
     from gwm_desktop.ui.settings import Settings
 
     return Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
 
 
 @pytest.fixture
-def window(qtbot, gwm_home: Path, settings, engine, model_dir: Path):  # noqa: ANN001, ANN201
+def window(qtbot, gwm_home: Path, settings, engine, model_dir: Path):
     """The main window with the session's engine already loaded (as after 'Loading model…')."""
     from gwm_desktop.core.profiles import ProfileStore
     from gwm_desktop.ui.app import build_window

@@ -13,7 +13,7 @@ from tests.fixtures.bad_batch import make_mixed_batch
 from tests.ui.conftest import needs_real_model, write_images
 
 
-def drop(widget, paths: list[Path]) -> None:  # noqa: ANN001
+def drop(widget, paths: list[Path]) -> None:
     """Send a real drop event (what the file manager does) to the widget's viewport."""
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
@@ -23,7 +23,7 @@ def drop(widget, paths: list[Path]) -> None:  # noqa: ANN001
     QApplication.sendEvent(target, QDropEvent(*args))
 
 
-def export_and_wait(qtbot, tab, timeout: int = 60_000) -> list:  # noqa: ANN001
+def export_and_wait(qtbot, tab, timeout: int = 60_000) -> list:
     with qtbot.waitSignal(tab.export_finished, timeout=timeout) as blocker:
         assert tab.start_export()
     return blocker.args[0]
@@ -70,7 +70,7 @@ def test_cancel_mid_export_leaves_no_partial_file(window, qtbot, tmp_path: Path)
     tab.output_edit.setText(str(out))
     seen = []
 
-    def cancel_after_first(progress) -> None:  # noqa: ANN001
+    def cancel_after_first(progress) -> None:
         seen.append(progress)
         if len(seen) == 1:
             tab.cancel_export()

@@ -9,7 +9,7 @@ from tests.ui.conftest import needs_real_model, write_images
 from tests.ui.test_protect_tab import drop, export_and_wait
 
 
-def scan_and_wait(qtbot, tab, timeout: int = 60_000) -> None:  # noqa: ANN001
+def scan_and_wait(qtbot, tab, timeout: int = 60_000) -> None:
     with qtbot.waitSignal(tab.scan_finished, timeout=timeout):
         assert tab.start_scan()
 
