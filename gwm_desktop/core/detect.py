@@ -26,8 +26,7 @@ DEFAULT_FPR = 0.01
 # The calibration banks of negatives, each held to the FPR on its own: clean images; images carrying
 # other keys' watermarks at every level; and other keys' watermarks at the faintest level, where
 # another key looks most like a faint copy of this one (its strong textures no longer count against
-# it). On the shipped model the three 1% thresholds are close (0.18-0.30 for five keys) and which one
-# binds depends on the key.
+# it). Which of the three thresholds binds depends on the key (docs/history.md).
 NEGATIVE_BANKS = ("clean_bits", "other_bits", "faint_other_bits")
 
 
