@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from gwm_desktop.core.image_io import load_image
 from tests.fixtures.bad_batch import make_mixed_batch
-from tests.ui.conftest import needs_real_model, write_images
+from tests.ui.conftest import write_images
 
 
 def drop(widget, paths: list[Path]) -> None:
@@ -101,7 +102,7 @@ def test_preview_shows_before_after_and_metrics(window, qtbot, tmp_path: Path) -
     assert tab.compare.effective_zoom() == 2.0
 
 
-@needs_real_model
+@pytest.mark.slow
 def test_exports_are_detected_by_scan(window, qtbot, tmp_path: Path) -> None:
     protect, scan = window.protect_tab, window.scan_tab
     sources = write_images(tmp_path / "art", 4, size=(384, 320))
