@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,7 @@ def bare_decode(paths: list[Path]) -> None:
             image.load()
 
 
-def timed(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
+def timed(fn: Callable[[], object], repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()

@@ -1,7 +1,9 @@
 """Find bundled resources the same way in development, in an installed tree and in a frozen app.
 
-PyInstaller unpacks data next to ``sys._MEIPASS``; in a source checkout the folder ``resources/``
-sits beside the package. ``GWM_RESOURCES`` overrides both (tests, relocated installs).
+PyInstaller unpacks data next to ``sys._MEIPASS``; a wheel (``pip install .``) carries them inside
+the package as ``gwm_desktop/_resources`` (setup.py copies them there); in a source checkout the
+folder ``resources/`` sits beside the package. ``GWM_RESOURCES`` overrides all three (tests,
+relocated installs).
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+
+INSTALLED_NAME = "_resources"  # resources/ inside an installed package (setup.py)
 
 
 def resources_dir() -> Path:
@@ -18,7 +22,9 @@ def resources_dir() -> Path:
     frozen_root = getattr(sys, "_MEIPASS", None)
     if frozen_root:
         return Path(frozen_root) / "resources"
-    return Path(__file__).resolve().parent.parent / "resources"
+    package = Path(__file__).resolve().parent
+    installed = package / INSTALLED_NAME
+    return installed if installed.is_dir() else package.parent / "resources"
 
 
 def resource_path(*parts: str) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def main() -> int:
     window.resize(1280, 800)
     window.show()
 
-    def pump(predicate=lambda: True, timeout_s: float = 120.0) -> None:  # noqa: ANN001
+    def pump(predicate: Callable[[], bool] = lambda: True, timeout_s: float = 120.0) -> None:
         import time
 
         end = time.monotonic() + timeout_s

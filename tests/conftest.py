@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.torch_threads import single_thread_torch
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
-DEFAULT_MODEL = Path(__import__("os").environ.get("GWM_TEST_MODEL", ROOT / "resources" / "models" / "default"))
+DEFAULT_MODEL = Path(os.environ.get("GWM_TEST_MODEL", ROOT / "resources" / "models" / "default"))
 
 
 @pytest.fixture(autouse=True)
@@ -33,26 +35,28 @@ def isolated_home(tmp_path_factory, monkeypatch):
     return home
 
 
-@pytest.fixture(scope="session", autouse=True)
-def single_torch_thread():
-    # Two cores shared with the test process's own work: one intra-op thread avoids oversubscription.
-    import torch
-
-    torch.set_num_threads(1)
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Two cores shared with the test process's own work (and the GUI thread the heartbeat test
+    watches): one intra-op thread per test avoids oversubscription; restored after each test."""
+    yield from single_thread_torch()
 
 
 @pytest.fixture(scope="session")
-def default_model_dir() -> Path:
+def model_dir() -> Path:
+    """The model every test runs on: the shipped one (or $GWM_TEST_MODEL). A module that needs a
+    tiny model overrides this fixture and gets its own ``engine``."""
     if not (DEFAULT_MODEL / "manifest.json").exists():
-        pytest.fail("the shipped model resources/models/default is missing")
+        pytest.fail(f"the model {DEFAULT_MODEL} is missing (resources/models/default ships with the checkout)")
     return DEFAULT_MODEL
 
 
 @pytest.fixture(scope="session")
-def engine(default_model_dir):
+def engine(model_dir: Path):
+    """One Engine (model, LPIPS, scanners) per session on the CPU: the suite's only engine fixture."""
     from gwm_desktop.core.engine import Engine
 
-    return Engine(default_model_dir, "cpu")
+    return Engine(model_dir, "cpu")
 
 
 def shared_folder(name: str) -> Path:

@@ -31,7 +31,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 from gwm_desktop.core.devices import resolve_device
 from gwm_desktop.core.image_io import EncodeOptions, ImageLoadError, decode_bytes, load_image, to_rgb8
-from gwm_desktop.core.jobs import CancelToken, Progress
+from gwm_desktop.core.jobs import CancelToken, Progress, with_progress
 from gwm_desktop.core.keys import random_messages
 from gwm_desktop.core.lpips_metric import build_lpips
 from gwm_desktop.core.watermark import CalibrationError, Embedder
@@ -220,23 +220,16 @@ class DetectorTuner:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tqdm import tqdm
-
     config = parse_args(argv)
     tuner = DetectorTuner(config)
-    bar = None
-    for progress in tuner.run():
-        if bar is None or bar.total != progress.total:
-            if bar:
-                bar.close()
-            bar = tqdm(total=progress.total, desc=progress.message.split()[0], unit="it")
-        bar.n = progress.done
-        if progress.payload:
-            bar.set_postfix(bits=f"{progress.payload['bit_acc']:.2f}", own=f"{progress.payload['agree_marked']:.2f}",
-                            other=f"{progress.payload['agree_other']:.2f}")
-        bar.refresh()
-    if bar:
-        bar.close()
+
+    def figures(progress: Progress) -> dict[str, str] | None:
+        m = progress.payload
+        return m and {"bits": f"{m['bit_acc']:.2f}", "own": f"{m['agree_marked']:.2f}", "other": f"{m['agree_other']:.2f}"}
+
+    for _progress in with_progress(tuner.run(), "tune", describe=lambda p: p.message.split()[0], postfix=figures,
+                                   hide_when_piped=False):
+        pass
     folder = Path(config.out) / "model"
     given = argv if argv is not None else sys.argv[1:]
     tuner.export(folder, "gwm train phase1b " + " ".join(shlex.quote(a) for a in given))

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gwm_desktop.core.detect import profile_threshold
+from gwm_desktop.core.detect import profile_threshold, threshold_for_fpr
 from gwm_desktop.core.devices import resolve_device
 from gwm_desktop.core.distortions import STANDARD_DISTORTIONS, TRAINING_TRANSFORMS, Distortion
 from gwm_desktop.core.image_io import EncodeOptions, ImageLoadError, decode_bytes, load_image, to_rgb8
-from gwm_desktop.core.jobs import CancelToken, Progress
+from gwm_desktop.core.jobs import CancelToken, Progress, with_progress
 from gwm_desktop.core.keys import message_from_key
 from gwm_desktop.core.levels import LEVELS, level_by_name
 from gwm_desktop.core.lpips_metric import build_lpips, lpips_distance
@@ -39,7 +39,7 @@ from gwm_desktop.core.models import WatermarkDetector
 from gwm_desktop.core.watermark import CalibrationError, Embedder, psnr
 from gwm_desktop.core.weights import ModelBundle, load_model, read_manifest, save_model
 from training.datasets import list_images
-from training.metrics import auc, best_accuracy, ssim, threshold_at_fpr, tpr_at_fpr
+from training.metrics import auc, best_accuracy, ssim, tpr_at_fpr
 
 EVAL_KEY = b"gwm-evaluation-key-0000000000000"  # 32 bytes; a fixed key so figures are reproducible
 CONDITIONS = ("none", *STANDARD_DISTORTIONS)  # what the calibration bank holds, and the default report
@@ -237,7 +237,7 @@ def build_report(config: EvalConfig, bundle: ModelBundle, message: torch.Tensor,
         q = quality[p]
         per_condition = {}
         for c, name in enumerate(config.conditions):
-            t1 = threshold_at_fpr(clean[c], 0.01)
+            t1 = threshold_for_fpr(clean[c], 0.01)
             entry = {"auc": auc(clean[c], marked[c]), "tpr_at_1pct_fpr": tpr_at_fpr(clean[c], marked[c], 0.01),
                      "tpr_at_0.1pct_fpr": tpr_at_fpr(clean[c], marked[c], 0.001),
                      "accuracy": best_accuracy(clean[c], marked[c]),
@@ -338,24 +338,14 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tqdm import tqdm
-
     config = parse_args(argv)
     threads = int(os.environ.get("GWM_THREADS", "0"))
     if threads > 0:
         torch.set_num_threads(threads)
     job = calibrate(config) if config.calibrate else evaluate(config)
-    bar = None
     last = None
-    for progress in job:
-        if bar is None:
-            bar = tqdm(total=progress.total, desc="calibrate" if config.calibrate else "eval", unit="img",
-                       file=sys.stderr)
-        bar.n = progress.done
-        bar.refresh()
+    for progress in with_progress(job, "calibrate" if config.calibrate else "eval", "img", hide_when_piped=False):
         last = progress
-    if bar:
-        bar.close()
     if last is None:
         print("no images found", file=sys.stderr)
         return 1

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gwm_desktop.core.detect import threshold_for_fpr
+
 
 def auc(negatives: np.ndarray, positives: np.ndarray) -> float:
     """Area under the ROC curve = P(positive > negative) + 0.5 P(tie) (Mann-Whitney)."""
@@ -29,15 +31,9 @@ def auc(negatives: np.ndarray, positives: np.ndarray) -> float:
     return float((positive_ranks - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def threshold_at_fpr(negatives: np.ndarray, fpr: float) -> float:
-    """Flag scores strictly above the returned value: at most ``fpr`` of negatives are."""
-    values = np.sort(np.asarray(negatives, float))[::-1]
-    allowed = int(np.floor(fpr * len(values)))
-    return float(values[min(allowed, len(values) - 1)])
-
-
 def tpr_at_fpr(negatives: np.ndarray, positives: np.ndarray, fpr: float) -> float:
-    threshold = threshold_at_fpr(negatives, fpr)
+    """Share of positives flagged at the scanner's threshold for ``fpr`` on these negatives."""
+    threshold = threshold_for_fpr(np.asarray(negatives, float), fpr)
     return float((np.asarray(positives) > threshold).mean())
 
 

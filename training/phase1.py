@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from gwm_desktop.core.devices import resolve_device
-from gwm_desktop.core.jobs import CancelToken, Progress
+from gwm_desktop.core.jobs import CancelToken, Progress, with_progress
 from gwm_desktop.core.keys import random_messages
 from gwm_desktop.core.lpips_metric import build_lpips
 from gwm_desktop.core.models import DEFAULT_BITS, WORKING_SIZE, networks_for_size
@@ -316,18 +316,17 @@ def command_line(argv: list[str] | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tqdm import tqdm
-
     config = parse_args(argv)
     random.seed(config.seed)
     trainer = Phase1Trainer(config)
-    bar = tqdm(total=config.steps, initial=trainer.step, desc="phase 1", unit="step")
-    for progress in trainer.run():
+
+    def figures(progress: Progress) -> dict[str, str]:
         m = progress.payload
-        bar.set_postfix(lpips=f"{m['lpips']:.3f}", bits=f"{m['bit_acc']:.2f}",
-                        own=f"{m['agree_marked']:.2f}", other=f"{m['agree_other']:.2f}")
-        bar.update(1)
-    bar.close()
+        return {"lpips": f"{m['lpips']:.3f}", "bits": f"{m['bit_acc']:.2f}",
+                "own": f"{m['agree_marked']:.2f}", "other": f"{m['agree_other']:.2f}"}
+
+    for _progress in with_progress(trainer.run(), "phase 1", "step", postfix=figures, hide_when_piped=False):
+        pass
     model_dir = Path(config.out) / "model"
     trainer.export(model_dir, command_line(argv))
     print(f"model written to {model_dir} (calibrate and evaluate it with `gwm eval`)")

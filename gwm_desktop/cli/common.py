@@ -1,13 +1,16 @@
-"""Helpers shared by the CLI commands: the profile store, the engine, progress bars, errors."""
+"""Helpers shared by the CLI commands: the profile store, the engine, errors."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from gwm_desktop.core.jobs import Progress
 from gwm_desktop.core.profiles import Profile, ProfileError, ProfileStore
+
+if TYPE_CHECKING:  # the engine imports torch: only when a command needs it
+    from gwm_desktop.core.engine import Engine
 
 
 class EngineError(RuntimeError):
@@ -32,14 +35,14 @@ def resolve_profile(store: ProfileStore, name: str | None, create_default: bool 
     return store.get("default")
 
 
-def add_engine_options(parser) -> None:  # type: ignore[no-untyped-def]
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU) | cuda | mps | cpu")
     parser.add_argument("--model", default=None, help="model folder (default: the bundled model)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("GWM_THREADS", "0")),
                         help="CPU threads for torch (0: torch's default; env GWM_THREADS)")
 
 
-def make_engine(args):  # type: ignore[no-untyped-def]
+def make_engine(args: argparse.Namespace) -> Engine:
     from gwm_desktop.core.engine import Engine, set_torch_threads
 
     set_torch_threads(args.threads)
@@ -51,21 +54,4 @@ def make_engine(args):  # type: ignore[no-untyped-def]
     return engine
 
 
-def with_progress(job: Iterator[Progress], desc: str, unit: str) -> Iterator[Progress]:
-    """Drive a job with a tqdm bar on stderr (hidden when stderr is not a terminal)."""
-    from tqdm import tqdm
-
-    bar = None
-    try:
-        for progress in job:
-            if bar is None:
-                bar = tqdm(total=progress.total, desc=desc, unit=unit, file=sys.stderr,
-                           disable=not sys.stderr.isatty())
-            bar.update(progress.done - bar.n)
-            yield progress
-    finally:
-        if bar is not None:
-            bar.close()
-
-
-__all__ = ["EngineError", "ProfileError", "add_engine_options", "fail", "make_engine", "resolve_profile", "with_progress"]
+__all__ = ["EngineError", "ProfileError", "add_engine_options", "fail", "make_engine", "resolve_profile"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from gwm_desktop.cli.common import fail
 from gwm_desktop.core.profiles import ProfileError, ProfileStore
 
 
-def register(sub) -> None:  # type: ignore[no-untyped-def]
+def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("profile", help="manage artist profiles (each has its own secret key)")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="create a profile with a new secret key")
@@ -30,7 +31,7 @@ def register(sub) -> None:  # type: ignore[no-untyped-def]
     parser.set_defaults(handler=run)
 
 
-def run(args) -> int:  # type: ignore[no-untyped-def]
+def run(args: argparse.Namespace) -> int:
     store = ProfileStore()
     try:
         if args.action == "create":

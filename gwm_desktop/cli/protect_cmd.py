@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -11,14 +12,14 @@ from gwm_desktop.cli.common import (
     fail,
     make_engine,
     resolve_profile,
-    with_progress,
 )
 from gwm_desktop.core.image_io import EncodeOptions
+from gwm_desktop.core.jobs import with_progress
 from gwm_desktop.core.levels import DEFAULT_LEVEL, LEVELS, level_by_name
 from gwm_desktop.core.profiles import ProfileError, ProfileStore
 
 
-def register(sub) -> None:  # type: ignore[no-untyped-def]
+def register(sub: argparse._SubParsersAction) -> None:
     levels = ", ".join(f"{lv.name} (p={lv.p:g})" for lv in LEVELS)
     parser = sub.add_parser("protect", help="add your invisible watermark to images",
                             description="Write watermarked copies of INPUT files/folders into --out. "
@@ -40,7 +41,7 @@ def register(sub) -> None:  # type: ignore[no-untyped-def]
     parser.set_defaults(handler=run)
 
 
-def run(args) -> int:  # type: ignore[no-untyped-def]
+def run(args: argparse.Namespace) -> int:
     try:
         p = args.p if args.p is not None else level_by_name(args.level or DEFAULT_LEVEL).p
         if not 0 < p < 1:

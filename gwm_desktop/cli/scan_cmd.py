@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -12,12 +13,13 @@ from gwm_desktop.cli.common import (
     fail,
     make_engine,
     resolve_profile,
-    with_progress,
 )
+from gwm_desktop.core.jobs import with_progress
 from gwm_desktop.core.profiles import ProfileError, ProfileStore
+from gwm_desktop.core.scan_verdict import verdict_of
 
 
-def register(sub) -> None:  # type: ignore[no-untyped-def]
+def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("scan", help="score suspect images for your watermark")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     parser.add_argument("--profile", default=None, help="profile name (default: 'default')")
@@ -28,7 +30,7 @@ def register(sub) -> None:  # type: ignore[no-untyped-def]
     parser.set_defaults(handler=run)
 
 
-def run(args) -> int:  # type: ignore[no-untyped-def]
+def run(args: argparse.Namespace) -> int:
     if not 0 < args.fpr < 1:
         return fail(f"--fpr must be between 0 and 1, got {args.fpr}")
     if args.report and args.report.suffix.lower() not in (".csv", ".html", ".htm"):
@@ -51,8 +53,8 @@ def run(args) -> int:  # type: ignore[no-untyped-def]
         elif result.error:
             print(f"error      {result.path}: {result.error}")
         else:
-            verdict = "WATERMARK" if result.flagged else "clean    "
-            print(f"{verdict}  {result.score:.3f}  {result.path}")
+            tag = "WATERMARK" if verdict_of(result) == "found" else "clean"
+            print(f"{tag:<9}  {result.score:.3f}  {result.path}")
     if args.report:
         from gwm_desktop.core.reports import write_report
 

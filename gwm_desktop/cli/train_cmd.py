@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 
 TRAINERS = {"phase1": "training.phase1", "phase1b": "training.detector_tune", "phase2": "training.phase2.cli"}
 
 
-def register(sub) -> None:  # type: ignore[no-untyped-def]
+def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("train", help="train the watermark models (phase1, phase2); see `gwm train phase1 --help`")
     parser.add_argument("phase", choices=sorted(TRAINERS))
 
 
-def register_eval(sub) -> None:  # type: ignore[no-untyped-def]
+def register_eval(sub: argparse._SubParsersAction) -> None:
     sub.add_parser("eval", help="evaluate a model (SPEC section 3 figures); see `gwm eval --help`")
 
 

@@ -26,8 +26,7 @@ DEFAULT_FPR = 0.01
 # The calibration banks of negatives, each held to the FPR on its own: clean images; images carrying
 # other keys' watermarks at every level; and other keys' watermarks at the faintest level, where
 # another key looks most like a faint copy of this one (its strong textures no longer count against
-# it). On the shipped model the three 1% thresholds are close (0.18-0.30 for five keys) and which one
-# binds depends on the key.
+# it). Which of the three thresholds binds depends on the key (docs/history.md).
 NEGATIVE_BANKS = ("clean_bits", "other_bits", "faint_other_bits")
 
 
@@ -44,11 +43,15 @@ class CalibrationMissing(RuntimeError):
     pass
 
 
-def threshold_for_fpr(negative_agreements: torch.Tensor, fpr: float) -> float:
-    """Smallest agreement that at most ``fpr`` of the negatives reach (strictly above the quantile)."""
+def threshold_for_fpr(negative_agreements: torch.Tensor | np.ndarray, fpr: float) -> float:
+    """Flag scores strictly above the returned value: at most ``fpr`` of the negatives are.
+
+    The one rule for a threshold at a false-positive rate: the scanner's verdict, and the figures
+    of ``gwm eval`` and Phase 2 reports, all use it.
+    """
     if not 0 < fpr < 1:
         raise ValueError(f"false-positive rate must be in (0, 1), got {fpr}")
-    values = torch.sort(negative_agreements.flatten().double(), descending=True).values
+    values = torch.sort(torch.as_tensor(negative_agreements).flatten().double(), descending=True).values
     allowed = int(math.floor(fpr * len(values)))
     # Flag agreement > values[allowed]: at most `allowed` negatives are above it.
     return float(values[min(allowed, len(values) - 1)])
@@ -108,7 +111,7 @@ class Scanner:
         """Yields one Progress per image, its payload a ScanResult (errors included, never raised)."""
         cancel = cancel or CancelToken()
         paths = list(paths) if total is None else paths
-        total = len(paths) if total is None else total  # type: ignore[arg-type]
+        total = len(paths) if total is None else total
         done = 0
         pending: list[tuple[Path, np.ndarray]] = []
 

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
-
-
-@dataclass(frozen=True)
-class DeviceInfo:
-    device: torch.device
-    description: str
 
 
 def mps_available() -> bool:

@@ -4,28 +4,20 @@ Both work at the *working resolution* ``WORKING_SIZE`` x ``WORKING_SIZE`` (256 p
 size is stretched to it for detection, and the watermark made at it is stretched back to the image,
 so a model that resizes images for training (Stable Diffusion: 512 px) sees it near native scale.
 
-Why this architecture (no official code exists; every choice here is ours and measured in README):
-
 * **Key conditioning.** A profile's secret key is hashed into a message ``m`` of ``n_bits`` signs
   (``keys.message_from_key``). G's watermark is a key-weighted sum of learned patterns, so a new
-  profile protects at once with a watermark of its own, and D decodes ``n_bits`` logits ``b`` whose
-  agreement with ``m`` is the detection score. Another profile's watermark decodes to another ``m'``,
-  which agrees with ``m`` only by chance: cross-key uniqueness comes from the code, not from a
-  per-profile training job.
-* **G = learned pattern bank x image-adaptive amplitude.** The patterns are tiled across the frame,
-  which keeps them findable after crops (a shifted tile is still the same texture) and keeps G's
-  capacity where Phase 1 can train it in minutes on a CPU. A bit switches its texture on or off.
-  Textures are grey and in the middle frequency band (``luma_patterns``), where JPEG, WebP and
-  greyscale files keep them. A small CNN sees the image and decides where the watermark may be
-  stronger (texture hides it, flat skies do not).
-* **D = a small CNN on the luma's whitened power spectrum**, which does not change when the image
-  shifts (crops) and costs one FFT, so thousands of images scan quickly on a CPU. A plain CNN with
-  global pooling learned nothing in 200 steps here: it must find a faint texture under image content.
-* **Plus a matched filter** (shipped models): the scanner puts every image back into the frame the
-  watermark was made in, so D also correlates the luma with G's textures where G put them
-  (``WatermarkDetector.coherent``), and G adds each texture with a key-derived sign so other keys'
-  watermarks do not correlate. Phase survives where the power spectrum's faint peak drowns: at
-  p = 0.01 portraits went from 32-47% to 96-99% found (README).
+  profile protects at once, and D decodes ``n_bits`` logits whose agreement with ``m`` is the
+  detection score; another key's watermark agrees only by chance.
+* **G = learned pattern bank x image-adaptive amplitude.** Grey, mid-band textures tiled across the
+  frame (findable after crops, kept by JPEG, WebP and greyscale files); a small CNN decides where
+  the watermark may be stronger (texture hides it, flat skies do not).
+* **D = a small CNN on the luma's whitened power spectrum** (``spectrum.py``): shift-invariant and
+  one FFT per image, so scans are fast on a CPU.
+* **Plus a matched filter** (shipped models): D also correlates the luma with G's key-signed
+  textures where G put them (``WatermarkDetector.coherent``); phase survives where the power
+  spectrum's faint peak drowns at the lowest budgets.
+
+Why each choice, with the measurements: docs/history.md and README.
 """
 
 from __future__ import annotations
@@ -37,6 +29,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from gwm_desktop.core.keys import texture_signs
+from gwm_desktop.core.spectrum import (
+    SCAN_ZOOMS,
+    SMOOTHING_MARGIN,
+    band_spectrum,
+    band_width,
+    luma,
+    whiten,
+    whitened_spectrum,
+    zoom_out,
+)
 
 WORKING_SIZE = 256
 DEFAULT_BITS = 32
@@ -46,8 +48,7 @@ SPECTRUM_CROP = 64
 
 # Watermark band in cycles per pixel of the working image (1/37 to 1/11: 7 to 24 cycles across
 # the 256 px frame). Lower, and the image's own spectrum drowns the textures; higher, and JPEG/WebP at
-# a small image's native size remove them (the first default model put a third of its bits at 1/8
-# cycle per pixel and lost them to JPEG 75), as does a latent autoencoder: the band's top lands at
+# a small image's native size remove them, as does a latent autoencoder: the band's top lands at
 # 0.047 cycle/px when Stable Diffusion resizes to 512 px, under its 8x latent grid's 1/16.
 PATTERN_BAND = (3.5 / 128, 12.0 / 128)
 
@@ -88,9 +89,8 @@ def pattern_frequencies(n_patterns: int, tile: int, seed: int = 0) -> list[tuple
 def luma_patterns(n_patterns: int, tile: int, seed: int = 0) -> torch.Tensor:
     """(n_patterns, 1, tile, tile) initial textures: one plane wave each, at its own frequency.
 
-    G adds them to R, G and B alike (grey), because JPEG and WebP subsample and coarsely quantize colour, and a
-    greyscale file keeps nothing else: the first default model carried 30 of 48 bits in colour and
-    found 0% of watermarked greyscale portraits. Integer frequencies per tile, so the texture tiles
+    G adds them to R, G and B alike (grey), because JPEG and WebP subsample and coarsely quantize
+    colour, and a greyscale file keeps nothing else (docs/history.md). Integer frequencies per tile, so the texture tiles
     seamlessly and its power spectrum is one peak that does not move when the image shifts: the
     detector recognises each bit wherever it sits. Training refines them.
     """
@@ -172,82 +172,6 @@ class WatermarkGenerator(nn.Module):
     def forward(self, x: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
         grey = self.base_amplitude * self.amplitude(x) * self.pattern(message, x.shape[-1])
         return grey.expand(-1, 3, -1, -1)
-
-
-LUMA = torch.tensor([0.299, 0.587, 0.114])
-
-
-def luma(x: torch.Tensor) -> torch.Tensor:
-    """(B, 3, S, S) RGB -> (B, 1, S, S) luma: the watermark is grey, so luma carries all of it."""
-    return torch.einsum("k,bkhw->bhw", LUMA.to(x.device, x.dtype), x)[:, None]
-
-
-SMOOTHING_MARGIN = 3  # whitening subtracts (or divides by) the mean over a 7 x 7 neighbourhood of bins
-
-
-def band_spectrum(grey: torch.Tensor, half: int) -> torch.Tensor:
-    """(B, 1, S, S) -> (B, 1, 2 half, 2 half) complex spectrum of the Hann-windowed image, frequencies
-    -half .. half - 1 on both axes (the centre of ``fftshift(fft2(...))``).
-
-    A real image's spectrum is conjugate-symmetric, so a real FFT (half the work of a complex one)
-    gives every bin: the negative horizontal frequencies are the conjugates of mirrored positive ones.
-    """
-    size = grey.shape[-1]
-    if 2 * half > size:
-        raise ValueError(f"a band of {2 * half} bins does not fit a {size} px image")
-    grey = grey - grey.mean(dim=(2, 3), keepdim=True)
-    window = torch.hann_window(size, periodic=False, device=grey.device, dtype=grey.dtype)
-    spectrum = torch.fft.rfft2(grey * (window[:, None] * window[None, :]))       # (B, 1, S, S/2 + 1)
-    frequencies = torch.arange(-half, half, device=grey.device)
-    positive = spectrum[..., frequencies % size, :half]                           # horizontal 0 .. half - 1
-    mirrored = spectrum[..., (-frequencies) % size, :][..., torch.arange(half, 0, -1, device=grey.device)]
-    return torch.cat([mirrored.conj(), positive], dim=-1)                         # horizontal -half .. -1, 0 ..
-
-
-def band_width(crop: int) -> int:
-    """``band_spectrum``'s half-width for a kept crop: the crop plus the whitening neighbourhood."""
-    return crop // 2 + SMOOTHING_MARGIN
-
-
-def whiten(band: torch.Tensor, crop: int) -> torch.Tensor:
-    """``band_spectrum(..., band_width(crop))`` -> (B, 1, crop, crop) log power minus its local mean."""
-    margin = SMOOTHING_MARGIN
-    region = torch.log(band.real**2 + band.imag**2 + 1e-8)
-    return region[..., margin:-margin, margin:-margin] - F.avg_pool2d(region, 2 * margin + 1, stride=1)
-
-
-def whitened_spectrum(x: torch.Tensor, crop: int) -> torch.Tensor:
-    """(B, 3, S, S) in [0, 1] -> (B, 1, crop, crop) log power spectrum of the luma, locally whitened.
-
-    Hann window, FFT, log power, minus its local mean. Photographs' spectra fall off smoothly with
-    frequency; a watermark texture is a narrow peak, so whitening leaves the peaks and removes the
-    image. The magnitude spectrum does not change when the image is shifted, which makes the detector
-    indifferent to crops' offsets. Only the central ``crop`` bins (low and middle frequencies, which
-    survive JPEG and blur) are kept.
-    """
-    return whiten(band_spectrum(luma(x), band_width(crop)), crop)
-
-
-# Scan-time views: the image as is, and zoomed out 1.25x. A crop keeping 80% of each side, stretched
-# back to the working size, magnifies the textures 1.25x and moves every peak inward; the zoomed-out
-# view puts them back where D learned them (measured on 30 portraits at p = 0.05: mean agreement
-# 0.35 -> 0.66 on crops; 0.67 uncropped). The verdict takes the best view, and the calibration
-# bank is built the same way, so the false-positive rate stays the one asked for.
-SCAN_ZOOMS = (1.0, 0.8)
-
-
-def zoom_out(x: torch.Tensor, zoom: float) -> torch.Tensor:
-    """(B, C, S, S) -> (B, C, S, S): shrunk by ``zoom`` and centred on a canvas of each image's mean
-    colour (a flat surround adds no spectral peak; mirrored padding would add mirrored ones)."""
-    size = x.shape[-1]
-    small = round(size * zoom)
-    if small >= size:
-        return x
-    shrunk = F.interpolate(x, size=(small, small), mode="bilinear", antialias=True, align_corners=False)
-    canvas = x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
-    offset = (size - small) // 2
-    canvas[..., offset:offset + small, offset:offset + small] = shrunk
-    return canvas
 
 
 # How the matched filter's statistics become an agreement (``matched_agreement``), chosen on 60 eval
@@ -341,8 +265,8 @@ class WatermarkDetector(nn.Module):
         P the image's local mean power: a correlation with texture k, whitened by the image's own
         spectrum. It keeps the phase, which the power spectrum throws away: where the image is where
         the watermark was applied (every standard distortion but the crop, which the 0.8 view undoes),
-        a faint texture adds coherently. Measured at p = 0.01 on 60 eval portraits: AUC 0.91 -> 0.99
-        (README). Scale: about 1.9 standard deviations on clean images (the window correlates bins).
+        a faint texture adds coherently. Scale: about 1.9 standard deviations on clean images (the
+        window correlates bins).
         """
         return self._correlate(band_spectrum(luma(x), band_width(self.spectrum_crop)))
 

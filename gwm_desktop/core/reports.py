@@ -14,6 +14,7 @@ from pathlib import Path
 
 from gwm_desktop.core.detect import ScanResult
 from gwm_desktop.core.image_io import load_thumbnail
+from gwm_desktop.core.scan_verdict import verdict_of, verdict_text
 
 MAX_HTML_THUMBNAILS = 2000
 
@@ -30,19 +31,13 @@ def _atomic_text(path: Path, text: str) -> None:
         raise
 
 
-def verdict(result: ScanResult) -> str:
-    if result.error:
-        return "error"
-    return "watermark found" if result.flagged else "not found"
-
-
 def write_csv(results: Sequence[ScanResult], path: Path) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["path", "score", "agreement", "flagged", "verdict", "error"])
     for r in results:
         writer.writerow([str(r.path), "" if r.score is None else f"{r.score:.4f}",
-                         "" if r.agreement is None else f"{r.agreement:.4f}", r.flagged, verdict(r), r.error or ""])
+                         "" if r.agreement is None else f"{r.agreement:.4f}", r.flagged, verdict_text(r), r.error or ""])
     _atomic_text(Path(path), buffer.getvalue())
 
 
@@ -64,9 +59,9 @@ def write_html(results: Sequence[ScanResult], path: Path, profile_name: str, fpr
         uri = _thumbnail_uri(r.path) if index < MAX_HTML_THUMBNAILS and not r.error else ""
         image = f'<img src="{uri}" alt="">' if uri else ""
         score = "" if r.score is None else f"{r.score:.3f}"
-        css = "error" if r.error else ("hit" if r.flagged else "miss")
+        css = {"found": "hit", "clean": "miss", "error": "error"}[verdict_of(r)]
         rows.append(f'<tr class="{css}"><td>{image}</td><td>{html.escape(str(r.path))}</td><td>{score}</td>'
-                    f"<td>{html.escape(verdict(r))}</td><td>{html.escape(r.error or '')}</td></tr>")
+                    f"<td>{html.escape(verdict_text(r))}</td><td>{html.escape(r.error or '')}</td></tr>")
     document = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>GenWatermark scan report</title>
 <style>

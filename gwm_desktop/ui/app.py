@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
@@ -13,9 +14,13 @@ from gwm_desktop.ui.context import AppContext
 from gwm_desktop.ui.engine_host import EngineHost
 from gwm_desktop.ui.settings import Settings
 
+if TYPE_CHECKING:
+    from gwm_desktop.core.profiles import ProfileStore
+    from gwm_desktop.ui.main_window import MainWindow
 
-def build_window(model_dir: Path | None = None, settings: Settings | None = None, store=None,  # noqa: ANN001
-                 load_model: bool = True):  # noqa: ANN201
+
+def build_window(model_dir: Path | None = None, settings: Settings | None = None,
+                 store: ProfileStore | None = None, load_model: bool = True) -> MainWindow:
     """The main window wired to its context (tests call this with a temp store, settings and model)."""
     from gwm_desktop.ui.main_window import MainWindow
 

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFont,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QPen,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 MODES = ("split", "flicker", "before", "after", "difference")
@@ -110,7 +121,7 @@ class CompareView(QWidget):
         return QRectF((self.width() - w) / 2 + self.pan.x(), (self.height() - h) / 2 + self.pan.y(), w, h)
 
     # -- painting -------------------------------------------------------------------------------
-    def paintEvent(self, _event) -> None:  # noqa: ANN001, N802
+    def paintEvent(self, _event: QPaintEvent) -> None:
         painter = QPainter(self)
         palette = self.palette()
         painter.fillRect(self.rect(), palette.base())
@@ -162,7 +173,7 @@ class CompareView(QWidget):
         target = self.image_rect()
         return self.mode == "split" and abs(x - (target.left() + target.width() * self.split)) < 12
 
-    def mousePressEvent(self, event) -> None:  # noqa: ANN001, N802
+    def mousePressEvent(self, event: QMouseEvent) -> None:
         pos = event.position()
         if self.mode == "split" and self.image_rect().contains(pos) and (self._near_split(pos.x()) or self.zoom is None):
             self._drag = "split"
@@ -171,7 +182,7 @@ class CompareView(QWidget):
             self._drag = "pan"
         self._last = pos
 
-    def mouseMoveEvent(self, event) -> None:  # noqa: ANN001, N802
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
         pos = event.position()
         if self._drag == "split":
             self._move_split(pos.x())
@@ -183,10 +194,10 @@ class CompareView(QWidget):
             self.setCursor(Qt.CursorShape.SplitHCursor if split_cursor else Qt.CursorShape.OpenHandCursor)
         self._last = pos
 
-    def mouseReleaseEvent(self, _event) -> None:  # noqa: ANN001, N802
+    def mouseReleaseEvent(self, _event: QMouseEvent) -> None:
         self._drag = None
 
-    def mouseDoubleClickEvent(self, _event) -> None:  # noqa: ANN001, N802
+    def mouseDoubleClickEvent(self, _event: QMouseEvent) -> None:
         self.set_zoom(1.0 if self.zoom is None else None)
 
     def _move_split(self, x: float) -> None:
@@ -195,7 +206,7 @@ class CompareView(QWidget):
             self.split = min(1.0, max(0.0, (x - target.left()) / target.width()))
             self.update()
 
-    def wheelEvent(self, event) -> None:  # noqa: ANN001, N802
+    def wheelEvent(self, event: QWheelEvent) -> None:
         if self.before.isNull():
             return
         old = self.effective_zoom()
@@ -207,7 +218,7 @@ class CompareView(QWidget):
         self.pan += (cursor - centre) * (1 - new / old)
         self.set_zoom(new)
 
-    def keyPressEvent(self, event) -> None:  # noqa: ANN001, N802
+    def keyPressEvent(self, event: QKeyEvent) -> None:
         key = event.key()
         if key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
             self.set_zoom(self.effective_zoom() * 1.25)

@@ -11,7 +11,7 @@ from PySide6.QtCore import QObject, Signal
 from gwm_desktop.ui.engine_host import EngineHost
 from gwm_desktop.ui.settings import Settings
 
-if TYPE_CHECKING:  # the store module imports torch: never at startup on the UI thread
+if TYPE_CHECKING:  # annotations only: the store itself is built on the engine host's worker thread
     from gwm_desktop.core.profiles import Profile, ProfileStore
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtCore import QEvent, QMimeData, QObject
+from PySide6.QtWidgets import QWidget
 
 
-def local_paths(mime) -> list[Path]:  # noqa: ANN001
+def local_paths(mime: QMimeData) -> list[Path]:
     return [Path(url.toLocalFile()) for url in mime.urls() if url.isLocalFile()] if mime.hasUrls() else []
 
 
@@ -23,21 +23,19 @@ class DropFilter(QObject):
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
         kind = event.type()
         if kind in (QEvent.Type.DragEnter, QEvent.Type.DragMove):
-            drag: QDragEnterEvent = event  # type: ignore[assignment]
-            if local_paths(drag.mimeData()):
-                drag.acceptProposedAction()
+            if local_paths(event.mimeData()):  # a QDragEnterEvent or QDragMoveEvent
+                event.acceptProposedAction()
                 return True
         elif kind == QEvent.Type.Drop:
-            drop: QDropEvent = event  # type: ignore[assignment]
-            paths = local_paths(drop.mimeData())
+            paths = local_paths(event.mimeData())  # a QDropEvent
             if paths:
-                drop.acceptProposedAction()
+                event.acceptProposedAction()
                 self.on_drop(paths)
                 return True
         return False
 
 
-def install_drop(widget, on_drop: Callable[[list[Path]], None]) -> DropFilter:  # noqa: ANN001
+def install_drop(widget: QWidget, on_drop: Callable[[list[Path]], None]) -> DropFilter:
     target = widget.viewport() if hasattr(widget, "viewport") else widget
     target.setAcceptDrops(True)
     widget.setAcceptDrops(True)

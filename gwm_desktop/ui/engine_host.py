@@ -6,6 +6,7 @@ model folder; the app uses the shipped default model.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from PySide6.QtCore import QObject, Signal
 from gwm_desktop.ui.workers import GeneratorWorker
 
 
-def _load_engine(model_dir: Path | None, device: str):  # noqa: ANN202 - avoid importing the core eagerly
+def _load_engine(model_dir: Path | None, device: str) -> Any:  # Any: the core is imported lazily
     from gwm_desktop.core.engine import Engine  # heavy: torch + LPIPS, on the worker thread only
 
     return Engine(model_dir, device)
@@ -47,8 +48,8 @@ class EngineHost(QObject):
         self.engine, self.error = None, None
         model_dir, chosen = self.model_dir, self.device
 
-        def job(_cancel):  # noqa: ANN001, ANN202
-            if with_store:  # the profile store imports torch (core.keys): also off the UI thread
+        def job(_cancel: Any) -> Iterator[Any]:
+            if with_store:  # reading (or creating) the data folder is disk work: also off the UI thread
                 from gwm_desktop.core.profiles import ProfileStore
 
                 store = ProfileStore()

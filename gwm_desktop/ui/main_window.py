@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from PySide6.QtCore import QByteArray, Qt
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QFrame,
@@ -132,7 +134,7 @@ class MainWindow(QMainWindow):
         self.device_label.setText(message)
         self.statusBar().showMessage(message)
 
-    def _model_ready(self, engine) -> None:  # noqa: ANN001
+    def _model_ready(self, engine: Any) -> None:
         self.device_label.setText(f"Device: {engine.device_description}")
         self.statusBar().showMessage("Model ready", 4000)
         self.protect_tab.request_preview()
@@ -152,7 +154,7 @@ class MainWindow(QMainWindow):
         self.context.settings.sync()
         return ok
 
-    def closeEvent(self, event) -> None:  # noqa: ANN001, N802
+    def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()
         event.accept()
 

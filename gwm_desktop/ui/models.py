@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QImage, QPainter
 
+from gwm_desktop.core import scan_verdict
 from gwm_desktop.ui import theme
 from gwm_desktop.ui.qimage import pil_to_qimage
 
@@ -119,7 +121,7 @@ def _square(image: QImage, side: int) -> QImage:
 
 
 class _Runnable(QRunnable):
-    def __init__(self, fn) -> None:  # noqa: ANN001
+    def __init__(self, fn: Callable[[], None]) -> None:
         super().__init__()
         self.fn = fn
 
@@ -244,13 +246,13 @@ THUMB, NAME, SCORE, VERDICT, FOLDER = range(5)
 
 
 def verdict_text(result: Any) -> str:
+    """The Verdict column: the core's words, capitalised; an error says what went wrong."""
     if result.error:
         return f"Error: {result.error}"
-    return "Watermark found" if result.flagged else "Not found"
+    return scan_verdict.verdict_text(result).capitalize()
 
 
-def verdict_key(result: Any) -> str:
-    return "error" if result.error else ("found" if result.flagged else "clean")
+verdict_key = scan_verdict.verdict_of
 
 
 class ScanResultsModel(QAbstractTableModel):

@@ -3,70 +3,42 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QKeySequence, QPainter, QShortcut
+from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QButtonGroup,
-    QCheckBox,
-    QComboBox,
     QFileDialog,
-    QFormLayout,
-    QGroupBox,
     QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QListView,
     QMessageBox,
-    QProgressBar,
     QPushButton,
-    QSlider,
-    QSpinBox,
     QSplitter,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from gwm_desktop.core.image_io import IMAGE_EXTENSIONS, EncodeOptions
-from gwm_desktop.core.jobs import eta_seconds
-from gwm_desktop.core.levels import DEFAULT_LEVEL, LEVELS
-from gwm_desktop.ui.compare_view import CompareView
+from gwm_desktop.core.jobs import CancelToken, eta_seconds
+from gwm_desktop.core.levels import DEFAULT_LEVEL, LEVELS, Level
 from gwm_desktop.ui.context import AppContext, expand_inputs, format_eta
 from gwm_desktop.ui.drop_helpers import install_drop
 from gwm_desktop.ui.models import PATH_ROLE, ProtectListModel, ThumbnailCache
+from gwm_desktop.ui.protect_boxes import DropListView, ExportBox, LevelBox, OutputBox, PreviewPane
 from gwm_desktop.ui.qimage import pil_to_qimage
 from gwm_desktop.ui.workers import JobRunner
 
-FORMATS = (("same", "Same as original"), ("png", "PNG (lossless)"), ("jpeg", "JPEG"), ("webp", "WebP"))
 IMAGE_FILTER = "Images (" + " ".join(f"*{ext}" for ext in sorted(IMAGE_EXTENSIONS)) + ");;All files (*)"
-PREVIEW_MAX_SIDE = 2048
 
 
-class DropListView(QListView):
-    """The file list; says what to do when it is empty."""
-
-    def __init__(self, hint: str, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.hint = hint
-
-    def paintEvent(self, event) -> None:  # noqa: ANN001, N802
-        super().paintEvent(event)
-        if self.model() is not None and self.model().rowCount() == 0:
-            painter = QPainter(self.viewport())
-            painter.setPen(self.palette().placeholderText().color())
-            painter.drawText(self.viewport().rect().adjusted(16, 16, -16, -16),
-                             Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.hint)
-
-
-def preview_job(engine: Any, profile: Any, path: Path, p: float, options: EncodeOptions):  # noqa: ANN201
+def preview_job(engine: Any, profile: Any, path: Path, p: float,
+                options: EncodeOptions) -> Callable[[CancelToken], Generator[str, None, dict | None]]:
     """Watermark one image in memory (nothing written) for the before/after view."""
     from gwm_desktop.core.image_io import decode_bytes, load_image, to_rgb8
 
-    def job(cancel):  # noqa: ANN001, ANN202
+    def job(cancel: CancelToken) -> Generator[str, None, dict | None]:
         loaded = load_image(path)
         before = to_rgb8(loaded.rgb)
         yield "loaded"
@@ -102,6 +74,52 @@ class ProtectTab(QWidget):
 
     # -- layout --------------------------------------------------------------------------------
     def _build(self) -> None:
+        """The file list beside the preview, above the three option boxes; each box is a named class
+        (``protect_boxes``), wired here to what it does."""
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self._build_file_list())
+        self.preview_pane = PreviewPane()
+        self.compare, self.metrics_label = self.preview_pane.compare, self.preview_pane.metrics_label
+        splitter.addWidget(self.preview_pane)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([340, 900])
+        self.splitter = splitter
+
+        self.level_box = LevelBox()
+        self.level_slider, self.level_label = self.level_box.slider, self.level_box.label
+        self.level_slider.valueChanged.connect(self._level_changed)
+
+        self.output_box = OutputBox()
+        box = self.output_box
+        self.output_edit, self.format_combo = box.folder_edit, box.format_combo
+        self.quality_spin, self.metadata_check = box.quality_spin, box.metadata_check
+        box.browse_button.clicked.connect(self.choose_output)
+        self.format_combo.currentIndexChanged.connect(self._format_changed)
+
+        self.export_box = ExportBox()
+        box = self.export_box
+        self.export_button, self.cancel_button, self.progress = box.export_button, box.cancel_button, box.progress
+        self.progress_label, self.summary_label = box.progress_label, box.summary_label
+        self.open_output_button = box.open_output_button
+        self.export_button.clicked.connect(self.start_export)
+        self.cancel_button.clicked.connect(self.cancel_export)
+        self.open_output_button.clicked.connect(self.open_output)
+
+        options = QHBoxLayout()
+        options.addWidget(self.level_box, 3)
+        options.addWidget(self.output_box, 4)
+        options.addWidget(self.export_box, 3)
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter, 1)
+        layout.addLayout(options)
+
+        QShortcut(QKeySequence.StandardKey.Open, self, self.choose_files)
+        QShortcut(QKeySequence("Ctrl+E"), self, self.start_export)
+        QShortcut(QKeySequence.StandardKey.Delete, self.list_view, self.remove_selected)
+
+    def _build_file_list(self) -> QWidget:
+        """The images to protect (drop target) under the add, remove and clear buttons."""
         self.list_view = DropListView("Drop artwork here\n(files or folders)\n\nor use Add images… (Ctrl+O)")
         self.list_view.setModel(self.model)
         self.list_view.setIconSize(QSize(56, 56))
@@ -126,142 +144,12 @@ class ProtectTab(QWidget):
         buttons = QHBoxLayout()
         for b in (self.add_files_button, self.add_folder_button, self.remove_button, self.clear_button):
             buttons.addWidget(b)
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addLayout(buttons)
-        left_layout.addWidget(self.list_view)
-
-        # Preview
-        self.compare = CompareView()
-        self.compare.clear("Add artwork, then select an image to compare it before and after protection")
-        modes = QHBoxLayout()
-        self.mode_group = QButtonGroup(self)
-        for mode, text, tip in (("split", "Split", "Drag the line to compare"),
-                                ("flicker", "Flicker", "Alternate before and after"),
-                                ("before", "Before", "The original"), ("after", "After", "The protected copy"),
-                                ("difference", "Difference", "What changed, amplified 10x")):
-            button = QToolButton()
-            button.setText(text)
-            button.setToolTip(tip)
-            button.setCheckable(True)
-            button.setAccessibleName(f"Compare mode {text}")
-            button.setChecked(mode == "split")
-            button.clicked.connect(lambda _=False, m=mode: self.compare.set_mode(m))
-            self.mode_group.addButton(button)
-            modes.addWidget(button)
-        modes.addStretch(1)
-        for text, tip, zoom in (("Fit", "Fit to view (0)", None), ("100 %", "Actual pixels (1)", 1.0)):
-            button = QToolButton()
-            button.setText(text)
-            button.setToolTip(tip)
-            button.clicked.connect(lambda _=False, z=zoom: self.compare.set_zoom(z))
-            modes.addWidget(button)
-        self.metrics_label = QLabel("")
-        self.metrics_label.setAccessibleName("Measured invisibility of the preview")
-        self.metrics_label.setWordWrap(True)
-        preview = QWidget()
-        preview_layout = QVBoxLayout(preview)
-        preview_layout.setContentsMargins(0, 0, 0, 0)
-        preview_layout.addLayout(modes)
-        preview_layout.addWidget(self.compare, 1)
-        preview_layout.addWidget(self.metrics_label)
-
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(left)
-        splitter.addWidget(preview)
-        splitter.setStretchFactor(0, 0)
-        splitter.setStretchFactor(1, 1)
-        splitter.setSizes([340, 900])
-        self.splitter = splitter
-
-        # Options
-        self.level_slider = QSlider(Qt.Orientation.Horizontal)
-        self.level_slider.setRange(0, len(LEVELS) - 1)
-        self.level_slider.setPageStep(1)
-        self.level_slider.setTickPosition(QSlider.TickPosition.TicksBelow)
-        self.level_slider.setAccessibleName("Invisibility level")
-        self.level_slider.valueChanged.connect(self._level_changed)
-        self.level_label = QLabel()
-        self.level_label.setWordWrap(True)
-        level_ends = QHBoxLayout()
-        level_ends.addWidget(QLabel("Less visible"))
-        level_ends.addStretch(1)
-        level_ends.addWidget(QLabel("More robust"))
-        level_box = QGroupBox("Invisibility")
-        level_layout = QVBoxLayout(level_box)
-        level_layout.addWidget(self.level_slider)
-        level_layout.addLayout(level_ends)
-        level_layout.addWidget(self.level_label)
-
-        self.output_edit = QLineEdit()
-        self.output_edit.setPlaceholderText("A “protected” folder next to the first image")
-        self.output_edit.setAccessibleName("Output folder")
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self.choose_output)
-        out_row = QHBoxLayout()
-        out_row.addWidget(self.output_edit, 1)
-        out_row.addWidget(browse)
-        self.format_combo = QComboBox()
-        self.format_combo.setAccessibleName("Output format")
-        for key, text in FORMATS:
-            self.format_combo.addItem(text, key)
-        self.format_combo.currentIndexChanged.connect(self._format_changed)
-        self.quality_spin = QSpinBox()
-        self.quality_spin.setRange(50, 100)
-        self.quality_spin.setSuffix(" quality")
-        self.quality_spin.setAccessibleName("JPEG and WebP quality")
-        self.metadata_check = QCheckBox("Keep colour profile and EXIF")
-        self.metadata_check.setToolTip("Uncheck to strip ICC profile and EXIF (camera, location) from the copies")
-        fmt_row = QHBoxLayout()
-        fmt_row.addWidget(self.format_combo, 1)
-        fmt_row.addWidget(self.quality_spin)
-        output_box = QGroupBox("Output")
-        form = QFormLayout(output_box)
-        form.addRow("Folder", out_row)
-        form.addRow("Format", fmt_row)
-        form.addRow("", self.metadata_check)
-
-        self.export_button = QPushButton("Export protected copies")
-        self.export_button.setDefault(True)
-        self.export_button.setToolTip("Write watermarked copies; originals are never changed (Ctrl+E)")
-        self.export_button.clicked.connect(self.start_export)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel_export)
-        self.progress = QProgressBar()
-        self.progress.setAccessibleName("Export progress")
-        self.progress.setTextVisible(True)
-        self.progress_label = QLabel("")
-        self.summary_label = QLabel("")
-        self.summary_label.setWordWrap(True)
-        self.summary_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.open_output_button = QPushButton("Open output folder")
-        self.open_output_button.setVisible(False)
-        self.open_output_button.clicked.connect(self.open_output)
-        run_box = QGroupBox("Export")
-        run_layout = QVBoxLayout(run_box)
-        run_buttons = QHBoxLayout()
-        run_buttons.addWidget(self.export_button, 1)
-        run_buttons.addWidget(self.cancel_button)
-        run_layout.addLayout(run_buttons)
-        run_layout.addWidget(self.progress)
-        run_layout.addWidget(self.progress_label)
-        run_layout.addWidget(self.summary_label)
-        run_layout.addWidget(self.open_output_button)
-
-        options = QHBoxLayout()
-        options.addWidget(level_box, 3)
-        options.addWidget(output_box, 4)
-        options.addWidget(run_box, 3)
-
-        layout = QVBoxLayout(self)
-        layout.addWidget(splitter, 1)
-        layout.addLayout(options)
-
-        QShortcut(QKeySequence.StandardKey.Open, self, self.choose_files)
-        QShortcut(QKeySequence("Ctrl+E"), self, self.start_export)
-        QShortcut(QKeySequence.StandardKey.Delete, self.list_view, self.remove_selected)
+        pane = QWidget()
+        layout = QVBoxLayout(pane)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(buttons)
+        layout.addWidget(self.list_view)
+        return pane
 
     def _restore(self) -> None:
         names = [level.name for level in LEVELS]
@@ -325,7 +213,7 @@ class ProtectTab(QWidget):
         self._refresh_enabled()
 
     # -- options -------------------------------------------------------------------------------
-    def level(self):  # noqa: ANN201
+    def level(self) -> Level:
         return LEVELS[self.level_slider.value()]
 
     def _level_changed(self, value: int) -> None:

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from gwm_desktop.core.jobs import eta_seconds
+from gwm_desktop.core.scan_verdict import VERDICT_TEXT
 from gwm_desktop.ui.context import AppContext, format_eta
 from gwm_desktop.ui.drop_helpers import install_drop
 from gwm_desktop.ui.models import (
@@ -114,8 +115,8 @@ class ScanTab(QWidget):
         self.filter_edit.textChanged.connect(self.proxy.set_text_filter)
         self.verdict_combo = QComboBox()
         self.verdict_combo.setAccessibleName("Show verdicts")
-        for key, text in (("all", "All results"), ("found", "Watermark found"), ("clean", "Not found"),
-                          ("error", "Errors")):
+        for key, text in (("all", "All results"), ("found", VERDICT_TEXT["found"].capitalize()),
+                          ("clean", VERDICT_TEXT["clean"].capitalize()), ("error", "Errors")):
             self.verdict_combo.addItem(text, key)
         self.verdict_combo.currentIndexChanged.connect(
             lambda _i: self.proxy.set_verdict_filter(self.verdict_combo.currentData()))

@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, SignalInstance
 
 from gwm_desktop.core.jobs import CancelToken, JobCancelled
 
@@ -44,23 +44,23 @@ class GeneratorWorker(QRunnable):
 
     # Convenience aliases so callers read like superqt's API.
     @property
-    def yielded(self):  # noqa: ANN201
+    def yielded(self) -> SignalInstance:
         return self.signals.yielded
 
     @property
-    def returned(self):  # noqa: ANN201
+    def returned(self) -> SignalInstance:
         return self.signals.returned
 
     @property
-    def errored(self):  # noqa: ANN201
+    def errored(self) -> SignalInstance:
         return self.signals.errored
 
     @property
-    def aborted(self):  # noqa: ANN201
+    def aborted(self) -> SignalInstance:
         return self.signals.aborted
 
     @property
-    def finished(self):  # noqa: ANN201
+    def finished(self) -> SignalInstance:
         return self.signals.finished
 
     @property

@@ -15,7 +15,7 @@ def digest(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(autouse=True)
-def shipped_model(monkeypatch, default_model_dir):
+def shipped_model(monkeypatch, model_dir):
     monkeypatch.setenv("GWM_THREADS", "1")
 
 
@@ -49,6 +49,7 @@ def test_mixed_batch_exports_every_good_file_and_reports_every_bad_one(tmp_path,
     assert not [p for p in out.iterdir() if p.name.startswith(".") or p.suffix == ".tmp"]
 
 
+@pytest.mark.slow
 def test_protect_then_scan_finds_the_watermark_and_json_is_one_object_per_line(tmp_path, capsys, paintings):
     out = tmp_path / "protected"
     assert main(["protect", *map(str, paintings[:3]), "--out", str(out), "--format", "png"]) == 0

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 
@@ -47,6 +48,7 @@ def test_the_faint_other_key_bank_is_held_to_the_rate_too():
     assert float((agree(faint) > with_faint).float().mean()) <= 0.01
 
 
+@pytest.mark.slow
 def test_exports_colour_and_greyscale_are_found_and_no_original_or_other_profile_is_flagged(engine, paintings, tmp_path):
     grey_dir = tmp_path / "grey"
     grey_dir.mkdir()

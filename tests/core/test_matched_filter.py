@@ -5,12 +5,12 @@ import torch
 from gwm_desktop.core.keys import message_from_key, new_key, random_messages, texture_signs
 from gwm_desktop.core.models import (
     DEFAULT_BITS,
-    SCAN_ZOOMS,
     WatermarkDetector,
     WatermarkGenerator,
     matched_agreement,
     networks_for_size,
 )
+from gwm_desktop.core.spectrum import SCAN_ZOOMS
 
 
 def natural_image(seed: int, size: int = 256) -> torch.Tensor:
@@ -106,7 +106,7 @@ def test_enabling_the_matched_filter_keeps_the_weights_and_drops_the_stale_bank(
 
 
 def test_band_spectrum_is_the_centre_of_the_full_shifted_spectrum():
-    from gwm_desktop.core.models import band_spectrum
+    from gwm_desktop.core.spectrum import band_spectrum
 
     grey = torch.rand(2, 1, 64, 64, dtype=torch.float64)
     centred = grey - grey.mean(dim=(2, 3), keepdim=True)

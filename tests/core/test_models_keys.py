@@ -1,7 +1,8 @@
 import torch
 
 from gwm_desktop.core.keys import message_from_key, new_key, random_messages
-from gwm_desktop.core.models import DEFAULT_BITS, WatermarkDetector, WatermarkGenerator, whitened_spectrum
+from gwm_desktop.core.models import DEFAULT_BITS, WatermarkDetector, WatermarkGenerator
+from gwm_desktop.core.spectrum import whitened_spectrum
 
 
 def test_message_is_deterministic_balanced_and_key_specific():
@@ -37,7 +38,8 @@ def test_whitened_spectrum_finds_a_texture_at_the_same_place_wherever_it_sits():
 
 
 def test_scan_views_undo_a_crop_zoom_and_take_the_best_view():
-    from gwm_desktop.core.models import SCAN_ZOOMS, pattern_frequencies, zoom_out
+    from gwm_desktop.core.models import pattern_frequencies
+    from gwm_desktop.core.spectrum import SCAN_ZOOMS, zoom_out
 
     d = WatermarkDetector()
     x = torch.rand(2, 3, 256, 256)

@@ -19,7 +19,7 @@ def test_round_trip_and_tamper_detection(tmp_path):
         load_model(tmp_path)
 
 
-def test_shipped_model_verifies(default_model_dir):
-    bundle = load_model(default_model_dir)
+def test_shipped_model_verifies(model_dir):
+    bundle = load_model(model_dir)
     assert bundle.manifest["training"]["command"].startswith("gwm train phase1")
     assert "clean_bits" in bundle.calibration and "other_bits" in bundle.calibration

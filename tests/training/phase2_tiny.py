@@ -12,6 +12,9 @@ from pathlib import Path
 
 import torch
 
+# test_phase2_tab.py still imports the helper from here; every other module gets it from tests/conftest.py.
+from tests.fixtures.torch_threads import single_thread_torch as single_thread_torch
+
 PLACEHOLDER = "<sks>"
 
 
@@ -110,22 +113,3 @@ def tiny_watermark_model(folder: Path, seed: int = 0) -> Path:
                manifest_extra={"training": {"phase": 0, "note": "untrained test model"}},
                calibration={"clean_bits": torch.randn(64, DEFAULT_BITS) * 0.1})
     return Path(folder)
-
-
-def single_thread_torch():
-    """Generator for a pytest fixture: one torch thread (the tiny models run 50x slower when two busy
-    cores are oversubscribed) and no hub access; restores both afterwards."""
-    import os
-
-    threads = torch.get_num_threads()
-    offline = os.environ.get("HF_HUB_OFFLINE")
-    torch.set_num_threads(1)
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        if offline is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = offline

@@ -9,19 +9,11 @@ import pytest
 
 from tests.training.phase2_tiny import (
     save_tiny_pipeline,
-    single_thread_torch,
     tiny_watermark_model,
     write_subject_images,
 )
 from training.phase2.cli import build_parser, main, parse_args
 from training.phase2.pipeline import Phase2Config, Phase2Run, split_prompts
-
-pytestmark = pytest.mark.filterwarnings("ignore")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    yield from single_thread_torch()
 
 
 def test_help_documents_every_option(capsys):
@@ -92,6 +84,7 @@ def test_a_split_reads_only_this_runs_prompts_and_seeds(tmp_path):
     assert len(clean) == 4 and marked == []  # nothing synthesized for the watermarked model yet
 
 
+@pytest.mark.slow
 def test_whole_run_on_a_local_diffusers_folder_then_resume(tmp_path, capsys):
     base = save_tiny_pipeline(tmp_path / "base")
     write_subject_images(tmp_path / "X", n=3, size=40)

@@ -12,9 +12,9 @@ from PIL import Image
 from gwm_desktop.core.detect import NEGATIVE_BANKS, Scanner
 from gwm_desktop.core.jobs import CancelToken, JobCancelled
 from gwm_desktop.core.keys import message_from_key
-from gwm_desktop.core.models import SCAN_ZOOMS
+from gwm_desktop.core.spectrum import SCAN_ZOOMS
 from gwm_desktop.core.weights import load_model, save_model
-from tests.training.phase2_tiny import single_thread_torch, tiny_watermark_model, write_subject_images
+from tests.training.phase2_tiny import tiny_watermark_model, write_subject_images
 from training.phase2.detector_finetune import (
     DetectorFinetuneConfig,
     FreshWatermarker,
@@ -25,13 +25,7 @@ from training.phase2.detector_finetune import (
     load_detector_images,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore")
 KEY = bytes(range(32))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    yield from single_thread_torch()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from gwm_desktop.core.jobs import CancelToken, JobCancelled
 from tests.training.phase2_tiny import (
     PLACEHOLDER,
     save_tiny_pipeline,
-    single_thread_torch,
     write_subject_images,
 )
 from training.phase2.personalize import (
@@ -26,13 +25,6 @@ from training.phase2.personalize import (
     load_personalized,
 )
 from training.phase2.synthesize import read_records, regenerate
-
-pytestmark = pytest.mark.filterwarnings("ignore")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    yield from single_thread_torch()
 
 
 @pytest.fixture(scope="module")

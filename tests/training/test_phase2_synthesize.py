@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from gwm_desktop.core.jobs import CancelToken, JobCancelled
-from tests.training.phase2_tiny import build_tiny_pipeline, single_thread_torch
+from tests.training.phase2_tiny import build_tiny_pipeline
 from training.phase2.synthesize import (
     DEFAULT_PROMPTS,
     RECORDS_FILE,
@@ -20,13 +20,6 @@ from training.phase2.synthesize import (
     seeds_per_prompt,
     synthesize,
 )
-
-pytestmark = pytest.mark.filterwarnings("ignore")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    yield from single_thread_torch()
 
 
 @pytest.fixture(scope="module")

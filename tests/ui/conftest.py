@@ -1,4 +1,4 @@
-"""Shared GUI fixtures: a temp GWM_HOME, temp settings, one Engine per session, and a ready main window."""
+"""Shared GUI fixtures: a temp GWM_HOME, temp settings, and a main window on the session's engine."""
 
 from __future__ import annotations
 
@@ -14,35 +14,6 @@ from PySide6.QtCore import QSettings  # noqa: E402
 
 from tests.fixtures.bad_batch import photo_like_u8  # noqa: E402
 
-REAL_MODEL = Path(__file__).resolve().parents[2] / "resources" / "models" / "default"
-HAS_REAL_MODEL = (REAL_MODEL / "manifest.json").exists()
-needs_real_model = pytest.mark.skipif(not HAS_REAL_MODEL, reason="detection checks need the trained default model "
-                                      "(resources/models/default/manifest.json is absent)")
-
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if HAS_REAL_MODEL:
-        return REAL_MODEL
-    import torch
-
-    from gwm_desktop.core.models import DEFAULT_BITS, WatermarkDetector, WatermarkGenerator
-    from gwm_desktop.core.weights import save_model
-
-    folder = tmp_path_factory.mktemp("tiny-model")
-    torch.manual_seed(0)
-    save_model(folder, WatermarkGenerator(), WatermarkDetector(),
-               calibration={"clean_bits": torch.randn(200, DEFAULT_BITS) * 0.1, "other_bits": torch.randn(200, DEFAULT_BITS)})
-    return folder
-
-
-@pytest.fixture(scope="session")
-def engine(model_dir: Path):  # noqa: ANN201
-    from gwm_desktop.core.engine import Engine, set_torch_threads
-
-    set_torch_threads(1)  # 2 shared cores: leave one for the UI thread the heartbeat test watches
-    return Engine(model_dir, "cpu")
-
 
 @pytest.fixture
 def gwm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -52,14 +23,14 @@ def gwm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path):  # noqa: ANN201
+def settings(tmp_path: Path):
     from gwm_desktop.ui.settings import Settings
 
     return Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
 
 
 @pytest.fixture
-def window(qtbot, gwm_home: Path, settings, engine, model_dir: Path):  # noqa: ANN001, ANN201
+def window(qtbot, gwm_home: Path, settings, engine, model_dir: Path):
     """The main window with the session's engine already loaded (as after 'Loading model…')."""
     from gwm_desktop.core.profiles import ProfileStore
     from gwm_desktop.ui.app import build_window

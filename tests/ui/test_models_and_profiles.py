@@ -39,7 +39,7 @@ def test_ten_thousand_rows_sort_filter_quickly_with_bounded_thumbnails(qtbot, tm
 
 
 def test_worker_signals_and_cooperative_cancel(qtbot) -> None:
-    def counting(cancel):  # noqa: ANN001, ANN202
+    def counting(cancel):
         yield from range(3)
         return "done"
 
@@ -50,7 +50,7 @@ def test_worker_signals_and_cooperative_cancel(qtbot) -> None:
         worker.start()
     assert seen == [0, 1, 2] and returned.args == ["done"]
 
-    def endless(cancel):  # noqa: ANN001, ANN202
+    def endless(cancel):
         while True:
             time.sleep(0.005)
             yield 1
@@ -62,7 +62,7 @@ def test_worker_signals_and_cooperative_cancel(qtbot) -> None:
     assert worker.wait(5)
 
 
-def test_profiles_create_rename_export_import_delete(window, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_profiles_create_rename_export_import_delete(window, tmp_path: Path, monkeypatch) -> None:
     from gwm_desktop.ui import profile_bar
 
     warnings = []

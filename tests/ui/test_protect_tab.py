@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from gwm_desktop.core.image_io import load_image
 from tests.fixtures.bad_batch import make_mixed_batch
-from tests.ui.conftest import needs_real_model, write_images
+from tests.ui.conftest import write_images
 
 
-def drop(widget, paths: list[Path]) -> None:  # noqa: ANN001
+def drop(widget, paths: list[Path]) -> None:
     """Send a real drop event (what the file manager does) to the widget's viewport."""
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
@@ -23,7 +24,7 @@ def drop(widget, paths: list[Path]) -> None:  # noqa: ANN001
     QApplication.sendEvent(target, QDropEvent(*args))
 
 
-def export_and_wait(qtbot, tab, timeout: int = 60_000) -> list:  # noqa: ANN001
+def export_and_wait(qtbot, tab, timeout: int = 60_000) -> list:
     with qtbot.waitSignal(tab.export_finished, timeout=timeout) as blocker:
         assert tab.start_export()
     return blocker.args[0]
@@ -70,7 +71,7 @@ def test_cancel_mid_export_leaves_no_partial_file(window, qtbot, tmp_path: Path)
     tab.output_edit.setText(str(out))
     seen = []
 
-    def cancel_after_first(progress) -> None:  # noqa: ANN001
+    def cancel_after_first(progress) -> None:
         seen.append(progress)
         if len(seen) == 1:
             tab.cancel_export()
@@ -101,7 +102,7 @@ def test_preview_shows_before_after_and_metrics(window, qtbot, tmp_path: Path) -
     assert tab.compare.effective_zoom() == 2.0
 
 
-@needs_real_model
+@pytest.mark.slow
 def test_exports_are_detected_by_scan(window, qtbot, tmp_path: Path) -> None:
     protect, scan = window.protect_tab, window.scan_tab
     sources = write_images(tmp_path / "art", 4, size=(384, 320))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import QTimer
 
 from tests.ui.conftest import write_images
@@ -36,6 +37,7 @@ class Heartbeat:
         self.timer.stop()
 
 
+@pytest.mark.slow
 def test_heartbeat_during_export_and_scan(window, qtbot, tmp_path: Path) -> None:
     protect, scan = window.protect_tab, window.scan_tab
     window.tabs.setCurrentWidget(protect)

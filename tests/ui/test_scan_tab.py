@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.fixtures.bad_batch import make_mixed_batch
-from tests.ui.conftest import needs_real_model, write_images
+from tests.ui.conftest import write_images
 from tests.ui.test_protect_tab import drop, export_and_wait
 
 
-def scan_and_wait(qtbot, tab, timeout: int = 60_000) -> None:  # noqa: ANN001
+def scan_and_wait(qtbot, tab, timeout: int = 60_000) -> None:
     with qtbot.waitSignal(tab.scan_finished, timeout=timeout):
         assert tab.start_scan()
 
@@ -37,7 +39,7 @@ def test_bad_files_show_error_rows_not_a_crash(window, qtbot, tmp_path: Path) ->
     assert "corrupt.jpg" in (tmp_path / "report.csv").read_text()
 
 
-@needs_real_model
+@pytest.mark.slow
 def test_mixed_folder_scan_shows_right_verdicts(window, qtbot, tmp_path: Path) -> None:
     protect, scan = window.protect_tab, window.scan_tab
     suspects = tmp_path / "suspects"

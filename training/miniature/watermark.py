@@ -72,7 +72,7 @@ def ensure_autoencoder_aware_watermark(out: Path, data: list[Path], resolution: 
                           init_from=str(base_model), device="cpu", max_images=max_images)
     trainer = Phase1Trainer(config)
     vae = AutoencoderKL.from_pretrained(str(vae_dir))
-    trainer.distort = AutoencoderRoundTrip(trainer.distort, vae, share, config.seed)  # type: ignore[assignment]
+    trainer.distort = AutoencoderRoundTrip(trainer.distort, vae, share, config.seed)
     for progress in trainer.run():
         if progress.done % 25 == 0 or progress.done == progress.total:
             m = progress.payload

@@ -168,9 +168,7 @@ def parse_args(input_args: list[str] | None = None) -> tuple[Phase2Config, argpa
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tqdm import tqdm
-
-    from gwm_desktop.core.jobs import CancelToken, JobCancelled
+    from gwm_desktop.core.jobs import CancelToken, JobCancelled, with_progress
     from training.phase2.pipeline import Phase2Run, install_detector
 
     config, args = parse_args(argv)
@@ -183,19 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    bar = tqdm(total=run.total, desc="phase 2", unit="unit", disable=not sys.stderr.isatty())
     last = None
     try:
-        for progress in run.run():
-            bar.set_description(progress.message.split(":")[0][:40])
-            bar.update(progress.done - bar.n)
+        for progress in with_progress(run.run(), "phase 2", "unit", describe=lambda p: p.message.split(":")[0][:40]):
             last = progress
     except (KeyboardInterrupt, JobCancelled):
         cancel.cancel()
-        bar.close()
         print("cancelled; run the same command again to resume", file=sys.stderr)
         return 130
-    bar.close()
     if last is None or not isinstance(last.payload, dict) or "report" not in last.payload:
         return 0  # a non-main process under accelerate launch
     from training.phase2.report import render_markdown

@@ -1,0 +1,26 @@
+"""The verdict on one scanned image, in one place: which it is, and the words for it.
+
+Torch-free, so the GUI's results table can use it without loading the detector's modules.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+# "found": carries the profile's watermark; "clean": does not; "error": could not be read.
+VERDICT_TEXT = {"found": "watermark found", "clean": "not found", "error": "error"}
+
+
+class Scanned(Protocol):
+    flagged: bool
+    error: str | None
+
+
+def verdict_of(result: Scanned) -> str:
+    """'found', 'clean' or 'error' (a read error wins over any score)."""
+    return "error" if result.error else ("found" if result.flagged else "clean")
+
+
+def verdict_text(result: Scanned) -> str:
+    """The verdict in words, for reports and the results table."""
+    return VERDICT_TEXT[verdict_of(result)]
