@@ -1,0 +1,49 @@
+"""The verdict in words a non-statistician reads correctly: one home for the wording the CLI, the GUI
+and the evidence report share. It grades the evidence by the p-value and never says "proof"."""
+
+from __future__ import annotations
+
+from gwm_desktop.core.verdict import VerdictResult
+
+# (below this p, grade) from strongest to weakest; anything else is "No evidence".
+GRADES = ((1e-5, "Strong evidence"), (1e-3, "Evidence"), (1e-2, "Weak evidence"))
+_MAX_POWER = 9  # "less than 1 time in 1,000,000,000" is as far as the wording goes
+
+
+def grade(p_value: float) -> str:
+    return next((name for bound, name in GRADES if p_value < bound), "No evidence")
+
+
+def odds(p_value: float) -> str:
+    """p -> "less than 1 time in 100,000" (the tightest power of ten it is below) or "about 1 time in 7"."""
+    power = next((k for k in range(_MAX_POWER, 1, -1) if p_value < 10.0**-k), None)
+    if power is not None:
+        return f"less than 1 time in {10**power:,}"
+    return f"about 1 time in {max(1, round(1 / p_value)):,}"
+
+
+def headline(result: VerdictResult) -> str:
+    """One or two sentences: the grade, then how often a model without the watermark would do this."""
+    name = grade(result.p_value)
+    sentence = (f"{name}: a model that never learned your watermark would produce images like these "
+                f"{odds(result.p_value)}.")
+    if name == "Weak evidence":
+        sentence += " Not enough on its own: add more of the model's images."
+    elif name == "No evidence":
+        sentence += (" This does not show the model never saw your art: more of its images, or images closer "
+                     "to your style, may still show it.")
+    return sentence
+
+
+def details(result: VerdictResult) -> str:
+    """The numbers behind the headline, one per line."""
+    method = ("Monte Carlo rank among random keys" if result.p_method == "monte carlo"
+              else "normal tail model beyond the Monte Carlo resolution")
+    lines = [f"Images tested: {result.n}" + (f" ({len(result.errors)} unreadable, skipped)" if result.errors else ""),
+             f"p-value: {result.p_value:.3g} ({method})",
+             f"Monte Carlo p-value: {result.p_monte_carlo:.3g} ({result.exceedances:,} of {result.null_keys:,} "
+             "random keys scored at least as high)",
+             f"Effect: the true key stands {result.effect_z:.1f} standard deviations above random keys",
+             f"Decision at alpha = {result.alpha:g}: "
+             + ("the model learned this watermark" if result.verdict else "not established")]
+    return "\n".join(lines)
