@@ -4,7 +4,7 @@ profile folder, so an artist can show that their watermark existed before a susp
 Each record holds the date, the level and budget p, the output's file name and its SHA-256 (the
 output itself can later be hashed again to match). Append-only: the file is opened with O_APPEND and
 each record is written with one ``os.write``, so two processes exporting at once never interleave
-half lines. Unreadable lines (a crash mid-write on a filesystem without atomic appends) are skipped.
+half lines. A torn record (a crash mid-write) is skipped; a record appended after it is still read.
 """
 
 from __future__ import annotations
@@ -70,7 +70,12 @@ def read_log(profile_folder: Path) -> list[dict]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            continue
+            # A record appended after a torn one shares its line: keep the whole one at the end.
+            start = line.rfind('{"date"')
+            try:
+                record = json.loads(line[start:]) if start > 0 else None
+            except json.JSONDecodeError:
+                continue
         if isinstance(record, dict) and "date" in record and "sha256" in record:
             records.append(record)
     return records
