@@ -54,6 +54,13 @@ class VerdictPanel(QFrame):
         self.headline = QLabel("")
         self.headline.setWordWrap(True)
         self.headline.setAccessibleName("Model verdict")
+        font = self.headline.font()
+        font.setPointSizeF(font.pointSizeF() * 1.2)
+        self.headline.setFont(font)
+        # The grade's colour as a bar beside the words: a style sheet on the label itself would pin
+        # its text colour and miss a later light/dark theme switch.
+        self.grade_bar = QFrame()
+        self.grade_bar.setFixedWidth(6)
         self.details_button = QPushButton("Details")
         self.details_button.setCheckable(True)
         self.details_button.toggled.connect(lambda on: self.details.setVisible(on))
@@ -67,6 +74,7 @@ class VerdictPanel(QFrame):
         top.addWidget(self.switch)
         top.addWidget(self.status, 1)
         result_row = QHBoxLayout()
+        result_row.addWidget(self.grade_bar)
         result_row.addWidget(self.headline, 1)
         result_row.addWidget(self.details_button)
         result_row.addWidget(self.save_button)
@@ -121,16 +129,15 @@ class VerdictPanel(QFrame):
 
     def _show_result(self, result: Any) -> None:
         self.result = result
-        for widget in (self.headline, self.details_button, self.save_button):
+        for widget in (self.grade_bar, self.headline, self.details_button, self.save_button):
             widget.setVisible(result is not None)
         self.details.setVisible(result is not None and self.details_button.isChecked())
         if result is None:
             return
         from gwm_desktop.core.verdict_text import details, grade, headline
 
-        colour = GRADE_COLOURS[grade(result.p_value)]
+        self.grade_bar.setStyleSheet(f"background: {GRADE_COLOURS[grade(result.p_monte_carlo)]};")
         self.headline.setText(headline(result))
-        self.headline.setStyleSheet(f"border-left: 6px solid {colour}; padding: 6px 10px; font-size: 11pt;")
         self.details.setText(details(result) + "\n\nTested with the shipped detector, which never learned your key "
                              "(a detector fine-tuned on your key would not give a fair comparison).")
 
