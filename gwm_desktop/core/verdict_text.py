@@ -50,7 +50,8 @@ def details(result: VerdictResult) -> str:
              f"p-value: {result.p_value:.3g} ({method})" + (", an estimate" if result.p_method != "monte carlo" else ""),
              f"Monte Carlo p-value: {result.p_monte_carlo:.3g} ({result.exceedances:,} of {result.null_keys:,} "
              "random keys scored at least as high)",
-             f"Effect: the true key stands {result.effect_z:.1f} standard deviations above random keys",
+             f"Effect: the true key stands {abs(result.effect_z):.1f} standard deviations "
+             + ("above" if result.effect_z >= 0 else "below") + " the random keys' average",
              f"Decision at alpha = {result.alpha:g}: "
              + ("the model learned this watermark" if result.verdict else "not established")]
     return "\n".join(lines)

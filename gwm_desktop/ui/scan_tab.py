@@ -235,10 +235,11 @@ class ScanTab(QWidget):
 
     def start_scan(self) -> bool:
         engine = self.context.engine
-        if engine is None or not self.inputs or self.runner.busy:
+        if engine is None or not self.inputs or self.runner.busy or self.verdict_panel.busy:
             return False
         self.settings.set("scan_fpr", self.fpr())
         self.model.clear()
+        self.verdict_panel.clear()  # a verdict describes the images of the scan it followed
         self._buffer.clear()
         self.counts_label.clear()
         self.progress.setRange(0, 0)

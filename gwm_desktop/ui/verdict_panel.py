@@ -109,6 +109,10 @@ class VerdictPanel(QFrame):
         self.runner.launch()
         return True
 
+    def clear(self) -> None:
+        self.status.setText("")
+        self._show_result(None)
+
     def cancel(self) -> None:
         self.runner.cancel()
 

@@ -55,3 +55,24 @@ def test_switch_off_runs_no_verdict_and_is_remembered(window, qtbot, tmp_path: P
     panel.switch.setChecked(True)  # switched on afterwards: tests the images already scanned
     qtbot.waitUntil(lambda: panel.result is not None, timeout=60_000)
     assert window.context.settings.get("scan_model_verdict") is True
+
+
+@needs_real_model
+def test_a_new_scan_clears_the_last_verdict_and_waits_for_a_running_one(window, qtbot, tmp_path: Path) -> None:
+    tab, panel = window.scan_tab, window.scan_tab.verdict_panel
+    panel.switch.setChecked(True)
+    tab.add_paths(write_images(tmp_path / "first", 3))
+    verdict_after_scan(qtbot, tab)
+    assert panel.result.n == 3
+    tab.clear_inputs()
+    tab.add_paths(write_images(tmp_path / "second", 2, seed=9))
+    result = verdict_after_scan(qtbot, tab)
+    assert result.n == 2 and {p.parent.name for p in (c.path for c in result.images)} == {"second"}
+    panel.switch.setChecked(False)
+    panel.switch.setChecked(True)  # re-tests the table's images on a worker
+    assert panel.busy and not tab.start_scan()  # no second job on top of it
+    qtbot.waitUntil(lambda: not panel.busy, timeout=60_000)
+    panel.switch.setChecked(False)
+    with qtbot.waitSignal(tab.scan_finished, timeout=60_000):
+        assert tab.start_scan()
+    assert panel.result is None and not panel.headline.isVisibleTo(panel)  # no stale verdict beside new rows
