@@ -26,7 +26,7 @@ from gwm_desktop.core.distortions import STANDARD_DISTORTIONS
 from gwm_desktop.core.image_io import ImageLoadError, load_image, to_rgb8
 from gwm_desktop.core.keys import message_from_key, random_messages
 from gwm_desktop.core.lpips_metric import build_lpips
-from gwm_desktop.core.verdict import MIN_EXCEEDANCES, NULL_SEED, MessageTable, set_verdict
+from gwm_desktop.core.verdict import MIN_EXCEEDANCES, NULL_SEED, MessageTable, decide, set_verdict
 from gwm_desktop.core.watermark import CalibrationError, Embedder
 from gwm_desktop.core.weights import load_model
 from training.datasets import list_images
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                     checked = True
                 row = {}
                 for alpha in alphas:
-                    hits = int((p_mc < alpha).sum())
+                    hits = int(decide(p_mc, p_tail, alpha, config.null_keys).sum())  # the app's verdicts
                     low, high = clopper_pearson(hits, len(p_mc))
                     row[str(alpha)] = {"share": hits / len(p_mc), "ci95": [low, high], "sets": len(p_mc),
                                        "tail_share": float((p_tail < alpha).mean())}
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     for p, by_condition in direct_evidence.items():
         for condition, ev in by_condition.items():
             scores = SetScores.build(torch.from_numpy(ev), null_table, own_table)
-            sets = np.stack([rng.choice(len(ev), 8, replace=False) for _ in range(config.direct_sets)])
+            sets = np.stack([rng.choice(len(ev), min(8, len(ev)), replace=False) for _ in range(config.direct_sets)])
             p_mc, p_tail, exceed = scores.p_values(sets, np.zeros(len(sets), dtype=int))
             reported = np.where(exceed < MIN_EXCEEDANCES, p_tail, p_mc)  # as the app reports it
             report["direct"].setdefault(str(p), {})[condition] = {
@@ -192,9 +192,9 @@ def main(argv: list[str] | None = None) -> int:
                 for size in config.power_sizes:
                     size = min(size, len(ev))
                     sets = np.stack([rng.choice(len(ev), size, replace=False) for _ in range(config.direct_sets)])
-                    p_mc, _, _ = scores.p_values(sets, np.zeros(len(sets), dtype=int))
+                    p_mc, p_tail, _ = scores.p_values(sets, np.zeros(len(sets), dtype=int))
                     report["power"].setdefault(condition, {})[str(size)] = {
-                        str(a): float((p_mc < a).mean()) for a in alphas}
+                        str(a): float(decide(p_mc, p_tail, a, config.null_keys).mean()) for a in alphas}
                 log(f"power p={p} {condition}: " + ", ".join(
                     f"n={s}: {v['0.001']:.2f}" for s, v in report["power"][condition].items()) + " (alpha 0.001)")
     report["seconds"] = time.monotonic() - started

@@ -150,6 +150,12 @@ def normal_tail(null: np.ndarray, observed: float) -> tuple[float, float]:
     return z, 0.5 * math.erfc(z / math.sqrt(2))
 
 
+def decide(p_monte_carlo: float | np.ndarray, p_tail: float | np.ndarray, alpha: float, null_keys: int
+           ) -> bool | np.ndarray:
+    """The verdict at ``alpha``: the exact Monte Carlo p wherever it can reach alpha, else the tail model."""
+    return np.asarray(p_monte_carlo <= alpha if alpha * (null_keys + 1) >= 1 else p_tail <= alpha)
+
+
 def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor, alpha: float = DEFAULT_ALPHA,
                 null_keys: int = DEFAULT_NULL_KEYS, seed: int = NULL_SEED,
                 paths: list[Path] | None = None) -> VerdictResult:
@@ -188,8 +194,7 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
     effect_z, p_tail = normal_tail(null, observed)
     coarse = exceed < MIN_EXCEEDANCES
     p_value = p_tail if coarse else p_mc
-    # Decide with the exact Monte Carlo p wherever it can reach alpha; the tail model only beyond it.
-    verdict = p_mc <= alpha if alpha * (null_keys + 1) >= 1 else p_tail <= alpha
+    verdict = decide(p_mc, p_tail, alpha, null_keys)
     z_true = ((true_scores - mean) * scale).tolist()
     paths = paths or [Path(f"image {i + 1}") for i in range(n_images)]
     images = [ImageContribution(path, float(a), float(z), (1 + float(e)) / (null_keys + 1))
