@@ -98,13 +98,14 @@ class Engine:
         return cached[1]
 
     def protect_files(self, inputs: Iterable[str | Path], out_dir: Path, profile: Profile, p: float,
-                      options: EncodeOptions | None = None, cancel: CancelToken | None = None
-                      ) -> Iterator[Progress]:
+                      options: EncodeOptions | None = None, cancel: CancelToken | None = None,
+                      record: bool = True) -> Iterator[Progress]:
         """Protect every image in ``inputs`` into ``out_dir``; one Progress (payload ProtectItem) per file.
 
         Originals are only read. Each output is verified against the budget, then written atomically,
         so a cancel or crash leaves either a complete file or none; then recorded in the profile's
-        protection log (``core.protection_log``).
+        protection log (``core.protection_log``) unless ``record`` is off (the app's own throwaway
+        copies, which are no export of the artist's).
         """
         options = options or EncodeOptions()
         cancel = cancel or CancelToken()
@@ -131,7 +132,8 @@ class Engine:
                     return
                 atomic_write_bytes(target, result.data)
                 taken.add(target)
-                record_export(profile.folder, p, target, result.data)
+                if record:
+                    record_export(profile.folder, p, target, result.data)
                 item.output, item.lpips, item.psnr, item.strength = target, result.lpips, result.psnr, result.strength
             except FileNotFoundError:
                 item.error = "no such file"

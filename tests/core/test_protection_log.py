@@ -56,3 +56,6 @@ def test_every_export_is_logged_with_the_written_files_hash(engine, tmp_path, pa
         assert record["output"] == item.output.name
         assert record["sha256"] == hashlib.sha256(item.output.read_bytes()).hexdigest()
         assert record["p"] == 0.05 and record["level"] == "balanced"
+    # the app's own throwaway copies (a detector's evaluation) are no export of the artist's
+    list(engine.protect_files(paintings[:1], tmp_path / "tmp", profile, 0.05, record=False))
+    assert len(read_log(profile.folder)) == 2
