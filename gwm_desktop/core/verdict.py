@@ -177,8 +177,8 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
         scores = message_scores(evidence, table.rows(start, stop))
         sums += scores.sum(-1)
         squares += (scores**2).sum(-1)
-        image_exceed += (scores >= true_scores[:, None]).double().sum(-1)
-    image_exceed -= 1  # the true message itself is among the rows
+        null_scores = scores[:, 1:] if start == 0 else scores  # row 0 is the true message itself
+        image_exceed += (null_scores >= true_scores[:, None]).double().sum(-1)
     # Moments over all K + 1 messages (true one included), a symmetric function of them: exchangeable.
     mean = sums / total
     sd = ((squares - total * mean**2).clamp_min(0) / (total - 1)).sqrt()

@@ -88,6 +88,7 @@ def test_tail_model_is_reported_as_such_beyond_the_resolution():
     result = set_verdict(evidence, message, alpha=1e-4, null_keys=999)
     assert result.p_method == "tail model" and result.exceedances < 10
     assert result.p_value == result.p_tail < result.p_monte_carlo
+    assert all(image.p_value >= 1 / 1000 for image in result.images)  # a rank p is never below 1 / (K + 1)
     # alpha below the Monte Carlo's reach (1 / 1000): decided by the tail model, and said so
     assert result.verdict and result.p_tail <= 1e-4
 
