@@ -18,13 +18,37 @@ import torch
 from gwm_desktop.core.verdict import MessageTable, message_scores
 
 
-def clopper_pearson(hits: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Exact binomial interval for hits / trials."""
-    from scipy.stats import beta
+def _binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed in log space (n up to ~10^5)."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    p = min(max(p, 1e-300), 1 - 1e-16)
+    i = np.arange(k + 1)
+    log_terms = (math.lgamma(n + 1) - np.vectorize(math.lgamma)(i + 1) - np.vectorize(math.lgamma)(n - i + 1)
+                 + i * math.log(p) + (n - i) * math.log1p(-p))
+    top = log_terms.max()
+    return float(min(1.0, math.exp(top) * np.exp(log_terms - top).sum()))
 
+
+def _solve_decreasing(f, target: float) -> float:  # noqa: ANN001
+    """p in (0, 1) with f(p) = target for f decreasing in p (bisection to 1e-12)."""
+    low, high = 0.0, 1.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        if f(mid) > target:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2
+
+
+def clopper_pearson(hits: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) binomial interval for hits / trials."""
     tail = (1 - confidence) / 2
-    low = 0.0 if hits == 0 else float(beta.ppf(tail, hits, trials - hits + 1))
-    high = 1.0 if hits == trials else float(beta.ppf(1 - tail, hits + 1, trials - hits))
+    low = 0.0 if hits == 0 else _solve_decreasing(lambda p: _binomial_cdf(hits - 1, trials, p), 1 - tail)
+    high = 1.0 if hits == trials else _solve_decreasing(lambda p: _binomial_cdf(hits, trials, p), tail)
     return low, high
 
 

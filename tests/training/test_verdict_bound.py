@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from gwm_desktop.core.keys import random_messages
@@ -25,9 +26,12 @@ def test_set_scores_reproduce_set_verdict():
         assert app.p_monte_carlo == p_mc[j] and abs(app.p_tail - p_tail[j]) < 1e-9
 
 
-def test_clopper_pearson_covers_the_estimate():
-    low, high = clopper_pearson(20, 2000)
-    assert low < 0.01 < high and clopper_pearson(0, 2000)[0] == 0.0
+@pytest.mark.parametrize(("hits", "trials"), [(6, 2000), (0, 2000), (88, 10_000), (2000, 2000), (1, 3)])
+def test_clopper_pearson_is_the_exact_beta_interval(hits, trials):
+    beta = pytest.importorskip("scipy.stats").beta
+    low = 0.0 if hits == 0 else beta.ppf(0.025, hits, trials - hits + 1)
+    high = 1.0 if hits == trials else beta.ppf(0.975, hits + 1, trials - hits)
+    assert clopper_pearson(hits, trials) == pytest.approx((low, high), abs=1e-10)
 
 
 def test_script_writes_the_figures(tmp_path, portraits):
