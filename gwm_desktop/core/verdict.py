@@ -158,8 +158,12 @@ def decide(p_monte_carlo: float | np.ndarray, p_tail: float | np.ndarray, alpha:
 
 def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor, alpha: float = DEFAULT_ALPHA,
                 null_keys: int = DEFAULT_NULL_KEYS, seed: int = NULL_SEED,
-                paths: list[Path] | None = None) -> VerdictResult:
-    """(N, V, E) key-independent evidence of N images -> the verdict for the set (N = 1: one image's)."""
+                paths: list[Path] | None = None, cancel: CancelToken | None = None) -> VerdictResult:
+    """(N, V, E) key-independent evidence of N images -> the verdict for the set (N = 1: one image's).
+
+    ``cancel`` is checked between blocks of messages (raises JobCancelled): thousands of images take a while.
+    """
+    cancel = cancel or CancelToken()
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     evidence = torch.as_tensor(np.asarray(evidence)).double()
@@ -174,6 +178,7 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
     squares = torch.zeros(n_images, dtype=torch.float64)
     image_exceed = torch.zeros(n_images, dtype=torch.float64)
     for start, stop in _chunks(n_images, n_views, total):
+        cancel.raise_if_cancelled()
         scores = message_scores(evidence, table.rows(start, stop))
         sums += scores.sum(-1)
         squares += (scores**2).sum(-1)
@@ -185,6 +190,7 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
     scale = torch.where(sd > 0, 1 / sd.clamp_min(1e-300), torch.zeros_like(sd))
     statistics = torch.empty(total, dtype=torch.float64)
     for start, stop in _chunks(n_images, n_views, total):
+        cancel.raise_if_cancelled()
         scores = message_scores(evidence, table.rows(start, stop))
         statistics[start:stop] = ((scores - mean[:, None]) * scale[:, None]).sum(0) / math.sqrt(n_images)
     observed = float(statistics[0])
@@ -259,6 +265,6 @@ def verdict_job(detector: WatermarkDetector, true_message: torch.Tensor, paths: 
     result = None
     if found:
         result = set_verdict(np.stack([item.evidence for item in found if item.evidence is not None]),
-                             true_message, alpha, null_keys, seed, [item.path for item in found])
+                             true_message, alpha, null_keys, seed, [item.path for item in found], cancel)
         result.errors = errors
     yield Progress(len(paths), len(paths), "verdict", result)

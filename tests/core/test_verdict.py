@@ -103,3 +103,12 @@ def test_verdict_job_skips_bad_files_and_reports_each(engine, tmp_path, painting
     result = steps[-1].payload
     assert result.n == 2 and [Path(c.path) for c in result.images] == [paintings[0], paintings[1]]
     assert {path.name for path, _ in result.errors} == {"broken.png", "missing.jpg"}
+
+
+def test_a_cancelled_verdict_stops_between_blocks():
+    from gwm_desktop.core.jobs import CancelToken, JobCancelled
+
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(JobCancelled):
+        set_verdict(key_independent_evidence(4, 7), message_from_key(b"c" * 32, N_BITS), null_keys=999, cancel=token)
