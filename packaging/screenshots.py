@@ -115,6 +115,23 @@ def main() -> int:
             path = OUT / f"{tab}-{name}.png"
             window.grab().save(str(path))
             print(path)
+    # The model-level verdict: the protected images alone, taken as one model's outputs, numbers shown.
+    panel = scan.verdict_panel
+    scan.clear_inputs()
+    scan.add_paths([home / "protected"])
+    panel.details_button.setChecked(True)
+    panel.switch.setChecked(True)  # with results in the table this tests them at once: let it finish
+    pump(lambda: not panel.busy)
+    window.tabs.setCurrentIndex(1)
+    scan.start_scan()
+    pump(lambda: panel.result is not None and not panel.busy and not scan.runner.busy)
+    pump(lambda: False, 1.5)  # thumbnails
+    for name in ("light", "dark"):
+        window.set_theme(name)
+        pump(lambda: False, 0.6)
+        path = OUT / f"verdict-{name}.png"
+        window.grab().save(str(path))
+        print(path)
     window.shutdown(60)
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gwm_desktop.cli import profile_cmd, protect_cmd, scan_cmd, train_cmd
+from gwm_desktop.cli import profile_cmd, protect_cmd, scan_cmd, train_cmd, verdict_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile_cmd.register(sub)
     protect_cmd.register(sub)
     scan_cmd.register(sub)
+    verdict_cmd.register(sub)
     train_cmd.register(sub)
     train_cmd.register_eval(sub)
     return parser

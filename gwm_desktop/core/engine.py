@@ -25,6 +25,8 @@ from gwm_desktop.core.jobs import CancelToken, Progress
 from gwm_desktop.core.keys import message_from_key
 from gwm_desktop.core.lpips_metric import build_lpips
 from gwm_desktop.core.profiles import Profile
+from gwm_desktop.core.protection_log import record_export
+from gwm_desktop.core.verdict import DEFAULT_ALPHA, DEFAULT_NULL_KEYS, verdict_job
 from gwm_desktop.core.watermark import CalibrationError, Embedder
 from gwm_desktop.core.weights import ModelBundle, load_model
 from gwm_desktop.resources import resource_path
@@ -96,12 +98,14 @@ class Engine:
         return cached[1]
 
     def protect_files(self, inputs: Iterable[str | Path], out_dir: Path, profile: Profile, p: float,
-                      options: EncodeOptions | None = None, cancel: CancelToken | None = None
-                      ) -> Iterator[Progress]:
+                      options: EncodeOptions | None = None, cancel: CancelToken | None = None,
+                      record: bool = True) -> Iterator[Progress]:
         """Protect every image in ``inputs`` into ``out_dir``; one Progress (payload ProtectItem) per file.
 
         Originals are only read. Each output is verified against the budget, then written atomically,
-        so a cancel or crash leaves either a complete file or none.
+        so a cancel or crash leaves either a complete file or none; then recorded in the profile's
+        protection log (``core.protection_log``) unless ``record`` is off (the app's own throwaway
+        copies, which are no export of the artist's).
         """
         options = options or EncodeOptions()
         cancel = cancel or CancelToken()
@@ -128,6 +132,8 @@ class Engine:
                     return
                 atomic_write_bytes(target, result.data)
                 taken.add(target)
+                if record:
+                    record_export(profile.folder, p, target, result.data)
                 item.output, item.lpips, item.psnr, item.strength = target, result.lpips, result.psnr, result.strength
             except FileNotFoundError:
                 item.error = "no such file"
@@ -141,6 +147,17 @@ class Engine:
         """Score every image in ``inputs``; one Progress (payload ScanResult) per file."""
         files = list(iter_image_files(inputs))
         yield from self.scanner(profile, fpr).scan_paths(files, len(files), cancel)
+
+    def verdict_files(self, inputs: Iterable[str | Path], profile: Profile, alpha: float = DEFAULT_ALPHA,
+                      null_keys: int = DEFAULT_NULL_KEYS, cancel: CancelToken | None = None) -> Iterator[Progress]:
+        """The model-level verdict over every image in ``inputs`` (``core.verdict.verdict_job``).
+
+        Always the shipped model's detector: a profile's fine-tuned detector learned this key's
+        watermark, so its evidence depends on the key and the random-key comparison would not hold.
+        """
+        files = list(iter_image_files(inputs))
+        message = message_from_key(profile.key, self.bundle.n_bits)
+        yield from verdict_job(self.bundle.detector, message, files, self.device, alpha, null_keys, cancel=cancel)
 
 
 def set_torch_threads(threads: int) -> None:

@@ -59,13 +59,17 @@ def texture_signs(message: torch.Tensor) -> torch.Tensor:
     (``models.WatermarkDetector.coherent``) can, and this is what keeps other keys' watermarks,
     which share about half the textures, from correlating with this key's (measured in README).
     """
+    import numpy as np
     import torch
 
     flat = message.reshape(-1, message.shape[-1])
     n_bits = flat.shape[-1]
-    rows = []
-    for row in (flat > 0).to(torch.uint8).cpu().tolist():
-        digest = hashlib.blake2b(bytes(row), digest_size=max(1, (n_bits + 7) // 8), person=b"gwm-signs-v1").digest()
-        rows.append([(digest[i // 8] >> (i % 8)) & 1 for i in range(n_bits)])
-    signs = torch.tensor(rows, dtype=message.dtype, device=message.device) * 2 - 1
+    size = max(1, (n_bits + 7) // 8)
+    presence = (flat > 0).to(torch.uint8).cpu().numpy()
+    digests = b"".join(hashlib.blake2b(row.tobytes(), digest_size=size, person=b"gwm-signs-v1").digest()
+                       for row in presence)
+    # Bit i of the digest is bit (i % 8) of byte i // 8: little-endian within each byte.
+    bits = np.unpackbits(np.frombuffer(digests, dtype=np.uint8).reshape(len(presence), size), axis=1,
+                         bitorder="little")[:, :n_bits]
+    signs = torch.from_numpy(bits.astype(np.float32)).to(message.dtype).to(message.device) * 2 - 1
     return signs.reshape(message.shape)

@@ -41,7 +41,7 @@ def write_csv(results: Sequence[ScanResult], path: Path) -> None:
     _atomic_text(Path(path), buffer.getvalue())
 
 
-def _thumbnail_uri(path: Path) -> str:
+def thumbnail_uri(path: Path) -> str:
     try:
         thumb = load_thumbnail(path, 96).convert("RGB")
     except Exception:  # a report must not fail on one unreadable image
@@ -56,7 +56,7 @@ def write_html(results: Sequence[ScanResult], path: Path, profile_name: str, fpr
     errors = sum(bool(r.error) for r in results)
     rows = []
     for index, r in enumerate(results):
-        uri = _thumbnail_uri(r.path) if index < MAX_HTML_THUMBNAILS and not r.error else ""
+        uri = thumbnail_uri(r.path) if index < MAX_HTML_THUMBNAILS and not r.error else ""
         image = f'<img src="{uri}" alt="">' if uri else ""
         score = "" if r.score is None else f"{r.score:.3f}"
         css = {"found": "hit", "clean": "miss", "error": "error"}[verdict_of(r)]

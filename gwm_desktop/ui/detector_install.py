@@ -102,7 +102,7 @@ def evaluate_detectors(engine, profile, candidate: Path, images: list[Path], fpr
 
     with tempfile.TemporaryDirectory(prefix="gwm-eval-") as tmp:
         marked = []
-        for progress in engine.protect_files(images, Path(tmp), profile, 0.05, None, cancel):
+        for progress in engine.protect_files(images, Path(tmp), profile, 0.05, None, cancel, record=False):
             if progress.payload.ok:
                 marked.append(progress.payload.output)
             yield Progress(progress.done, len(images) * 2, f"watermarking {progress.message}", {})

@@ -40,6 +40,7 @@ from gwm_desktop.ui.models import (
     ScanResultsModel,
     ThumbnailCache,
 )
+from gwm_desktop.ui.verdict_panel import VerdictPanel
 from gwm_desktop.ui.workers import JobRunner
 
 FPR_CHOICES = ((0.001, "0.1 % (strict)"), (0.01, "1 % (recommended)"), (0.05, "5 % (lenient)"))
@@ -62,6 +63,7 @@ class ScanTab(QWidget):
         self._buffer: list[Any] = []
         self._started = 0.0
         self._last_progress: Any = None
+        self._inputs_used: list[Path] = []
         self.flush_timer = QTimer(self)
         self.flush_timer.setInterval(FLUSH_MS)
         self.flush_timer.timeout.connect(self._flush)
@@ -163,9 +165,14 @@ class ScanTab(QWidget):
         self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_hint.setStyleSheet("padding: 12px;")
 
+        self.verdict_panel = VerdictPanel(self.context, self)
+        self.verdict_panel.switch.toggled.connect(self._verdict_switched)
+        self.verdict_panel.runner.busy_changed.connect(lambda _b: self._refresh_enabled())
+
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addLayout(progress_row)
+        layout.addWidget(self.verdict_panel)
         layout.addLayout(filter_row)
         layout.addWidget(self.empty_hint)
         layout.addWidget(self.table, 1)
@@ -216,7 +223,7 @@ class ScanTab(QWidget):
         return float(self.fpr_combo.currentData())
 
     def _refresh_enabled(self) -> None:
-        busy = self.runner.busy
+        busy = self.runner.busy or self.verdict_panel.busy
         ready = self.context.engine is not None
         self.scan_button.setEnabled(ready and not busy and bool(self.inputs))
         self.scan_button.setText("Scan" if ready else "Loading model…")
@@ -229,10 +236,11 @@ class ScanTab(QWidget):
 
     def start_scan(self) -> bool:
         engine = self.context.engine
-        if engine is None or not self.inputs or self.runner.busy:
+        if engine is None or not self.inputs or self.runner.busy or self.verdict_panel.busy:
             return False
         self.settings.set("scan_fpr", self.fpr())
         self.model.clear()
+        self.verdict_panel.clear()  # a verdict describes the images of the scan it followed
         self._buffer.clear()
         self.counts_label.clear()
         self.progress.setRange(0, 0)
@@ -240,6 +248,7 @@ class ScanTab(QWidget):
         self._started = time.monotonic()
         self._fpr_used = self.fpr()
         self._profile_used = self.context.profile()
+        self._inputs_used = list(self.inputs)
         inputs, profile, fpr = list(self.inputs), self._profile_used, self._fpr_used
         worker = self.runner.start(lambda cancel: engine.scan_files(inputs, profile, fpr, cancel), "scan")
         worker.yielded.connect(self._on_progress)
@@ -287,11 +296,19 @@ class ScanTab(QWidget):
         self.context.say(stopped or f"Scan finished: {self.counts_label.text()}")
         self._refresh_enabled()
         self.scan_finished.emit(self.model.rowCount())
+        if stopped is None:
+            self._verdict_switched(self.verdict_panel.enabled)
+
+    def _verdict_switched(self, on: bool) -> None:
+        """Switched on with results in the table (or a scan just finished): test them as one model's images."""
+        if on and self._inputs_used and self.model.rowCount() and not self.runner.busy:
+            self.verdict_panel.start(self._inputs_used, self._profile_used)
 
     def cancel_scan(self) -> None:
         if self.runner.busy:
             self.progress_label.setText("Cancelling…")
             self.runner.cancel()
+        self.verdict_panel.cancel()
 
     # -- results -------------------------------------------------------------------------------
     def open_index(self, index: Any) -> None:
@@ -331,6 +348,7 @@ class ScanTab(QWidget):
 
     def shutdown(self, timeout_s: float = 30.0) -> bool:
         ok = self.runner.shutdown(timeout_s)
+        ok = self.verdict_panel.shutdown(timeout_s) and ok
         self.flush_timer.stop()
         self.thumbnails.close()
         return ok

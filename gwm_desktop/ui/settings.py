@@ -14,6 +14,7 @@ DEFAULTS: dict[str, Any] = {
     "jpeg_quality": 95,
     "keep_metadata": True,
     "scan_fpr": 0.01,
+    "scan_model_verdict": False,  # Scan tab: treat the images as one model's outputs
     "theme": "system",         # system | light | dark
     "device": "auto",
     "first_run_done": False,

@@ -1,0 +1,270 @@
+"""The model-level verdict (SPEC section 2): did the model behind these images learn this key's watermark?
+
+Under the null hypothesis the model never saw this key's watermark, so the images' evidence does not
+depend on the key, and the profile's message is exchangeable with any random balanced message. The
+set statistic computed with the true message is ranked among the same statistic for ``null_keys``
+random messages from a seeded generator: p = (1 + #{random >= true}) / (K + 1) holds whatever the
+images look like. Beyond the Monte Carlo resolution a normal fit of the random-key statistics gives
+the tail (reported as such).
+
+The set statistic is a Stouffer sum: each image's best-view agreement is standardised against that
+image's own spread over all K + 1 messages, and the standardised scores are summed over images and
+divided by sqrt(n). Every image counts in the same units, so no single image whose evidence varies
+widely across keys swamps the set. Exchangeability needs evidence that does not depend on the key:
+use the shipped model's detector, never a detector fine-tuned on the profile's key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gwm_desktop.core.image_io import ImageLoadError, load_rgb_resized
+from gwm_desktop.core.jobs import CancelToken, Progress
+from gwm_desktop.core.keys import random_messages, texture_signs
+from gwm_desktop.core.models import MATCHED_PRESENT, MATCHED_WEIGHT, WatermarkDetector
+
+DEFAULT_ALPHA = 0.001
+DEFAULT_NULL_KEYS = 100_000
+NULL_SEED = 14_2026  # fixed, so the same images and key always give the same verdict
+# Fewer random keys at or above the true one than this, and the Monte Carlo p is too coarse to
+# report on its own: the tail model's estimate is reported beside it.
+MIN_EXCEEDANCES = 10
+_CHUNK_ELEMENTS = 8_000_000  # scores held at once (images x views x messages), ~64 MB in float64
+
+
+@dataclass
+class ImageEvidence:
+    """One input's detector evidence (V, E) from the key-independent model, or why it has none."""
+
+    path: Path
+    evidence: np.ndarray | None
+    error: str | None = None
+
+
+@dataclass
+class ImageContribution:
+    path: Path
+    agreement: float   # best-view agreement with the profile's message, -1..1
+    z: float           # that agreement in units of this image's spread over random keys
+    p_value: float     # this image alone: (1 + #{random keys scoring >= it}) / (K + 1)
+
+
+@dataclass
+class VerdictResult:
+    n: int
+    p_value: float           # what to report: Monte Carlo, or the tail model beyond its resolution
+    p_monte_carlo: float     # always valid, never below 1 / (K + 1)
+    p_tail: float            # the normal tail model's estimate
+    p_method: str            # "monte carlo" | "tail model"
+    exceedances: int         # random keys whose statistic reached the true key's
+    null_keys: int
+    seed: int
+    statistic: float         # the true key's Stouffer statistic
+    effect_z: float          # how far it stands out: (statistic - mean) / sd of the random keys'
+    alpha: float
+    verdict: bool
+    images: list[ImageContribution] = field(default_factory=list)
+    errors: list[tuple[Path, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {"n": self.n, "p_value": self.p_value, "verdict": self.verdict, "alpha": self.alpha,
+                "p_monte_carlo": self.p_monte_carlo, "p_tail": self.p_tail, "p_method": self.p_method,
+                "exceedances": self.exceedances, "null_keys": self.null_keys, "seed": self.seed,
+                "statistic": self.statistic, "effect_z": self.effect_z,
+                "images": [{"path": str(c.path), "agreement": c.agreement, "z": c.z, "p_value": c.p_value}
+                           for c in self.images],
+                "errors": [{"path": str(path), "error": reason} for path, reason in self.errors]}
+
+
+@dataclass
+class MessageTable:
+    """Messages prepared for fast scoring: (K, n_bits) each, float64."""
+
+    messages: torch.Tensor
+    signed_on: torch.Tensor  # switched-on bits times their texture sign
+    off: torch.Tensor
+
+    @classmethod
+    def of(cls, messages: torch.Tensor) -> MessageTable:
+        messages = messages.double()
+        on = (messages > 0).double()
+        return cls(messages, on * texture_signs(messages), 1 - on)
+
+    def __len__(self) -> int:
+        return self.messages.shape[0]
+
+    def rows(self, start: int, stop: int) -> MessageTable:
+        return MessageTable(self.messages[start:stop], self.signed_on[start:stop], self.off[start:stop])
+
+
+def null_messages(true_message: torch.Tensor, count: int, seed: int = NULL_SEED) -> torch.Tensor:
+    """(count, n_bits) random balanced messages from a seeded generator, none equal to the true one."""
+    n_bits = true_message.shape[-1]
+    generator = torch.Generator().manual_seed(seed)
+    drawn = random_messages(count, n_bits, generator)
+    target = true_message.view(1, -1).to(drawn)
+    while True:
+        same = (drawn == target).all(dim=-1)
+        if not same.any():
+            return drawn
+        drawn[same] = random_messages(int(same.sum()), n_bits, generator)
+
+
+def message_scores(evidence: torch.Tensor, table: MessageTable) -> torch.Tensor:
+    """(N, V, E) evidence x K messages -> (N, K) best-view agreements, as ``WatermarkDetector.best_agreement``.
+
+    The agreement is linear in the message once each texture's sign is folded in (tanh is odd), so
+    K messages cost three matrix products instead of K detector passes.
+    """
+    n_images, n_views, width = evidence.shape
+    n_bits = table.messages.shape[-1]
+    flat = evidence.reshape(n_images * n_views, width).double()
+    agreement = torch.tanh(flat[:, :n_bits]) @ table.messages.T / n_bits
+    if width == 2 * n_bits:
+        coherent = flat[:, n_bits:]
+        present = torch.tanh(coherent / 2) @ table.signed_on.T / (n_bits - table.off.sum(-1)).clamp_min(1)
+        stray = torch.relu(torch.tanh((coherent.abs() - MATCHED_PRESENT) / 2)) @ table.off.T
+        matched = present - stray / table.off.sum(-1).clamp_min(1)
+        agreement = (1 - MATCHED_WEIGHT) * agreement + MATCHED_WEIGHT * matched
+    return agreement.view(n_images, n_views, -1).amax(dim=1)
+
+
+def _chunks(n_images: int, n_views: int, count: int) -> Iterator[tuple[int, int]]:
+    step = max(256, _CHUNK_ELEMENTS // max(1, n_images * n_views))
+    for start in range(0, count, step):
+        yield start, min(count, start + step)
+
+
+def normal_tail(null: np.ndarray, observed: float) -> tuple[float, float]:
+    """(z, P(X >= observed)) under a normal fit of the random keys' statistics."""
+    mean, sd = float(null.mean()), float(null.std(ddof=1))
+    if sd <= 0:
+        return 0.0, 1.0
+    z = (observed - mean) / sd
+    return z, 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def decide(p_monte_carlo: float | np.ndarray, p_tail: float | np.ndarray, alpha: float, null_keys: int
+           ) -> bool | np.ndarray:
+    """The verdict at ``alpha``: the exact Monte Carlo p wherever it can reach alpha, else the tail model."""
+    return np.asarray(p_monte_carlo <= alpha if alpha * (null_keys + 1) >= 1 else p_tail <= alpha)
+
+
+def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor, alpha: float = DEFAULT_ALPHA,
+                null_keys: int = DEFAULT_NULL_KEYS, seed: int = NULL_SEED,
+                paths: list[Path] | None = None, cancel: CancelToken | None = None) -> VerdictResult:
+    """(N, V, E) key-independent evidence of N images -> the verdict for the set (N = 1: one image's).
+
+    ``cancel`` is checked between blocks of messages (raises JobCancelled): thousands of images take a while.
+    """
+    cancel = cancel or CancelToken()
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    evidence = torch.as_tensor(np.asarray(evidence)).double()
+    if evidence.dim() != 3 or evidence.shape[0] == 0:
+        raise ValueError("the verdict needs the evidence of at least one image, shaped (N, views, E)")
+    n_images, n_views, _ = evidence.shape
+    table = MessageTable.of(torch.cat([true_message.view(1, -1).double(),
+                                       null_messages(true_message, null_keys, seed).double()]))
+    total = len(table)
+    true_scores = message_scores(evidence, table.rows(0, 1))[:, 0]
+    sums = torch.zeros(n_images, dtype=torch.float64)
+    squares = torch.zeros(n_images, dtype=torch.float64)
+    image_exceed = torch.zeros(n_images, dtype=torch.float64)
+    for start, stop in _chunks(n_images, n_views, total):
+        cancel.raise_if_cancelled()
+        scores = message_scores(evidence, table.rows(start, stop))
+        sums += scores.sum(-1)
+        squares += (scores**2).sum(-1)
+        null_scores = scores[:, 1:] if start == 0 else scores  # row 0 is the true message itself
+        image_exceed += (null_scores >= true_scores[:, None]).double().sum(-1)
+    # Moments over all K + 1 messages (true one included), a symmetric function of them: exchangeable.
+    mean = sums / total
+    sd = ((squares - total * mean**2).clamp_min(0) / (total - 1)).sqrt()
+    scale = torch.where(sd > 0, 1 / sd.clamp_min(1e-300), torch.zeros_like(sd))
+    statistics = torch.empty(total, dtype=torch.float64)
+    for start, stop in _chunks(n_images, n_views, total):
+        cancel.raise_if_cancelled()
+        scores = message_scores(evidence, table.rows(start, stop))
+        statistics[start:stop] = ((scores - mean[:, None]) * scale[:, None]).sum(0) / math.sqrt(n_images)
+    observed = float(statistics[0])
+    null = statistics[1:].numpy()
+    exceed = int((null >= observed).sum())
+    p_mc = (1 + exceed) / (null_keys + 1)
+    effect_z, p_tail = normal_tail(null, observed)
+    coarse = exceed < MIN_EXCEEDANCES
+    p_value = p_tail if coarse else p_mc
+    verdict = decide(p_mc, p_tail, alpha, null_keys)
+    z_true = ((true_scores - mean) * scale).tolist()
+    paths = paths or [Path(f"image {i + 1}") for i in range(n_images)]
+    images = [ImageContribution(path, float(a), float(z), (1 + float(e)) / (null_keys + 1))
+              for path, a, z, e in zip(paths, true_scores.tolist(), z_true, image_exceed.tolist(), strict=True)]
+    return VerdictResult(n_images, p_value, p_mc, p_tail, "tail model" if coarse else "monte carlo", exceed,
+                         null_keys, seed, observed, effect_z, alpha, bool(verdict), images)
+
+
+def evidence_of_paths(detector: WatermarkDetector, paths: Iterable[Path], total: int, device: torch.device | str,
+                      batch_size: int = 16, cancel: CancelToken | None = None) -> Iterator[Progress]:
+    """One Progress per image, its payload an ImageEvidence (unreadable files carry a one-line reason)."""
+    cancel = cancel or CancelToken()
+    size = detector.working_size
+    done = 0
+    pending: list[tuple[Path, np.ndarray]] = []
+
+    def flush() -> Iterator[Progress]:
+        nonlocal done
+        if not pending:
+            return
+        with torch.no_grad():
+            batch = torch.from_numpy(np.stack([image for _, image in pending])).to(device)
+            views = detector.decode_views(batch.permute(0, 3, 1, 2).float() / 255.0).cpu().numpy()
+        for (path, _), evidence in zip(pending, views, strict=True):
+            done += 1
+            yield Progress(done, total, path.name, ImageEvidence(path, evidence))
+        pending.clear()
+
+    for path in paths:
+        if cancel.cancelled:
+            return
+        path = Path(path)
+        try:
+            pending.append((path, load_rgb_resized(path, (size, size))))
+        except (ImageLoadError, OSError, ValueError) as error:
+            yield from flush()
+            done += 1
+            reason = "no such file" if isinstance(error, FileNotFoundError) else (str(error) or type(error).__name__)
+            yield Progress(done, total, path.name, ImageEvidence(path, None, reason))
+        if len(pending) >= batch_size:
+            yield from flush()
+    yield from flush()
+
+
+def verdict_job(detector: WatermarkDetector, true_message: torch.Tensor, paths: list[Path],
+                device: torch.device | str, alpha: float = DEFAULT_ALPHA, null_keys: int = DEFAULT_NULL_KEYS,
+                seed: int = NULL_SEED, cancel: CancelToken | None = None) -> Iterator[Progress]:
+    """Evidence of every image (one Progress each, payload ImageEvidence), then one last Progress whose
+    payload is the VerdictResult, or None when no image could be read."""
+    cancel = cancel or CancelToken()
+    found: list[ImageEvidence] = []
+    errors: list[tuple[Path, str]] = []
+    for progress in evidence_of_paths(detector, paths, len(paths), device, cancel=cancel):
+        item: ImageEvidence = progress.payload
+        if item.evidence is None:
+            errors.append((item.path, item.error or "unreadable"))
+        else:
+            found.append(item)
+        yield progress
+    if cancel.cancelled:
+        return
+    result = None
+    if found:
+        result = set_verdict(np.stack([item.evidence for item in found if item.evidence is not None]),
+                             true_message, alpha, null_keys, seed, [item.path for item in found], cancel)
+        result.errors = errors
+    yield Progress(len(paths), len(paths), "verdict", result)
