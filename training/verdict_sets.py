@@ -10,6 +10,7 @@ messages, the tested one included) as the app.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,7 @@ def _binomial_cdf(k: int, n: int, p: float) -> float:
     return float(min(1.0, math.exp(top) * np.exp(log_terms - top).sum()))
 
 
-def _solve_decreasing(f, target: float) -> float:  # noqa: ANN001
+def _solve_decreasing(f: Callable[[float], float], target: float) -> float:
     """p in (0, 1) with f(p) = target for f decreasing in p (bisection to 1e-12)."""
     low, high = 0.0, 1.0
     for _ in range(60):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -12,12 +13,12 @@ from gwm_desktop.cli.common import (
     fail,
     make_engine,
     resolve_profile,
-    with_progress,
 )
+from gwm_desktop.core.jobs import with_progress
 from gwm_desktop.core.profiles import ProfileError, ProfileStore
 
 
-def register(sub) -> None:  # type: ignore[no-untyped-def]
+def register(sub: argparse._SubParsersAction) -> None:
     from gwm_desktop.core.verdict import DEFAULT_ALPHA, DEFAULT_NULL_KEYS
 
     parser = sub.add_parser("verdict", help="model-level verdict: treat all images given as one model's outputs")
@@ -34,7 +35,7 @@ def register(sub) -> None:  # type: ignore[no-untyped-def]
     parser.set_defaults(handler=run)
 
 
-def run(args) -> int:  # type: ignore[no-untyped-def]
+def run(args: argparse.Namespace) -> int:
     if not 0 < args.alpha < 1:
         return fail(f"--alpha must be between 0 and 1, got {args.alpha}")
     if args.null_keys < 99:

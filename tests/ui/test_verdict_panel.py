@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.ui.conftest import needs_real_model, write_images
+import pytest
+
+from tests.ui.conftest import write_images
 
 
-def verdict_after_scan(qtbot, tab, timeout: int = 120_000):  # noqa: ANN001, ANN201
+def verdict_after_scan(qtbot, tab, timeout: int = 120_000):
     with qtbot.waitSignal(tab.verdict_panel.verdict_finished, timeout=timeout) as blocker:
         assert tab.start_scan()
     return blocker.args[0]
 
 
-@needs_real_model
+@pytest.mark.slow
 def test_switch_gives_a_worded_verdict_and_an_evidence_report(window, qtbot, tmp_path: Path) -> None:
     tab, panel = window.scan_tab, window.scan_tab.verdict_panel
     profile = window.context.profile()
@@ -57,7 +59,7 @@ def test_switch_off_runs_no_verdict_and_is_remembered(window, qtbot, tmp_path: P
     assert window.context.settings.get("scan_model_verdict") is True
 
 
-@needs_real_model
+@pytest.mark.slow
 def test_a_new_scan_clears_the_last_verdict_and_waits_for_a_running_one(window, qtbot, tmp_path: Path) -> None:
     tab, panel = window.scan_tab, window.scan_tab.verdict_panel
     panel.switch.setChecked(True)
