@@ -28,7 +28,10 @@ from PySide6.QtWidgets import (
 )
 
 from gwm_desktop.core.jobs import eta_seconds
-from gwm_desktop.ui import detector_install, phase2_run, training_jobs
+from gwm_desktop.jobs import detector
+from gwm_desktop.jobs.phase2 import earlier_outputs
+from gwm_desktop.jobs.registry import JOBS, start
+from gwm_desktop.jobs.spec import JobOutcome, JobSpec
 from gwm_desktop.ui.context import AppContext, expand_inputs, format_eta
 from gwm_desktop.ui.loss_plot import LossPlot
 from gwm_desktop.ui.phase2_form import Phase2Form
@@ -53,7 +56,7 @@ class AdvancedTab(QWidget):
         self.context = context
         self.settings = context.settings
         self.runner = JobRunner(self)
-        self.outcome: training_jobs.JobOutcome | None = None
+        self.outcome: JobOutcome | None = None
         self._eta_origin: tuple[float, int] | None = None
         self._stepped = False
         self._curves: tuple[str, ...] = ()
@@ -68,7 +71,7 @@ class AdvancedTab(QWidget):
         intro.setWordWrap(True)
         self.job_combo = QComboBox()
         self.job_combo.setAccessibleName("Training job")
-        for job in training_jobs.JOBS.values():
+        for job in JOBS.values():
             text = job.title if job.available() else f"{job.title} — {job.unavailable_reason()}"
             self.job_combo.addItem(text, job.kind)
             item = self.job_combo.model().item(self.job_combo.count() - 1)
@@ -209,22 +212,21 @@ class AdvancedTab(QWidget):
         if not loaded:
             self.install_button.setEnabled(False)
             return
-        profile_folder = self.context.profile().folder
         self.install_button.setEnabled(not busy and self.outcome is not None and self.outcome.model_dir is not None
                                        and self.context.engine is not None)
-        self.rollback_button.setEnabled(not busy and detector_install.can_roll_back(profile_folder))
+        self.rollback_button.setEnabled(not busy and self.context.profile().can_roll_back_detector())
         for widget in (self.job_combo, self.data_edit, self.steps_spin, self.batch_spin, self.device_combo,
                        self.init_check, self.resume_check):
             widget.setEnabled(not busy)
         self.phase2.set_enabled(not busy)
 
-    def spec(self) -> training_jobs.JobSpec:
+    def spec(self) -> JobSpec:
         from gwm_desktop.core.engine import default_model_dir
 
         if self.job_combo.currentData() == "phase2":  # the app's watermark model (None: the shipped one) and key
             model, profile = self.context.engine_host.model_dir, self.context.profile()
             extra = {**self.phase2.extra(), "key_file": str(profile.folder / "key.bin"), "profile": profile.name}
-            return training_jobs.JobSpec(kind="phase2", data=[self.phase2.images_dir()], out=str(self.run_folder()),
+            return JobSpec(kind="phase2", data=[self.phase2.images_dir()], out=str(self.run_folder()),
                                          steps=max((self.phase2.step_spins[m].value() for m in extra["methods"]),
                                                    default=self.steps_spin.value()),
                                          device=self.device_combo.currentData(), resume=self.resume_check.isChecked(),
@@ -234,7 +236,7 @@ class AdvancedTab(QWidget):
             init = None
         if self.context.engine_host.model_dir is not None and self.init_check.isChecked():
             init = str(self.context.engine_host.model_dir)
-        return training_jobs.JobSpec(kind=self.job_combo.currentData(), data=[self.data_edit.text().strip()],
+        return JobSpec(kind=self.job_combo.currentData(), data=[self.data_edit.text().strip()],
                                      out=str(self.run_folder()), steps=self.steps_spin.value(),
                                      batch_size=self.batch_spin.value(), device=self.device_combo.currentData(),
                                      resume=self.resume_check.isChecked(), init_from=init)
@@ -258,11 +260,11 @@ class AdvancedTab(QWidget):
             spec = self.spec()
             details = f"{spec.steps} steps, batch {spec.batch_size}"
         try:
-            factory = training_jobs.start(spec)
+            factory = start(spec)
         except RuntimeError as error:
             return self._refuse(str(error))
         self.outcome = None
-        job = training_jobs.JOBS[spec.kind]
+        job = JOBS[spec.kind]
         if not spec.resume or self.plot.series != job.curves[:4]:
             self.plot.series = job.curves[:4]
             self.plot.clear()
@@ -283,7 +285,7 @@ class AdvancedTab(QWidget):
         self._refresh_enabled()
         return True
 
-    def _phase2_spec(self) -> training_jobs.JobSpec | None:
+    def _phase2_spec(self) -> JobSpec | None:
         """The Phase 2 JobSpec, or None (and a message) when a field is unusable or the user stepped back."""
         problem = self.phase2.problem()
         if problem:
@@ -291,7 +293,7 @@ class AdvancedTab(QWidget):
             return None
         self.phase2.save()
         spec = self.spec()
-        earlier = phase2_run.earlier_outputs(Path(spec.out))
+        earlier = earlier_outputs(Path(spec.out))
         if earlier and not spec.resume:
             start_over = self.phase2.confirm_start_over(earlier)
             if start_over is None:
@@ -362,30 +364,16 @@ class AdvancedTab(QWidget):
         engine = self.context.engine
         if self.runner.busy or engine is None or self.outcome is None or self.outcome.model_dir is None:
             return False
-        profile = self.context.profile()
-        candidate = self.outcome.model_dir
-        if self.outcome.heldout is not None:  # Phase 2: the held-out images its personalised models made
-            clean, marked = self.outcome.heldout
-            self._log(f"Evaluating the new detector against the current one on {len(marked)} watermarked and "
-                      f"{len(clean)} clean held-out images…")
-            worker = self.runner.start(lambda cancel: detector_install.evaluate_on_images(
-                engine, profile, candidate, clean, marked, cancel=cancel), "evaluate")
-        else:
-            images = expand_inputs([Path(self.data_edit.text().strip())])[:16]
-            self._log(f"Evaluating the new detector against the current one on {len(images)} images…")
-            worker = self.runner.start(
-                lambda cancel: detector_install.evaluate_detectors(engine, profile, candidate, images, cancel=cancel),
-                "evaluate")
+        profile, candidate = self.context.profile(), self.outcome.model_dir
+        fallback = expand_inputs([Path(self.data_edit.text().strip())])[:16] if self.outcome.heldout is None else []
+        message, job = detector.evaluation_job(engine, profile, self.outcome, fallback)
+        self._log(message)
+        worker = self.runner.start(job, "evaluate")
 
         def decided(result: Any) -> None:
-            current, new = result
-            decision = detector_install.install_if_better(profile.folder, candidate, new, current)
-            if decision.installed:
-                engine.invalidate_profile(profile)  # the scanner must not keep using the old detector
-            for name, ev in (("current", current), ("new", new)):
-                self._log(f"  {name}: " + (f"{ev.metric} {ev.value:.3f} ({ev.details})" if ev
-                                           else "no calibration bank, cannot be evaluated"))
-            self._log(("Installed. " if decision.installed else "Not installed: ") + decision.reason)
+            decision, lines = detector.install_if_better(engine, profile, candidate, result)
+            for line in lines:
+                self._log(line)
             self.context.say(decision.reason)
 
         worker.returned.connect(decided)
@@ -396,14 +384,11 @@ class AdvancedTab(QWidget):
         return True
 
     def roll_back(self) -> None:
-        folder = self.context.profile().folder
         try:
-            detector_install.roll_back(folder)
+            detector.roll_back(self.context.engine, self.context.profile())
         except OSError as error:
             self._log(f"Roll back failed: {error}")
             return
-        if self.context.engine is not None:
-            self.context.engine.invalidate_profile(self.context.profile())
         self._log("Restored the previous detector.")
         self.context.say("Restored the previous detector")
         self._refresh_enabled()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gwm_desktop.ui import detector_install
 from tests.ui.conftest import write_images
 
 
@@ -45,23 +44,3 @@ def test_phase1_run_completes_then_another_is_cancelled(window, qtbot, tmp_path:
     assert steps_seen and steps_seen[0] == 3  # resumed after the 2 finished steps
     assert list((Path(tab.spec().out) / "checkpoints").iterdir())
     qtbot.waitUntil(lambda: not tab.runner.busy and tab.start_button.isEnabled(), timeout=10_000)
-
-
-def test_detector_installs_only_when_better_and_rolls_back(tmp_path: Path) -> None:
-    profile = tmp_path / "profile"
-    profile.mkdir()
-    first, second = tmp_path / "first", tmp_path / "second"
-    for folder, tag in ((first, "1"), (second, "2")):
-        folder.mkdir()
-        (folder / "manifest.json").write_text(tag)
-    E = detector_install.Evaluation
-    assert detector_install.install_if_better(profile, first, E("acc", 0.8), None).installed
-    worse = detector_install.install_if_better(profile, second, E("acc", 0.7), E("acc", 0.8))
-    assert not worse.installed and (profile / "detector" / "manifest.json").read_text() == "1"
-    assert not detector_install.install_if_better(profile, second, None, E("acc", 0.8)).installed
-    assert detector_install.install_if_better(profile, second, E("acc", 0.9), E("acc", 0.8)).installed
-    assert (profile / "detector" / "manifest.json").read_text() == "2"
-    assert (profile / "detector.previous" / "manifest.json").read_text() == "1"
-    detector_install.roll_back(profile)
-    assert (profile / "detector" / "manifest.json").read_text() == "1"
-    assert (profile / "detector.previous" / "manifest.json").read_text() == "2"

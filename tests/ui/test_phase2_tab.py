@@ -172,7 +172,7 @@ def test_bad_input_is_refused_before_anything_starts(window, qtbot, world, tmp_p
     assert spec.extra["method_overrides"]["textual_inversion"]["train_steps"] == 2000
     assert spec.extra["key_file"].endswith("key.bin") and spec.init_from == str(world["model"])
 
-    from gwm_desktop.ui.phase2_run import config_from_spec
+    from gwm_desktop.jobs.phase2 import config_from_spec
 
     config = config_from_spec(spec)
     assert config.personalize_config("textual_inversion").resolved_steps() == 2000
@@ -184,8 +184,8 @@ def test_bad_input_is_refused_before_anything_starts(window, qtbot, world, tmp_p
 
 
 def test_lora_layers_choice_reaches_the_personalization(window, world) -> None:  # noqa: ANN001
+    from gwm_desktop.jobs.phase2 import config_from_spec
     from gwm_desktop.ui.phase2_form import LORA_TARGETS
-    from gwm_desktop.ui.phase2_run import config_from_spec
     from training.phase2.personalize import LORA_TARGET_SETS
 
     assert [key for key, *_ in LORA_TARGETS] == list(LORA_TARGET_SETS)
@@ -201,7 +201,7 @@ def test_lora_layers_choice_reaches_the_personalization(window, world) -> None: 
 
 
 def test_watermark_level_and_share_reach_the_phase2_config(window, world, settings) -> None:  # noqa: ANN001
-    from gwm_desktop.ui.phase2_run import config_from_spec
+    from gwm_desktop.jobs.phase2 import config_from_spec
 
     tab = window.advanced_tab
     configure(tab, world)
