@@ -50,6 +50,18 @@ def earlier_outputs(out: Path) -> list[Path]:
                   if p.name in OUTPUT_DIRS or p.name.startswith(("detectors", "report")))
 
 
+def start_over(out: Path) -> Iterator[Progress]:
+    """Delete what an earlier run left in ``out`` (saying so first), so every stage runs again."""
+    earlier = earlier_outputs(out)
+    if earlier:
+        yield Progress(0, 1, f"Starting over: deleting the last Phase 2 run's results in {out}", {})
+    for path in earlier:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
 def headline(report: dict[str, Any]) -> str:
     """One line per method: held-out accuracy and AUC of the Phase 2 detector vs the Phase 1 detector."""
     from training.phase2.report import number as num
@@ -84,13 +96,8 @@ def phase2_job(spec: JobSpec, cancel: CancelToken) -> Iterator[Progress]:
 
     config = config_from_spec(spec)
     out = Path(config.out)
-    if not spec.resume and earlier_outputs(out):
-        yield Progress(0, 1, f"Starting over: deleting the last Phase 2 run's results in {out}", {})
-        for path in earlier_outputs(out):
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
+    if not spec.resume:
+        yield from start_over(out)
     phase2 = Phase2Run(config, cancel)
     steps = ", ".join(f"{m} {config.personalize_config(m).resolved_steps()} steps" for m in config.methods)
     per_model = sum(map(len, phase2.train_seeds))

@@ -144,8 +144,8 @@ def seeds_per_prompt(prompts: Sequence[str], seeds: Sequence[int] | Sequence[Seq
     if seeds and isinstance(seeds[0], Sequence):
         if len(seeds) != len(prompts):
             raise ValueError(f"{len(seeds)} seed lists for {len(prompts)} prompts")
-        return [[int(s) for s in own] for own in seeds]  # type: ignore[union-attr]
-    return [[int(s) for s in seeds] for _ in prompts]  # type: ignore[arg-type]
+        return [[int(s) for s in own] for own in seeds]
+    return [[int(s) for s in seeds] for _ in prompts]
 
 
 def synthesize(pipeline: Any, prompts: list[str], seeds: Sequence[int] | Sequence[Sequence[int]], out_dir: Path,
