@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -17,24 +16,22 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QSpinBox,
-    QTabWidget,
-    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
 
 from gwm_desktop.core.jobs import eta_seconds
 from gwm_desktop.jobs import detector
+from gwm_desktop.jobs.phase1 import PHASE1_CURVES
 from gwm_desktop.jobs.phase2 import earlier_outputs
 from gwm_desktop.jobs.registry import JOBS, start
 from gwm_desktop.jobs.spec import JobOutcome, JobSpec
 from gwm_desktop.ui.context import AppContext, expand_inputs, format_eta
-from gwm_desktop.ui.loss_plot import LossPlot
 from gwm_desktop.ui.phase2_form import Phase2Form
+from gwm_desktop.ui.training_output import TrainingOutput
 from gwm_desktop.ui.workers import JobRunner
 
 DEVICES = (("auto", "Automatic (GPU if available)"), ("cuda", "NVIDIA GPU (CUDA)"), ("mps", "Apple GPU (MPS)"),
@@ -46,6 +43,13 @@ RESUME_TIPS = {
               "personalisation from its last checkpoint. Off: those results are deleted and Phase 2 starts over "
               "(you are asked first).",
 }
+
+
+def _row(*widgets: QWidget) -> QHBoxLayout:
+    row = QHBoxLayout()
+    for widget in widgets:
+        row.addWidget(widget)
+    return row
 
 
 class AdvancedTab(QWidget):
@@ -69,6 +73,24 @@ class AdvancedTab(QWidget):
         intro = QLabel("For power users: retrain the watermark on your own machine. Training can take hours on a "
                        "CPU; it checkpoints as it goes, so you can cancel and resume later.")
         intro.setWordWrap(True)
+        left = QVBoxLayout()
+        left.addWidget(intro)
+        left.addWidget(self._build_job_box())
+        self._build_actions(left)
+        left.addStretch(1)
+        self.output = TrainingOutput(PHASE1_CURVES[:4])
+        self.plot, self.log = self.output.plot, self.output.log
+        self.report_view, self.output_tabs = self.output.report_view, self.output.tabs
+        layout = QHBoxLayout(self)
+        left_widget = QWidget()
+        left_widget.setLayout(left)
+        left_widget.setMaximumWidth(480)
+        layout.addWidget(left_widget)
+        layout.addWidget(self.output, 1)
+        self._job_changed()
+
+    def _build_job_box(self) -> QGroupBox:
+        """The job, its inputs (Phase 1's or the Phase 2 form's rows, shown per job) and the run folder."""
         self.job_combo = QComboBox()
         self.job_combo.setAccessibleName("Training job")
         for job in JOBS.values():
@@ -82,7 +104,7 @@ class AdvancedTab(QWidget):
         self.data_edit.setAccessibleName("Training images folder")
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._choose_data)
-        data_row = QHBoxLayout()
+        self.data_row = data_row = QHBoxLayout()
         data_row.addWidget(self.data_edit, 1)
         data_row.addWidget(browse)
         self.steps_spin = QSpinBox()
@@ -105,21 +127,20 @@ class AdvancedTab(QWidget):
         self.run_label.setWordWrap(True)
         self.run_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.phase2 = Phase2Form(self.settings, self)
-        form_box = QGroupBox("Job")
-        self.form = form = QFormLayout(form_box)
+        box = QGroupBox("Job")
+        self.form = form = QFormLayout(box)
         form.addRow("Job", self.job_combo)
         for label, field in self.phase2.rows:
             form.addRow(label, field)
-        self.data_row = data_row
-        form.addRow("Images", data_row)
-        form.addRow("Steps", self.steps_spin)
-        form.addRow("Batch size", self.batch_spin)
-        form.addRow("Device", self.device_combo)
-        form.addRow("", self.init_check)
-        form.addRow("", self.resume_check)
-        form.addRow("Run folder", self.run_label)
+        for label, field in (("Images", data_row), ("Steps", self.steps_spin), ("Batch size", self.batch_spin),
+                             ("Device", self.device_combo), ("", self.init_check), ("", self.resume_check),
+                             ("Run folder", self.run_label)):
+            form.addRow(label, field)
         self.job_combo.currentIndexChanged.connect(self._job_changed)
+        return box
 
+    def _build_actions(self, column: QVBoxLayout) -> None:
+        """Start and cancel, the progress of the running job, then evaluate-and-install and roll back."""
         self.start_button = QPushButton("Start training")
         self.start_button.clicked.connect(self.start_job)
         self.cancel_button = QPushButton("Cancel")
@@ -131,54 +152,15 @@ class AdvancedTab(QWidget):
         self.rollback_button = QPushButton("Roll back detector")
         self.rollback_button.setToolTip("Restore the profile's previous detector")
         self.rollback_button.clicked.connect(self.roll_back)
-        buttons = QHBoxLayout()
-        for b in (self.start_button, self.cancel_button):
-            buttons.addWidget(b)
-        buttons2 = QHBoxLayout()
-        for b in (self.install_button, self.rollback_button):
-            buttons2.addWidget(b)
         self.progress = QProgressBar()
         self.progress.setAccessibleName("Training progress")
         self.progress_label = QLabel("")
         self.metrics_label = QLabel("")
         self.metrics_label.setWordWrap(True)
-
-        left = QVBoxLayout()
-        left.addWidget(intro)
-        left.addWidget(form_box)
-        left.addLayout(buttons)
-        left.addWidget(self.progress)
-        left.addWidget(self.progress_label)
-        left.addWidget(self.metrics_label)
-        left.addLayout(buttons2)
-        left.addStretch(1)
-
-        self.plot = LossPlot(("loss_d", "loss_g", "lpips", "bit_acc"))
-        self.log = QPlainTextEdit()
-        self.log.setReadOnly(True)
-        self.log.setMaximumBlockCount(5000)
-        self.log.setAccessibleName("Training log")
-        self.log.setFont(QFont("monospace"))
-        self.log.setPlaceholderText("The training log appears here.")
-        self.report_view = QTextBrowser()
-        self.report_view.setAccessibleName("Training report")
-        self.report_view.setPlaceholderText("A finished Phase 2 run's report (held-out accuracy per method) "
-                                            "appears here.")
-        self.output_tabs = QTabWidget()
-        self.output_tabs.addTab(self.log, "Log")
-        self.output_tabs.addTab(self.report_view, "Report")
-        right = QVBoxLayout()
-        right.addWidget(QLabel("Training curves"))
-        right.addWidget(self.plot, 3)
-        right.addWidget(self.output_tabs, 2)
-
-        layout = QHBoxLayout(self)
-        left_widget = QWidget()
-        left_widget.setLayout(left)
-        left_widget.setMaximumWidth(480)
-        layout.addWidget(left_widget)
-        layout.addLayout(right, 1)
-        self._job_changed()
+        column.addLayout(_row(self.start_button, self.cancel_button))
+        for widget in (self.progress, self.progress_label, self.metrics_label):
+            column.addWidget(widget)
+        column.addLayout(_row(self.install_button, self.rollback_button))
 
     # -- state ---------------------------------------------------------------------------------
     def run_folder(self) -> Path:

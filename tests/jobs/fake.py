@@ -25,6 +25,7 @@ from gwm_desktop.core.jobs import CancelToken, JobCancelled, Progress
 from gwm_desktop.jobs import registry
 from gwm_desktop.jobs.phase2 import config_from_spec, start_over
 from gwm_desktop.jobs.spec import JobOutcome, JobSpec
+from training.phase2.methods import installed_detector
 
 STEP_S = 0.002  # long enough that a cancel from the UI thread lands while the job is still running
 FINETUNE_STEPS = 3
@@ -100,7 +101,7 @@ def fake_phase2_job(spec: JobSpec, cancel: CancelToken) -> Iterator[Progress]:
                                {"stage": stage, "step": done, "personalize_loss": 1 / step})
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "personalization.json").write_text(json.dumps({"method": method, "steps_done": step}))
-    name = "joint" if len(config.methods) > 1 else config.methods[0]
+    name = installed_detector(config.methods, config.joint_detector)
     detector = out / "detectors" / name
     if not (detector / "manifest.json").exists():
         for step in range(1, FINETUNE_STEPS + 1):
