@@ -90,9 +90,9 @@ def _relayed(progress: Progress) -> dict[str, Any]:
 
 def phase2_job(spec: JobSpec, cancel: CancelToken) -> Iterator[Progress]:
     """Run (or resume) Phase 2 for one subject; returns a ``JobOutcome`` with the report."""
-    from training.phase2.methods import installed_detector
     from training.phase2.pipeline import Phase2Run
     from training.phase2.report import render_markdown
+    from training.phase2_methods import installed_detector
 
     config = config_from_spec(spec)
     out = Path(config.out)

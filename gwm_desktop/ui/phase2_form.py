@@ -30,18 +30,24 @@ from PySide6.QtWidgets import (
 
 from gwm_desktop.core.levels import LEVELS, level_by_name
 from gwm_desktop.ui.settings import Settings
-from training.phase2.methods import DEFAULT_STEPS
+from training.phase2_methods import DEFAULT_LEARNING_RATE, DEFAULT_STEPS
 
-# (key, label, tool tip); the default steps are training.phase2.methods.DEFAULT_STEPS.
+
+def _rate(method: str) -> str:
+    """The method's default learning rate as the tool tips write it (5e-6, not 5e-06)."""
+    return f"{DEFAULT_LEARNING_RATE[method]:.0e}".replace("e-0", "e-")
+
+
+# (key, label, tool tip); the default steps and learning rates are training.phase2_methods'.
 METHODS = (
-    ("dreambooth", "DreamBooth", "Fine-tunes the whole UNet (learning rate 5e-6). The strongest imitation; "
-                                      "needs a GPU with about 16 GB or more, and 3.4 GB of disk per model."),
-    ("lora", "LoRA", "Small rank-4 adapters on the UNet's attention (learning rate 1e-4). The usual "
-                          "choice: fits an 8 GB GPU, a few MB per model."),
+    ("dreambooth", "DreamBooth", f"Fine-tunes the whole UNet (learning rate {_rate('dreambooth')}). The strongest "
+                                 "imitation; needs a GPU with about 16 GB or more, and 3.4 GB of disk per model."),
+    ("lora", "LoRA", f"Small rank-4 adapters on the UNet's attention (learning rate {_rate('lora')}). The usual "
+                     "choice: fits an 8 GB GPU, a few MB per model."),
     ("textual_inversion", "Textual Inversion", "Learns only one new word's embedding (learning rate "
-                                                     "5e-4). Cheapest per step but needs the most steps."),
+                                               f"{_rate('textual_inversion')}). Cheapest per step but needs the most steps."),
 )
-# (key, label, tool tip) for LoRA's layers; keys are training.phase2.methods.LORA_TARGET_SETS' (a test checks).
+# (key, label, tool tip) for LoRA's layers; keys are training.phase2_methods.LORA_TARGET_SETS' (a test checks).
 LORA_TARGETS = (
     ("attention", "attention layers", "Adapters on the attention projections only, as diffusers' training script."),
     ("transformer", "+ feed-forward", "Every linear layer of the transformer blocks, as kohya-ss sd-scripts."),

@@ -6,7 +6,7 @@ from typing import Any
 
 from PySide6.QtCore import QSettings
 
-from training.phase2.methods import DEFAULT_STEPS
+from training.phase2_methods import DEFAULT_STEPS
 
 DEFAULTS: dict[str, Any] = {
     "profile": "default",

@@ -25,7 +25,7 @@ from gwm_desktop.core.jobs import CancelToken, JobCancelled, Progress
 from gwm_desktop.jobs import registry
 from gwm_desktop.jobs.phase2 import config_from_spec, start_over
 from gwm_desktop.jobs.spec import JobOutcome, JobSpec
-from training.phase2.methods import installed_detector
+from training.phase2_methods import installed_detector
 
 STEP_S = 0.002  # long enough that a cancel from the UI thread lands while the job is still running
 FINETUNE_STEPS = 3

@@ -145,7 +145,7 @@ def test_cancelled_phase2_returns_to_idle_and_installs_nothing(window, qtbot, wo
 
 
 def test_bad_input_is_refused_before_anything_starts(window, qtbot, world, tmp_path: Path) -> None:
-    from training.phase2.methods import DEFAULT_STEPS
+    from training.phase2_methods import DEFAULT_STEPS
 
     tab = window.advanced_tab
     assert {k: tab.phase2.step_spins[k].value() for k in DEFAULT_STEPS} == DEFAULT_STEPS  # form defaults
@@ -193,7 +193,7 @@ def test_bad_input_is_refused_before_anything_starts(window, qtbot, world, tmp_p
 def test_lora_layers_choice_reaches_the_personalization(window, world) -> None:
     from gwm_desktop.jobs.phase2 import config_from_spec
     from gwm_desktop.ui.phase2_form import LORA_TARGETS
-    from training.phase2.methods import LORA_TARGET_SETS
+    from training.phase2_methods import LORA_TARGET_SETS
 
     assert [key for key, *_ in LORA_TARGETS] == list(LORA_TARGET_SETS)
     tab = window.advanced_tab

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.phase2.config import Phase2Config
-from training.phase2.methods import DEFAULT_LEARNING_RATE, DEFAULT_STEPS, LORA_TARGET_SETS, METHODS
+from training.phase2_methods import DEFAULT_LEARNING_RATE, DEFAULT_STEPS, LORA_TARGET_SETS, METHODS
 
 if TYPE_CHECKING:
     from gwm_desktop.core.profiles import Profile
@@ -178,7 +178,7 @@ def install_into_profile(run: Phase2Run, profile: Profile) -> list[str]:
     from gwm_desktop.core.detector_eval import install_if_better
     from gwm_desktop.core.devices import resolve_device
     from gwm_desktop.core.weights import load_model
-    from training.phase2.methods import installed_detector
+    from training.phase2_methods import installed_detector
 
     config = run.config
     name = installed_detector(config.methods, config.joint_detector)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from training.phase2.methods import METHODS, detector_sets
+from training.phase2_methods import METHODS, detector_sets
 
 if TYPE_CHECKING:
     from training.phase2.detector_finetune import DetectorFinetuneConfig
@@ -44,8 +44,8 @@ class Phase2Config:
     placeholder_token: str = "<sks>"
     initializer_token: str = "painting"
     resolution: int = 512
-    train_steps: int | None = None                  # None: each method's default (methods.DEFAULT_STEPS)
-    learning_rate: float | None = None              # None: each method's default (methods.DEFAULT_LEARNING_RATE)
+    train_steps: int | None = None                  # None: each method's default (phase2_methods.DEFAULT_STEPS)
+    learning_rate: float | None = None              # None: each method's default (phase2_methods.DEFAULT_LEARNING_RATE)
     batch_size: int = 1
     gradient_accumulation: int = 1
     lora_rank: int = 4
@@ -92,7 +92,7 @@ class Phase2Config:
                                       device=self.device, seed=self.seed, threads=self.threads)
 
     def detector_sets(self) -> dict[str, list[str]]:
-        """{detector name: methods whose images it is fine-tuned on} (``methods.detector_sets``)."""
+        """{detector name: methods whose images it is fine-tuned on} (``phase2_methods.detector_sets``)."""
         return detector_sets(self.methods, self.joint_detector)
 
     def validate(self) -> None:

@@ -4,7 +4,7 @@ Phase 2 personalizes a public model twice, on the subject's clean images X and o
 images X_w, the way a forger would (SPEC section 2). The loop is the one of diffusers' own training
 examples, run through ``accelerate.Accelerator`` (``accelerate launch --multi_gpu`` spreads it over
 GPUs; bf16/fp16 on CUDA, fp32 on MPS and CPU). What differs per method lives in ``strategies``; the
-default steps and learning rates in ``methods``.
+default steps and learning rates in ``training.phase2_methods``.
 
 The VAE is frozen, so each image's latent distribution is encoded once and sampled every step. All
 randomness (batches, noise, timesteps) comes from one CPU generator saved in checkpoints, so a
@@ -43,9 +43,9 @@ from training.phase2.loading import (
     precision_dtype,
     read_personalization,
 )
-from training.phase2.methods import DEFAULT_LEARNING_RATE, DEFAULT_STEPS, METHODS
 from training.phase2.personalize_config import PersonalizeConfig
 from training.phase2.strategies import STRATEGIES, place
+from training.phase2_methods import DEFAULT_LEARNING_RATE, DEFAULT_STEPS, METHODS
 
 
 # -- the trainer -------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from training.phase2.methods import DEFAULT_LEARNING_RATE, DEFAULT_STEPS, LORA_TARGET_SETS, METHODS
+from training.phase2_methods import DEFAULT_LEARNING_RATE, DEFAULT_STEPS, LORA_TARGET_SETS, METHODS
 
 
 @dataclass

@@ -4,7 +4,7 @@
 2. personalize the base model on X and on X_w with each method;
 3. synthesize S and S_w with each personalized model on training, validation and held-out prompts
    (disjoint sets, every image with a seed of its own: ``splits``);
-4. fine-tune the detector per method (and one on all methods together: ``methods.detector_sets``);
+4. fine-tune the detector per method (and one on all methods together: ``phase2_methods.detector_sets``);
    the validation images choose the step kept and D's decision threshold;
 5. report on the held-out images (``results``): Phase 1 detector vs each Phase 2 detector, and the
    cross-method matrix.

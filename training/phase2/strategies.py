@@ -18,8 +18,8 @@ from typing import Any, Protocol
 import torch
 
 from training.phase2.loading import EMBEDS_FILE, LORA_FILE
-from training.phase2.methods import LORA_TARGET_SETS
 from training.phase2.personalize_config import PersonalizeConfig
+from training.phase2_methods import LORA_TARGET_SETS
 
 
 class Personalizer(Protocol):

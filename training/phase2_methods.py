@@ -1,5 +1,6 @@
 """The personalization methods Phase 2 tests and their defaults: one home, read by the training code,
-the CLI's help and the GUI's form (so this module imports neither torch nor diffusers).
+the CLI's help and the GUI's form. It imports neither torch nor diffusers and sits outside
+``training.phase2``, so an app built without Phase 2 (``GWM_BUILD_LEAN``) still has it.
 
 Also the one rule for which detectors a run fine-tunes: one per method, plus a "joint" one on every
 method's images when there are several and ``joint`` is on; the joint one is what gets installed.
