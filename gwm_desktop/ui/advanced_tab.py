@@ -209,19 +209,19 @@ class AdvancedTab(QWidget):
             model, profile = self.context.engine_host.model_dir, self.context.profile()
             extra = {**self.phase2.extra(), "key_file": str(profile.folder / "key.bin"), "profile": profile.name}
             return JobSpec(kind="phase2", data=[self.phase2.images_dir()], out=str(self.run_folder()),
-                                         steps=max((self.phase2.step_spins[m].value() for m in extra["methods"]),
-                                                   default=self.steps_spin.value()),
-                                         device=self.device_combo.currentData(), resume=self.resume_check.isChecked(),
-                                         init_from=str(model) if model else None, extra=extra)
+                           steps=max((self.phase2.step_spins[m].value() for m in extra["methods"]),
+                                     default=self.steps_spin.value()),
+                           device=self.device_combo.currentData(), resume=self.resume_check.isChecked(),
+                           init_from=str(model) if model else None, extra=extra)
         init = str(default_model_dir()) if self.init_check.isChecked() else None
         if init and not (Path(init) / "manifest.json").exists():
             init = None
         if self.context.engine_host.model_dir is not None and self.init_check.isChecked():
             init = str(self.context.engine_host.model_dir)
         return JobSpec(kind=self.job_combo.currentData(), data=[self.data_edit.text().strip()],
-                                     out=str(self.run_folder()), steps=self.steps_spin.value(),
-                                     batch_size=self.batch_spin.value(), device=self.device_combo.currentData(),
-                                     resume=self.resume_check.isChecked(), init_from=init)
+                       out=str(self.run_folder()), steps=self.steps_spin.value(),
+                       batch_size=self.batch_spin.value(), device=self.device_combo.currentData(),
+                       resume=self.resume_check.isChecked(), init_from=init)
 
     # -- jobs ----------------------------------------------------------------------------------
     def start_job(self) -> bool:

@@ -92,6 +92,11 @@ def test_phase2_completes_shows_its_report_then_resumes_or_starts_over(window, q
     qtbot.waitUntil(tab.install_button.isEnabled, timeout=5000)
 
     assert tab.evaluate_and_install()
+    # The runner is idle once the outcome arrives, a moment before the tab's own handler logs the decision.
+    def decided() -> bool:
+        return any(word in tab.log.toPlainText() for word in ("Installed.", "Not installed:"))
+
+    qtbot.waitUntil(decided, timeout=20_000)
     qtbot.waitUntil(lambda: not tab.runner.busy, timeout=20_000)
     log = tab.log.toPlainText()
     assert "held-out images" in log and ("Installed." in log or "Not installed:" in log), log[-2000:]
