@@ -68,8 +68,8 @@ def check_qt(workdir: Path, log: Log) -> None:
     from PySide6.QtWidgets import QApplication
 
     from gwm_desktop.core.profiles import ProfileStore
-    from gwm_desktop.ui.app import build_window
     from gwm_desktop.ui.settings import Settings
+    from gwm_desktop.ui.window import build_window
 
     started = time.monotonic()
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "gwm-desktop"])

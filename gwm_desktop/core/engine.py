@@ -81,7 +81,7 @@ class Engine:
 
     def invalidate_profile(self, profile: Profile) -> None:
         """Forget a cached profile detector (after one is installed or rolled back)."""
-        self._profile_bundles.pop(profile.folder / "detector", None)
+        self._profile_bundles.pop(profile.detector_path, None)
         self._scanners.clear()
 
     def embedder(self, profile: Profile) -> Embedder:

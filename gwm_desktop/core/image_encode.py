@@ -19,13 +19,11 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-if TYPE_CHECKING:
-    from gwm_desktop.core.image_io import LoadedImage
+from gwm_desktop.core.loaded_image import LoadedImage
 
 __all__ = [
     "IMAGE_EXTENSIONS", "EncodeOptions", "atomic_write_bytes", "decode_bytes", "dpi_for_output", "encode_image",

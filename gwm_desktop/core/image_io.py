@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import threading
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +33,7 @@ from gwm_desktop.core.image_encode import (
     to_uint8,
     webp_is_lossless,
 )
+from gwm_desktop.core.loaded_image import LoadedImage
 
 __all__ = [
     "IMAGE_EXTENSIONS", "EncodeOptions", "ImageLoadError", "LoadedImage", "atomic_write_bytes", "decode_bytes",
@@ -66,40 +66,6 @@ _PIXEL_LIMIT_LOCK = threading.Lock()  # Pillow's limit is a module global; set i
 
 class ImageLoadError(Exception):
     """Clear, user-readable reason why a file cannot be protected (e.g. 'truncated JPEG file')."""
-
-
-@dataclass
-class LoadedImage:
-    """A decoded source image plus everything needed to write it back faithfully.
-
-    rgb: (H, W, 3) uint8 0-255, or uint16 0-65535 for 16-bit sources; upright (EXIF orientation applied);
-        greyscale expanded to 3 equal channels. alpha: (H, W) same dtype, exactly as stored, or None.
-        Both are fresh C-contiguous arrays owned by this object (safe for torch.from_numpy).
-    icc_profile is None when it does not describe `rgb` (CMYK source); exif has Orientation reset to 1.
-    dpi, webp_lossless and tiff_compression let `encode_image` write the output like the source.
-    """
-
-    path: Path
-    format: str
-    rgb: np.ndarray
-    alpha: np.ndarray | None
-    bit_depth: int
-    is_grey: bool
-    icc_profile: bytes | None
-    exif: bytes | None
-    source_mode: str
-    dpi: tuple[float, float] | None = None
-    webp_lossless: bool = False
-    tiff_compression: str | None = None
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(width, height) after orientation."""
-        return self.rgb.shape[1], self.rgb.shape[0]
-
-    @property
-    def megapixels(self) -> float:
-        return self.rgb.shape[0] * self.rgb.shape[1] / 1e6
 
 
 def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:

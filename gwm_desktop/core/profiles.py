@@ -23,6 +23,8 @@ from gwm_desktop.core.keys import KEY_BYTES, new_key
 APP_NAME = "gwm-desktop"
 DEFAULT_PROFILE = "default"
 _NAME_PATTERN = re.compile(r"^[\w][\w .\-]{0,63}$", re.UNICODE)
+# A profile's own detector (a model folder with a manifest) and the one it replaced, kept for a roll back.
+DETECTOR_DIR, PREVIOUS_DETECTOR_DIR = "detector", "detector.previous"
 
 
 class ProfileError(ValueError):
@@ -39,6 +41,21 @@ def data_home() -> Path:
 
 
 @dataclass
+class Evaluation:
+    """One number that decides between two detectors; higher is better (e.g. balanced accuracy)."""
+
+    metric: str
+    value: float
+    details: str = ""
+
+
+@dataclass
+class InstallDecision:
+    installed: bool
+    reason: str
+
+
+@dataclass
 class Profile:
     name: str
     created: float
@@ -51,8 +68,55 @@ class Profile:
     @property
     def detector_folder(self) -> Path | None:
         """A model folder fine-tuned for this profile, if one was installed (Advanced tab / Phase 2)."""
-        folder = self.folder / "detector"
+        folder = self.detector_path
         return folder if (folder / "manifest.json").exists() else None
+
+    @property
+    def detector_path(self) -> Path:
+        """Where the profile's own detector goes (it may not exist yet)."""
+        return self.folder / DETECTOR_DIR
+
+    def install_detector_if_better(self, candidate: Path, candidate_eval: Evaluation | None,
+                                   current_eval: Evaluation | None) -> InstallDecision:
+        """Install the model folder ``candidate`` as this profile's detector only when its evaluation beats
+        the current one's; the replaced detector is kept for ``roll_back_detector``. The swap goes through
+        a staging folder and renames, so a crash never leaves the profile without a complete detector."""
+        if candidate_eval is None:
+            return InstallDecision(False, "the new detector could not be evaluated; the current one stays")
+        if current_eval is not None and candidate_eval.value <= current_eval.value:
+            return InstallDecision(False, f"kept the current detector: {candidate_eval.metric} "
+                                          f"{candidate_eval.value:.3f} is not better than {current_eval.value:.3f}")
+        staging = Path(tempfile.mkdtemp(prefix=f".{DETECTOR_DIR}.", dir=self.folder))
+        try:
+            # phase2_settings.json is a Phase 2 run's cache stamp, not part of the model.
+            shutil.copytree(candidate, staging / "model", ignore=shutil.ignore_patterns("phase2_settings.json"))
+            current, previous = self.detector_path, self.folder / PREVIOUS_DETECTOR_DIR
+            if current.exists():
+                if previous.exists():
+                    shutil.rmtree(previous)
+                current.rename(previous)
+            (staging / "model").rename(current)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        before = f" (was {current_eval.value:.3f})" if current_eval else ""
+        return InstallDecision(True, f"installed: {candidate_eval.metric} {candidate_eval.value:.3f}{before}")
+
+    def can_roll_back_detector(self) -> bool:
+        return (self.folder / PREVIOUS_DETECTOR_DIR / "manifest.json").exists()
+
+    def roll_back_detector(self) -> None:
+        """Swap the previous detector back in; the rolled-back one becomes the new 'previous'."""
+        current, previous = self.detector_path, self.folder / PREVIOUS_DETECTOR_DIR
+        if not self.can_roll_back_detector():
+            raise FileNotFoundError("there is no previous detector to restore")
+        swap = self.folder / f".{DETECTOR_DIR}.swap"
+        if swap.exists():
+            shutil.rmtree(swap)
+        if current.exists():
+            current.rename(swap)
+        previous.rename(current)
+        if swap.exists():
+            swap.rename(previous)
 
 
 def _write_private(path: Path, data: bytes) -> None:

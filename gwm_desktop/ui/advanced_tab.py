@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -17,21 +16,22 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QSpinBox,
-    QTabWidget,
-    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
 
 from gwm_desktop.core.jobs import eta_seconds
-from gwm_desktop.ui import detector_install, phase2_run, training_jobs
+from gwm_desktop.jobs import detector
+from gwm_desktop.jobs.phase1 import PHASE1_CURVES
+from gwm_desktop.jobs.phase2 import earlier_outputs
+from gwm_desktop.jobs.registry import JOBS, start
+from gwm_desktop.jobs.spec import JobOutcome, JobSpec
 from gwm_desktop.ui.context import AppContext, expand_inputs, format_eta
-from gwm_desktop.ui.loss_plot import LossPlot
 from gwm_desktop.ui.phase2_form import Phase2Form
+from gwm_desktop.ui.training_output import TrainingOutput
 from gwm_desktop.ui.workers import JobRunner
 
 DEVICES = (("auto", "Automatic (GPU if available)"), ("cuda", "NVIDIA GPU (CUDA)"), ("mps", "Apple GPU (MPS)"),
@@ -45,6 +45,13 @@ RESUME_TIPS = {
 }
 
 
+def _row(*widgets: QWidget) -> QHBoxLayout:
+    row = QHBoxLayout()
+    for widget in widgets:
+        row.addWidget(widget)
+    return row
+
+
 class AdvancedTab(QWidget):
     job_finished = Signal(str)  # "done" | "cancelled" | "error"
 
@@ -53,7 +60,7 @@ class AdvancedTab(QWidget):
         self.context = context
         self.settings = context.settings
         self.runner = JobRunner(self)
-        self.outcome: training_jobs.JobOutcome | None = None
+        self.outcome: JobOutcome | None = None
         self._eta_origin: tuple[float, int] | None = None
         self._stepped = False
         self._curves: tuple[str, ...] = ()
@@ -66,9 +73,27 @@ class AdvancedTab(QWidget):
         intro = QLabel("For power users: retrain the watermark on your own machine. Training can take hours on a "
                        "CPU; it checkpoints as it goes, so you can cancel and resume later.")
         intro.setWordWrap(True)
+        left = QVBoxLayout()
+        left.addWidget(intro)
+        left.addWidget(self._build_job_box())
+        self._build_actions(left)
+        left.addStretch(1)
+        self.output = TrainingOutput(PHASE1_CURVES[:4])
+        self.plot, self.log = self.output.plot, self.output.log
+        self.report_view, self.output_tabs = self.output.report_view, self.output.tabs
+        layout = QHBoxLayout(self)
+        left_widget = QWidget()
+        left_widget.setLayout(left)
+        left_widget.setMaximumWidth(480)
+        layout.addWidget(left_widget)
+        layout.addWidget(self.output, 1)
+        self._job_changed()
+
+    def _build_job_box(self) -> QGroupBox:
+        """The job, its inputs (Phase 1's or the Phase 2 form's rows, shown per job) and the run folder."""
         self.job_combo = QComboBox()
         self.job_combo.setAccessibleName("Training job")
-        for job in training_jobs.JOBS.values():
+        for job in JOBS.values():
             text = job.title if job.available() else f"{job.title} — {job.unavailable_reason()}"
             self.job_combo.addItem(text, job.kind)
             item = self.job_combo.model().item(self.job_combo.count() - 1)
@@ -79,7 +104,7 @@ class AdvancedTab(QWidget):
         self.data_edit.setAccessibleName("Training images folder")
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._choose_data)
-        data_row = QHBoxLayout()
+        self.data_row = data_row = QHBoxLayout()
         data_row.addWidget(self.data_edit, 1)
         data_row.addWidget(browse)
         self.steps_spin = QSpinBox()
@@ -102,21 +127,20 @@ class AdvancedTab(QWidget):
         self.run_label.setWordWrap(True)
         self.run_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.phase2 = Phase2Form(self.settings, self)
-        form_box = QGroupBox("Job")
-        self.form = form = QFormLayout(form_box)
+        box = QGroupBox("Job")
+        self.form = form = QFormLayout(box)
         form.addRow("Job", self.job_combo)
         for label, field in self.phase2.rows:
             form.addRow(label, field)
-        self.data_row = data_row
-        form.addRow("Images", data_row)
-        form.addRow("Steps", self.steps_spin)
-        form.addRow("Batch size", self.batch_spin)
-        form.addRow("Device", self.device_combo)
-        form.addRow("", self.init_check)
-        form.addRow("", self.resume_check)
-        form.addRow("Run folder", self.run_label)
+        for label, field in (("Images", data_row), ("Steps", self.steps_spin), ("Batch size", self.batch_spin),
+                             ("Device", self.device_combo), ("", self.init_check), ("", self.resume_check),
+                             ("Run folder", self.run_label)):
+            form.addRow(label, field)
         self.job_combo.currentIndexChanged.connect(self._job_changed)
+        return box
 
+    def _build_actions(self, column: QVBoxLayout) -> None:
+        """Start and cancel, the progress of the running job, then evaluate-and-install and roll back."""
         self.start_button = QPushButton("Start training")
         self.start_button.clicked.connect(self.start_job)
         self.cancel_button = QPushButton("Cancel")
@@ -128,54 +152,15 @@ class AdvancedTab(QWidget):
         self.rollback_button = QPushButton("Roll back detector")
         self.rollback_button.setToolTip("Restore the profile's previous detector")
         self.rollback_button.clicked.connect(self.roll_back)
-        buttons = QHBoxLayout()
-        for b in (self.start_button, self.cancel_button):
-            buttons.addWidget(b)
-        buttons2 = QHBoxLayout()
-        for b in (self.install_button, self.rollback_button):
-            buttons2.addWidget(b)
         self.progress = QProgressBar()
         self.progress.setAccessibleName("Training progress")
         self.progress_label = QLabel("")
         self.metrics_label = QLabel("")
         self.metrics_label.setWordWrap(True)
-
-        left = QVBoxLayout()
-        left.addWidget(intro)
-        left.addWidget(form_box)
-        left.addLayout(buttons)
-        left.addWidget(self.progress)
-        left.addWidget(self.progress_label)
-        left.addWidget(self.metrics_label)
-        left.addLayout(buttons2)
-        left.addStretch(1)
-
-        self.plot = LossPlot(("loss_d", "loss_g", "lpips", "bit_acc"))
-        self.log = QPlainTextEdit()
-        self.log.setReadOnly(True)
-        self.log.setMaximumBlockCount(5000)
-        self.log.setAccessibleName("Training log")
-        self.log.setFont(QFont("monospace"))
-        self.log.setPlaceholderText("The training log appears here.")
-        self.report_view = QTextBrowser()
-        self.report_view.setAccessibleName("Training report")
-        self.report_view.setPlaceholderText("A finished Phase 2 run's report (held-out accuracy per method) "
-                                            "appears here.")
-        self.output_tabs = QTabWidget()
-        self.output_tabs.addTab(self.log, "Log")
-        self.output_tabs.addTab(self.report_view, "Report")
-        right = QVBoxLayout()
-        right.addWidget(QLabel("Training curves"))
-        right.addWidget(self.plot, 3)
-        right.addWidget(self.output_tabs, 2)
-
-        layout = QHBoxLayout(self)
-        left_widget = QWidget()
-        left_widget.setLayout(left)
-        left_widget.setMaximumWidth(480)
-        layout.addWidget(left_widget)
-        layout.addLayout(right, 1)
-        self._job_changed()
+        column.addLayout(_row(self.start_button, self.cancel_button))
+        for widget in (self.progress, self.progress_label, self.metrics_label):
+            column.addWidget(widget)
+        column.addLayout(_row(self.install_button, self.rollback_button))
 
     # -- state ---------------------------------------------------------------------------------
     def run_folder(self) -> Path:
@@ -209,35 +194,34 @@ class AdvancedTab(QWidget):
         if not loaded:
             self.install_button.setEnabled(False)
             return
-        profile_folder = self.context.profile().folder
         self.install_button.setEnabled(not busy and self.outcome is not None and self.outcome.model_dir is not None
                                        and self.context.engine is not None)
-        self.rollback_button.setEnabled(not busy and detector_install.can_roll_back(profile_folder))
+        self.rollback_button.setEnabled(not busy and self.context.profile().can_roll_back_detector())
         for widget in (self.job_combo, self.data_edit, self.steps_spin, self.batch_spin, self.device_combo,
                        self.init_check, self.resume_check):
             widget.setEnabled(not busy)
         self.phase2.set_enabled(not busy)
 
-    def spec(self) -> training_jobs.JobSpec:
+    def spec(self) -> JobSpec:
         from gwm_desktop.core.engine import default_model_dir
 
         if self.job_combo.currentData() == "phase2":  # the app's watermark model (None: the shipped one) and key
             model, profile = self.context.engine_host.model_dir, self.context.profile()
             extra = {**self.phase2.extra(), "key_file": str(profile.folder / "key.bin"), "profile": profile.name}
-            return training_jobs.JobSpec(kind="phase2", data=[self.phase2.images_dir()], out=str(self.run_folder()),
-                                         steps=max((self.phase2.step_spins[m].value() for m in extra["methods"]),
-                                                   default=self.steps_spin.value()),
-                                         device=self.device_combo.currentData(), resume=self.resume_check.isChecked(),
-                                         init_from=str(model) if model else None, extra=extra)
+            return JobSpec(kind="phase2", data=[self.phase2.images_dir()], out=str(self.run_folder()),
+                           steps=max((self.phase2.step_spins[m].value() for m in extra["methods"]),
+                                     default=self.steps_spin.value()),
+                           device=self.device_combo.currentData(), resume=self.resume_check.isChecked(),
+                           init_from=str(model) if model else None, extra=extra)
         init = str(default_model_dir()) if self.init_check.isChecked() else None
         if init and not (Path(init) / "manifest.json").exists():
             init = None
         if self.context.engine_host.model_dir is not None and self.init_check.isChecked():
             init = str(self.context.engine_host.model_dir)
-        return training_jobs.JobSpec(kind=self.job_combo.currentData(), data=[self.data_edit.text().strip()],
-                                     out=str(self.run_folder()), steps=self.steps_spin.value(),
-                                     batch_size=self.batch_spin.value(), device=self.device_combo.currentData(),
-                                     resume=self.resume_check.isChecked(), init_from=init)
+        return JobSpec(kind=self.job_combo.currentData(), data=[self.data_edit.text().strip()],
+                       out=str(self.run_folder()), steps=self.steps_spin.value(),
+                       batch_size=self.batch_spin.value(), device=self.device_combo.currentData(),
+                       resume=self.resume_check.isChecked(), init_from=init)
 
     # -- jobs ----------------------------------------------------------------------------------
     def start_job(self) -> bool:
@@ -258,11 +242,11 @@ class AdvancedTab(QWidget):
             spec = self.spec()
             details = f"{spec.steps} steps, batch {spec.batch_size}"
         try:
-            factory = training_jobs.start(spec)
+            factory = start(spec)
         except RuntimeError as error:
             return self._refuse(str(error))
         self.outcome = None
-        job = training_jobs.JOBS[spec.kind]
+        job = JOBS[spec.kind]
         if not spec.resume or self.plot.series != job.curves[:4]:
             self.plot.series = job.curves[:4]
             self.plot.clear()
@@ -283,7 +267,7 @@ class AdvancedTab(QWidget):
         self._refresh_enabled()
         return True
 
-    def _phase2_spec(self) -> training_jobs.JobSpec | None:
+    def _phase2_spec(self) -> JobSpec | None:
         """The Phase 2 JobSpec, or None (and a message) when a field is unusable or the user stepped back."""
         problem = self.phase2.problem()
         if problem:
@@ -291,7 +275,7 @@ class AdvancedTab(QWidget):
             return None
         self.phase2.save()
         spec = self.spec()
-        earlier = phase2_run.earlier_outputs(Path(spec.out))
+        earlier = earlier_outputs(Path(spec.out))
         if earlier and not spec.resume:
             start_over = self.phase2.confirm_start_over(earlier)
             if start_over is None:
@@ -362,30 +346,16 @@ class AdvancedTab(QWidget):
         engine = self.context.engine
         if self.runner.busy or engine is None or self.outcome is None or self.outcome.model_dir is None:
             return False
-        profile = self.context.profile()
-        candidate = self.outcome.model_dir
-        if self.outcome.heldout is not None:  # Phase 2: the held-out images its personalised models made
-            clean, marked = self.outcome.heldout
-            self._log(f"Evaluating the new detector against the current one on {len(marked)} watermarked and "
-                      f"{len(clean)} clean held-out images…")
-            worker = self.runner.start(lambda cancel: detector_install.evaluate_on_images(
-                engine, profile, candidate, clean, marked, cancel=cancel), "evaluate")
-        else:
-            images = expand_inputs([Path(self.data_edit.text().strip())])[:16]
-            self._log(f"Evaluating the new detector against the current one on {len(images)} images…")
-            worker = self.runner.start(
-                lambda cancel: detector_install.evaluate_detectors(engine, profile, candidate, images, cancel=cancel),
-                "evaluate")
+        profile, candidate = self.context.profile(), self.outcome.model_dir
+        fallback = expand_inputs([Path(self.data_edit.text().strip())])[:16] if self.outcome.heldout is None else []
+        message, job = detector.evaluation_job(engine, profile, self.outcome, fallback)
+        self._log(message)
+        worker = self.runner.start(job, "evaluate")
 
         def decided(result: Any) -> None:
-            current, new = result
-            decision = detector_install.install_if_better(profile.folder, candidate, new, current)
-            if decision.installed:
-                engine.invalidate_profile(profile)  # the scanner must not keep using the old detector
-            for name, ev in (("current", current), ("new", new)):
-                self._log(f"  {name}: " + (f"{ev.metric} {ev.value:.3f} ({ev.details})" if ev
-                                           else "no calibration bank, cannot be evaluated"))
-            self._log(("Installed. " if decision.installed else "Not installed: ") + decision.reason)
+            decision, lines = detector.install_if_better(engine, profile, candidate, result)
+            for line in lines:
+                self._log(line)
             self.context.say(decision.reason)
 
         worker.returned.connect(decided)
@@ -396,14 +366,11 @@ class AdvancedTab(QWidget):
         return True
 
     def roll_back(self) -> None:
-        folder = self.context.profile().folder
         try:
-            detector_install.roll_back(folder)
+            detector.roll_back(self.context.engine, self.context.profile())
         except OSError as error:
             self._log(f"Roll back failed: {error}")
             return
-        if self.context.engine is not None:
-            self.context.engine.invalidate_profile(self.context.profile())
         self._log("Restored the previous detector.")
         self.context.say("Restored the previous detector")
         self._refresh_enabled()

@@ -3,7 +3,7 @@ the invisibility level of the watermarked copies and how many of them are waterm
 
 ``rows`` are (label, field widget) pairs the tab puts in its own form (so labels line up) and shows
 only while Phase 2 is chosen. ``problem()`` names what is missing before a run starts; ``extra()``
-gives the ``JobSpec.extra`` of ``gwm_desktop.ui.phase2_run``. Nothing here imports torch or diffusers.
+gives the ``JobSpec.extra`` of ``gwm_desktop.jobs.phase2``. Nothing here imports torch or diffusers.
 """
 
 from __future__ import annotations
@@ -30,17 +30,24 @@ from PySide6.QtWidgets import (
 
 from gwm_desktop.core.levels import LEVELS, level_by_name
 from gwm_desktop.ui.settings import Settings
+from training.phase2_methods import DEFAULT_LEARNING_RATE, DEFAULT_STEPS
 
-# (key, label, default steps, tool tip); the steps mirror training.phase2.personalize.DEFAULT_STEPS (a test checks).
+
+def _rate(method: str) -> str:
+    """The method's default learning rate as the tool tips write it (5e-6, not 5e-06)."""
+    return f"{DEFAULT_LEARNING_RATE[method]:.0e}".replace("e-0", "e-")
+
+
+# (key, label, tool tip); the default steps and learning rates are training.phase2_methods'.
 METHODS = (
-    ("dreambooth", "DreamBooth", 400, "Fine-tunes the whole UNet (learning rate 5e-6). The strongest imitation; "
-                                      "needs a GPU with about 16 GB or more, and 3.4 GB of disk per model."),
-    ("lora", "LoRA", 500, "Small rank-4 adapters on the UNet's attention (learning rate 1e-4). The usual "
-                          "choice: fits an 8 GB GPU, a few MB per model."),
-    ("textual_inversion", "Textual Inversion", 2000, "Learns only one new word's embedding (learning rate "
-                                                     "5e-4). Cheapest per step but needs the most steps."),
+    ("dreambooth", "DreamBooth", f"Fine-tunes the whole UNet (learning rate {_rate('dreambooth')}). The strongest "
+                                 "imitation; needs a GPU with about 16 GB or more, and 3.4 GB of disk per model."),
+    ("lora", "LoRA", f"Small rank-4 adapters on the UNet's attention (learning rate {_rate('lora')}). The usual "
+                     "choice: fits an 8 GB GPU, a few MB per model."),
+    ("textual_inversion", "Textual Inversion", "Learns only one new word's embedding (learning rate "
+                                               f"{_rate('textual_inversion')}). Cheapest per step but needs the most steps."),
 )
-# (key, label, tool tip) for LoRA's layers; keys are training.phase2.personalize.LORA_TARGET_SETS' (a test checks).
+# (key, label, tool tip) for LoRA's layers; keys are training.phase2_methods.LORA_TARGET_SETS' (a test checks).
 LORA_TARGETS = (
     ("attention", "attention layers", "Adapters on the attention projections only, as diffusers' training script."),
     ("transformer", "+ feed-forward", "Every linear layer of the transformer blocks, as kohya-ss sd-scripts."),
@@ -125,7 +132,7 @@ class Phase2Form:
         self.method_checks: dict[str, QCheckBox] = {}
         self.step_spins: dict[str, QSpinBox] = {}
         lora_row = [key for key, *_ in METHODS].index("lora")
-        for index, (key, label, default, tip) in enumerate(METHODS):
+        for index, (key, label, tip) in enumerate(METHODS):
             row = index + (index > lora_row)  # the LoRA layers row sits right under LoRA
             check = QCheckBox(label)
             check.setChecked(key in chosen)
@@ -133,11 +140,11 @@ class Phase2Form:
             spin = QSpinBox()
             spin.setRange(1, 100_000)
             spin.setSingleStep(50)
-            spin.setValue(settings.get(f"phase2_steps_{key}") or default)
+            spin.setValue(settings.get(f"phase2_steps_{key}") or DEFAULT_STEPS[key])
             spin.setSuffix(" steps")
             spin.setAccessibleName(f"{label} training steps")
             spin.setToolTip(f"Optimizer steps for each {label} model (two are trained: on the clean and on the "
-                            f"watermarked images). Default {default}.")
+                            f"watermarked images). Default {DEFAULT_STEPS[key]}.")
             spin.setEnabled(check.isChecked())
             check.toggled.connect(spin.setEnabled)
             grid.addWidget(check, row, 0)

@@ -6,6 +6,8 @@ from typing import Any
 
 from PySide6.QtCore import QSettings
 
+from training.phase2_methods import DEFAULT_STEPS
+
 DEFAULTS: dict[str, Any] = {
     "profile": "default",
     "level": "balanced",
@@ -26,9 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "phase2_images": "",
     "phase2_methods": "lora",
     "phase2_prompts": "art",
-    "phase2_steps_dreambooth": 400,
-    "phase2_steps_lora": 500,
-    "phase2_steps_textual_inversion": 2000,
+    **{f"phase2_steps_{method}": steps for method, steps in DEFAULT_STEPS.items()},
     "phase2_lora_targets": "attention",
     "phase2_level": "balanced",
     "phase2_share": "all",

@@ -143,9 +143,11 @@ class JobRunner(QObject):
         if self.busy:
             raise RuntimeError("a job is already running")
         worker = GeneratorWorker(factory, name)
+        # Connected first, so they run before the caller's handlers. A late signal of the job before
+        # (its ``finished`` can still be queued when the next one starts) must not end this one.
         for signal in (worker.returned, worker.aborted, worker.errored):
-            signal.connect(self._on_outcome)  # connected first, so it runs before the caller's handlers
-        worker.finished.connect(self._on_finished)
+            signal.connect(lambda *_, w=worker: self._on_outcome(w))
+        worker.finished.connect(lambda w=worker: self._on_finished(w))
         self.worker = worker
         self._ended = False
         self.busy_changed.emit(True)
@@ -155,12 +157,14 @@ class JobRunner(QObject):
         if self.worker is not None:
             self.worker.start(self.pool)
 
-    def _on_outcome(self, *_: Any) -> None:
-        self._ended = True
+    def _on_outcome(self, worker: GeneratorWorker) -> None:
+        if worker is self.worker:
+            self._ended = True
 
-    def _on_finished(self) -> None:
-        self._ended = True
-        self.busy_changed.emit(False)
+    def _on_finished(self, worker: GeneratorWorker) -> None:
+        if worker is self.worker:
+            self._ended = True
+            self.busy_changed.emit(False)
 
     def cancel(self) -> None:
         if self.worker is not None:

@@ -127,3 +127,17 @@ def test_whole_run_on_a_local_diffusers_folder_then_resume(tmp_path, capsys):
     config, _ = parse_args(argv)
     stages = [p.payload["stage"] for p in Phase2Run(config).run() if p.payload and "sub" in p.payload]
     assert not [s for s in stages if s.startswith(("personalize", "synthesize", "fine-tune"))]  # all cached
+
+
+    # --install: the joint detector goes into the profile only if it beats the current one on held-out images.
+    from gwm_desktop.core.profiles import ProfileStore
+    from training.phase2.cli import install_into_profile
+
+    profile = ProfileStore(tmp_path / "home").create("subject", key=bytes(range(32)))
+    lines = install_into_profile(Phase2Run(config), profile)
+    scores = [None if "cannot be evaluated" in line else float(line.split()[3]) for line in lines[:2]]
+    better = scores[1] is not None and (scores[0] is None or scores[1] > scores[0])
+    assert lines[-1].startswith("installed the joint detector" if better else "did not install the joint")
+    assert (profile.detector_folder is not None) == better and not profile.can_roll_back_detector()
+    if better:  # the same detector again is not better than itself: nothing changes
+        assert install_into_profile(Phase2Run(config), profile)[-1].startswith("did not install")

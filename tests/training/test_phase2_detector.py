@@ -179,11 +179,11 @@ def test_detection_metrics_on_known_scores():
 
 def test_a_detector_with_a_bits_only_bank_is_fine_tuned_again_not_reused(sets, tmp_path):
     """Detectors written before the bank held per-view evidence would scan without the matched filter."""
-    from training.phase2.pipeline import _bank_is_per_view
+    from training.phase2.cache import bank_is_per_view
 
     bundle = load_model(sets["model"])
     for name, bank in (("old", torch.zeros(4, bundle.n_bits)), ("new", torch.zeros(4, len(SCAN_ZOOMS), bundle.n_bits))):
         save_model(tmp_path / name, bundle.generator, bundle.detector, calibration={"clean_bits": bank})
     save_model(tmp_path / "none", bundle.generator, bundle.detector)
-    assert not _bank_is_per_view(tmp_path / "old") and _bank_is_per_view(tmp_path / "new")
-    assert not _bank_is_per_view(tmp_path / "none")
+    assert not bank_is_per_view(tmp_path / "old") and bank_is_per_view(tmp_path / "new")
+    assert not bank_is_per_view(tmp_path / "none")

@@ -1,14 +1,24 @@
-"""Advanced tab: a short Phase 1 run completes and exports a model; another is cancelled and can resume."""
+"""Advanced tab: a short Phase 1 run completes and exports a model; another is cancelled and can resume.
+
+The tab drives the fake Phase 1 job (tests/jobs/fake.py); tests/jobs/test_real_jobs.py runs the real one.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from gwm_desktop.ui import detector_install
+import pytest
+
+from tests.jobs.fake import use_fake_jobs
 from tests.ui.conftest import write_images
 
 
-def configure(tab, data: Path, steps: int) -> None:  # noqa: ANN001
+@pytest.fixture(autouse=True)
+def _fake_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fake_jobs(monkeypatch)
+
+
+def configure(tab, data: Path, steps: int) -> None:
     tab.job_combo.setCurrentIndex(tab.job_combo.findData("phase1"))
     tab.data_edit.setText(str(data))
     tab.steps_spin.setValue(steps)
@@ -21,7 +31,7 @@ def test_phase1_run_completes_then_another_is_cancelled(window, qtbot, tmp_path:
     data = tmp_path / "train"
     write_images(data, 8, size=(96, 96))
     configure(tab, data, steps=2)
-    with qtbot.waitSignal(tab.job_finished, timeout=120_000) as done:
+    with qtbot.waitSignal(tab.job_finished, timeout=20_000) as done:
         assert tab.start_job()
     assert done.args == ["done"], tab.log.toPlainText()[-2000:]
     assert (tab.outcome.model_dir / "manifest.json").exists()
@@ -33,35 +43,15 @@ def test_phase1_run_completes_then_another_is_cancelled(window, qtbot, tmp_path:
     tab.resume_check.setChecked(True)
     steps_seen = []
 
-    def cancel_soon(progress) -> None:  # noqa: ANN001
+    def cancel_soon(progress) -> None:
         if (progress.payload or {}).get("step"):
             steps_seen.append(progress.done)
             tab.cancel_job()
 
-    with qtbot.waitSignal(tab.job_finished, timeout=120_000) as cancelled:
+    with qtbot.waitSignal(tab.job_finished, timeout=20_000) as cancelled:
         tab.start_job()
         tab.runner.worker.yielded.connect(cancel_soon)
     assert cancelled.args == ["cancelled"]
     assert steps_seen and steps_seen[0] == 3  # resumed after the 2 finished steps
     assert list((Path(tab.spec().out) / "checkpoints").iterdir())
     qtbot.waitUntil(lambda: not tab.runner.busy and tab.start_button.isEnabled(), timeout=10_000)
-
-
-def test_detector_installs_only_when_better_and_rolls_back(tmp_path: Path) -> None:
-    profile = tmp_path / "profile"
-    profile.mkdir()
-    first, second = tmp_path / "first", tmp_path / "second"
-    for folder, tag in ((first, "1"), (second, "2")):
-        folder.mkdir()
-        (folder / "manifest.json").write_text(tag)
-    E = detector_install.Evaluation
-    assert detector_install.install_if_better(profile, first, E("acc", 0.8), None).installed
-    worse = detector_install.install_if_better(profile, second, E("acc", 0.7), E("acc", 0.8))
-    assert not worse.installed and (profile / "detector" / "manifest.json").read_text() == "1"
-    assert not detector_install.install_if_better(profile, second, None, E("acc", 0.8)).installed
-    assert detector_install.install_if_better(profile, second, E("acc", 0.9), E("acc", 0.8)).installed
-    assert (profile / "detector" / "manifest.json").read_text() == "2"
-    assert (profile / "detector.previous" / "manifest.json").read_text() == "1"
-    detector_install.roll_back(profile)
-    assert (profile / "detector" / "manifest.json").read_text() == "1"
-    assert (profile / "detector.previous" / "manifest.json").read_text() == "2"

@@ -1,8 +1,9 @@
-"""Advanced tab drives Phase 2: a tiny run completes and shows its report; a cancel leaves nothing installed;
-bad input is refused before anything starts.
+"""Advanced tab drives Phase 2: a run completes and shows its report; a cancel leaves nothing installed;
+bad input is refused before anything starts; an installed detector rolls back.
 
-Runs on the tiny Stable-Diffusion-shaped pipeline of tests/training/phase2_tiny.py and a tiny 64 px
-watermark model, which is also the window's model here (so these tests do not need the shipped one).
+The tab drives the fake Phase 2 job (tests/jobs/fake.py), which keeps the real JobSpec mapping and
+start-over; tests/jobs/test_real_jobs.py runs the real job on the tiny pipeline. The window's model is
+the tiny 32 px watermark model of tests/training/phase2_tiny.py (these tests need no shipped model).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.jobs.fake import use_fake_jobs
 from tests.training.phase2_tiny import (
     save_tiny_pipeline,
     single_thread_torch,
@@ -30,6 +32,11 @@ def _one_thread():
     yield from single_thread_torch()
 
 
+@pytest.fixture(autouse=True)
+def _fake_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fake_jobs(monkeypatch)
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("phase2-ui")
@@ -40,18 +47,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 # The conftest's `window` fixture, on this module's tiny 32 px watermark model instead of the session's.
 @pytest.fixture(scope="module")
-def model_dir(world) -> Path:  # noqa: ANN001
+def model_dir(world) -> Path:
     return world["model"]
 
 
 @pytest.fixture(scope="module")
-def engine(model_dir: Path):  # noqa: ANN201
+def engine(model_dir: Path):
     from gwm_desktop.core.engine import Engine
 
     return Engine(model_dir, "cpu")
 
 
-def configure(tab, world: dict[str, Path], lora_steps: int = 2) -> None:  # noqa: ANN001
+def configure(tab, world: dict[str, Path], lora_steps: int = 2) -> None:
     tab.job_combo.setCurrentIndex(tab.job_combo.findData("phase2"))
     form = tab.phase2
     form.base_edit.setText(str(world["base"]))
@@ -63,12 +70,12 @@ def configure(tab, world: dict[str, Path], lora_steps: int = 2) -> None:  # noqa
     tab.device_combo.setCurrentIndex(tab.device_combo.findData("cpu"))
 
 
-def test_phase2_completes_shows_its_report_then_resumes_or_starts_over(window, qtbot, world) -> None:  # noqa: ANN001
+def test_phase2_completes_shows_its_report_then_resumes_or_starts_over(window, qtbot, world) -> None:
     tab = window.advanced_tab
     configure(tab, world)
     assert tab.phase2.base_edit.isVisibleTo(tab) and not tab.steps_spin.isVisibleTo(tab)
     assert not tab.data_edit.isVisibleTo(tab) and tab.resume_check.isVisibleTo(tab)
-    with qtbot.waitSignal(tab.job_finished, timeout=120_000) as done:
+    with qtbot.waitSignal(tab.job_finished, timeout=20_000) as done:
         assert tab.start_job()
     assert done.args == ["done"], tab.log.toPlainText()[-3000:]
     outcome = tab.outcome
@@ -85,7 +92,12 @@ def test_phase2_completes_shows_its_report_then_resumes_or_starts_over(window, q
     qtbot.waitUntil(tab.install_button.isEnabled, timeout=5000)
 
     assert tab.evaluate_and_install()
-    qtbot.waitUntil(lambda: not tab.runner.busy, timeout=60_000)
+    # The runner is idle once the outcome arrives, a moment before the tab's own handler logs the decision.
+    def decided() -> bool:
+        return any(word in tab.log.toPlainText() for word in ("Installed.", "Not installed:"))
+
+    qtbot.waitUntil(decided, timeout=20_000)
+    qtbot.waitUntil(lambda: not tab.runner.busy, timeout=20_000)
     log = tab.log.toPlainText()
     assert "held-out images" in log and ("Installed." in log or "Not installed:" in log), log[-2000:]
     installed = window.context.profile().detector_folder
@@ -96,7 +108,7 @@ def test_phase2_completes_shows_its_report_then_resumes_or_starts_over(window, q
     tab.phase2.confirm_start_over = lambda earlier: asked.append(earlier) or False
     tab.resume_check.setChecked(False)
     tab.log.clear()
-    with qtbot.waitSignal(tab.job_finished, timeout=60_000) as again:
+    with qtbot.waitSignal(tab.job_finished, timeout=20_000) as again:
         assert tab.start_job()
     assert again.args == ["done"] and asked and tab.resume_check.isChecked()
     assert "personalize lora" not in tab.log.toPlainText() and "fine-tune detector" not in tab.log.toPlainText()
@@ -107,23 +119,23 @@ def test_phase2_completes_shows_its_report_then_resumes_or_starts_over(window, q
     tab.phase2.confirm_start_over = lambda earlier: True
     tab.resume_check.setChecked(False)
     tab.log.clear()
-    with qtbot.waitSignal(tab.job_finished, timeout=60_000) as over:
+    with qtbot.waitSignal(tab.job_finished, timeout=20_000) as over:
         assert tab.start_job()
     assert over.args == ["done"] and not stale.exists() and not tab.resume_check.isChecked()
     assert "Starting over" in tab.log.toPlainText() and "personalize lora on marked" in tab.log.toPlainText()
 
 
-def test_cancelled_phase2_returns_to_idle_and_installs_nothing(window, qtbot, world) -> None:  # noqa: ANN001
+def test_cancelled_phase2_returns_to_idle_and_installs_nothing(window, qtbot, world) -> None:
     tab = window.advanced_tab
     configure(tab, world, lora_steps=5000)
     steps_seen = []
 
-    def cancel_at_first_step(progress) -> None:  # noqa: ANN001
+    def cancel_at_first_step(progress) -> None:
         if (progress.payload or {}).get("step"):
             steps_seen.append(progress.message)
             tab.cancel_job()
 
-    with qtbot.waitSignal(tab.job_finished, timeout=60_000) as cancelled:
+    with qtbot.waitSignal(tab.job_finished, timeout=20_000) as cancelled:
         assert tab.start_job()
         tab.runner.worker.yielded.connect(cancel_at_first_step)
     assert cancelled.args == ["cancelled"], tab.log.toPlainText()[-3000:]
@@ -137,8 +149,8 @@ def test_cancelled_phase2_returns_to_idle_and_installs_nothing(window, qtbot, wo
     assert window.context.profile().detector_folder is None
 
 
-def test_bad_input_is_refused_before_anything_starts(window, qtbot, world, tmp_path: Path) -> None:  # noqa: ANN001
-    from training.phase2.personalize import DEFAULT_STEPS
+def test_bad_input_is_refused_before_anything_starts(window, qtbot, world, tmp_path: Path) -> None:
+    from training.phase2_methods import DEFAULT_STEPS
 
     tab = window.advanced_tab
     assert {k: tab.phase2.step_spins[k].value() for k in DEFAULT_STEPS} == DEFAULT_STEPS  # form defaults
@@ -172,7 +184,7 @@ def test_bad_input_is_refused_before_anything_starts(window, qtbot, world, tmp_p
     assert spec.extra["method_overrides"]["textual_inversion"]["train_steps"] == 2000
     assert spec.extra["key_file"].endswith("key.bin") and spec.init_from == str(world["model"])
 
-    from gwm_desktop.ui.phase2_run import config_from_spec
+    from gwm_desktop.jobs.phase2 import config_from_spec
 
     config = config_from_spec(spec)
     assert config.personalize_config("textual_inversion").resolved_steps() == 2000
@@ -183,10 +195,10 @@ def test_bad_input_is_refused_before_anything_starts(window, qtbot, world, tmp_p
     assert face.prompts == "face" and face.instance_prompt == "a photo of <sks> person"
 
 
-def test_lora_layers_choice_reaches_the_personalization(window, world) -> None:  # noqa: ANN001
+def test_lora_layers_choice_reaches_the_personalization(window, world) -> None:
+    from gwm_desktop.jobs.phase2 import config_from_spec
     from gwm_desktop.ui.phase2_form import LORA_TARGETS
-    from gwm_desktop.ui.phase2_run import config_from_spec
-    from training.phase2.personalize import LORA_TARGET_SETS
+    from training.phase2_methods import LORA_TARGET_SETS
 
     assert [key for key, *_ in LORA_TARGETS] == list(LORA_TARGET_SETS)
     tab = window.advanced_tab
@@ -200,8 +212,8 @@ def test_lora_layers_choice_reaches_the_personalization(window, world) -> None: 
     assert not form.lora_targets.isEnabled()
 
 
-def test_watermark_level_and_share_reach_the_phase2_config(window, world, settings) -> None:  # noqa: ANN001
-    from gwm_desktop.ui.phase2_run import config_from_spec
+def test_watermark_level_and_share_reach_the_phase2_config(window, world, settings) -> None:
+    from gwm_desktop.jobs.phase2 import config_from_spec
 
     tab = window.advanced_tab
     configure(tab, world)
@@ -215,3 +227,20 @@ def test_watermark_level_and_share_reach_the_phase2_config(window, world, settin
     assert "invisible (lpips 0.01) on 1 in 4 (partial) images" in form.summary()
     form.save()
     assert (settings.get("phase2_level"), settings.get("phase2_share")) == ("invisible", "quarter")
+
+
+def test_an_installed_detector_rolls_back_from_the_tab(window, qtbot, world, tmp_path: Path) -> None:
+    from gwm_desktop.core.profiles import Evaluation
+
+    tab = window.advanced_tab
+    profile = window.context.profile()
+    assert not tab.rollback_button.isEnabled()
+    for value in (0.6, 0.7):  # two installs: the second keeps the first for a roll back
+        assert profile.install_detector_if_better(world["model"], Evaluation("acc", value), None).installed
+    (profile.detector_path / "which.txt").write_text("second")
+    tab._refresh_enabled()
+    assert tab.rollback_button.isEnabled()
+    tab.rollback_button.click()
+    assert "Restored the previous detector." in tab.log.toPlainText()
+    assert not (profile.detector_path / "which.txt").exists()
+    assert (profile.folder / "detector.previous" / "which.txt").read_text() == "second"

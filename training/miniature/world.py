@@ -7,12 +7,10 @@ stage resumes from its last checkpoint.
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from training.miniature.autoencoder import AutoencoderConfig, train_autoencoder
@@ -78,16 +76,6 @@ def ensure_autoencoder(config: WorldConfig, log: Log = print, lpips: torch.nn.Mo
     assert last is not None
     log(f"autoencoder: held-out PSNR {last.payload['held_out_psnr_db']} dB on {last.payload['held_out_images']} images")
     return folder / "model"
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 # -- the watermark model at the world's resolution ----------------------------------------------------

@@ -15,10 +15,14 @@ import argparse
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from training.phase2.personalize import DEFAULT_LEARNING_RATE, DEFAULT_STEPS, LORA_TARGET_SETS, METHODS
-from training.phase2.pipeline import Phase2Config
+from training.phase2.config import Phase2Config
+from training.phase2_methods import DEFAULT_LEARNING_RATE, DEFAULT_STEPS, LORA_TARGET_SETS, METHODS
+
+if TYPE_CHECKING:
+    from gwm_desktop.core.profiles import Profile
+    from training.phase2.pipeline import Phase2Run
 
 
 def _override(text: str) -> tuple[str, str, Any]:
@@ -62,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--profile", default=None, help="the subject's profile name (default: the 'default' profile)")
     io.add_argument("--install", action="store_true",
                     help="after the run, install the fine-tuned detector (the joint one with several methods) "
-                         "into --profile, where `gwm scan` uses it")
+                         "into --profile, where `gwm scan` uses it, if it beats the profile's current detector on "
+                         "the held-out images (the replaced one is kept for a roll back)")
     wm = parser.add_argument_group("watermarking X")
     wm.add_argument("--p", type=float, default=d.p, help="LPIPS budget of X_w (default: %(default)s)")
     wm.add_argument("--watermark-fraction", type=float, default=d.watermark_fraction,
@@ -167,9 +172,27 @@ def parse_args(input_args: list[str] | None = None) -> tuple[Phase2Config, argpa
     return Phase2Config(**values), args
 
 
+def install_into_profile(run: Phase2Run, profile: Profile) -> list[str]:
+    """Install the run's detector into ``profile`` if it beats the current one (the profile's own, else
+    the run's watermark model) on the run's held-out images; returns the lines that say what happened."""
+    from gwm_desktop.core.detector_eval import install_if_better
+    from gwm_desktop.core.devices import resolve_device
+    from gwm_desktop.core.weights import load_model
+    from training.phase2_methods import installed_detector
+
+    config = run.config
+    name = installed_detector(config.methods, config.joint_detector)
+    device = resolve_device(config.device)
+    current = load_model(profile.detector_folder or run.watermark_model_dir(), device)
+    clean, marked = run.pairs_of(config.methods, "heldout")
+    decision, lines = install_if_better(profile, run.detector_dir(name), current, device, clean, marked)
+    where = f"the {name} detector into profile {profile.name!r} ({profile.detector_path})"
+    return [*lines, f"installed {where}" if decision.installed else f"did not install {where}"]
+
+
 def main(argv: list[str] | None = None) -> int:
     from gwm_desktop.core.jobs import CancelToken, JobCancelled, with_progress
-    from training.phase2.pipeline import Phase2Run, install_detector
+    from training.phase2.pipeline import Phase2Run
 
     config, args = parse_args(argv)
     if args.install and config.key_file:
@@ -200,9 +223,8 @@ def main(argv: list[str] | None = None) -> int:
 
         store = ProfileStore()
         profile = store.get(config.profile) if config.profile else store.get_or_create_default()
-        name = "joint" if "joint" in run.detector_sets() else config.methods[0]
-        target = install_detector(run.detector_dir(name), profile.folder)
-        print(f"installed the {name} detector into profile {profile.name!r} ({target})")
+        for line in install_into_profile(run, profile):
+            print(line)
     return 0
 
 

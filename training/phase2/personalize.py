@@ -2,27 +2,14 @@
 
 Phase 2 personalizes a public model twice, on the subject's clean images X and on its watermarked
 images X_w, the way a forger would (SPEC section 2). The loop is the one of diffusers' own training
-examples (``train_dreambooth.py``, ``train_dreambooth_lora.py``, ``textual_inversion.py``), run through
-``accelerate.Accelerator`` so that ``accelerate launch --multi_gpu -m training.phase2.cli ...`` spreads it over
-several GPUs, with mixed precision on CUDA (bf16 where supported, else fp16) and fp32 on MPS and CPU:
+examples, run through ``accelerate.Accelerator`` (``accelerate launch --multi_gpu`` spreads it over
+GPUs; bf16/fp16 on CUDA, fp32 on MPS and CPU). What differs per method lives in ``strategies``; the
+default steps and learning rates in ``training.phase2_methods``.
 
-* **dreambooth**: the whole UNet trains (lr 5e-6, 400 steps); text encoder and VAE frozen; optional
-  prior preservation with class images the base model makes from ``class_prompt``.
-* **lora**: rank-``lora_rank`` adapters (peft) on the UNet's attention projections (lr 1e-4, 500 steps;
-  ``lora_targets`` widens them to kohya-ss' transformer set or LoCon's convolutions); the base weights
-  never change; the adapter is saved in diffusers' LoRA format.
-* **textual_inversion**: only the placeholder token's embedding row trains (lr 5e-4 x batch x
-  accumulation x processes, 2000 steps); every other row is restored after each step, bit for bit.
-
-The loss is the usual denoising objective on VAE latents (epsilon or v target, per the scheduler).
-The VAE is frozen, so each image's latent distribution is encoded once and sampled every step (the
-same distribution the examples sample, at a fraction of the cost). All randomness (batches, noise,
-timesteps) comes from one CPU generator saved in checkpoints, so a resumed run continues exactly.
-
-Output folder: ``personalization.json`` (written last: a folder without it is incomplete) plus
-``unet/`` (DreamBooth), ``pytorch_lora_weights.safetensors`` (LoRA) or ``learned_embeds.safetensors``
-(Textual Inversion, ``{token: (hidden,)}`` as diffusers' example writes it), ``validation/`` sample(s)
-with their records, and ``checkpoints/``.
+The VAE is frozen, so each image's latent distribution is encoded once and sampled every step. All
+randomness (batches, noise, timesteps) comes from one CPU generator saved in checkpoints, so a
+resumed run continues exactly. Output folder: ``personalization.json`` (written last: a folder
+without it is incomplete), the method's weights, ``validation/`` samples and ``checkpoints/``.
 """
 
 from __future__ import annotations
@@ -32,7 +19,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -56,87 +43,9 @@ from training.phase2.loading import (
     precision_dtype,
     read_personalization,
 )
-
-METHODS = ("dreambooth", "lora", "textual_inversion")
-DEFAULT_LEARNING_RATE = {"dreambooth": 5e-6, "lora": 1e-4, "textual_inversion": 5e-4}
-DEFAULT_STEPS = {"dreambooth": 400, "lora": 500, "textual_inversion": 2000}
-# Which UNet layers get LoRA adapters. "attention": the projections diffusers' train_dreambooth_lora.py
-# adapts. "transformer": every linear (and 1x1 conv) layer of the transformer blocks (attention, feed-forward,
-# proj_in/proj_out), the set kohya-ss sd-scripts' LoRA adapts by default (a common trainer for shared LoRAs).
-_ATTENTION = ["to_k", "to_q", "to_v", "to_out.0"]
-_TRANSFORMER = [*_ATTENTION, "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
-LORA_TARGET_SETS = {
-    "attention": _ATTENTION,
-    "transformer": _TRANSFORMER,
-    # "transformer" plus the ResNet blocks' 3x3 convolutions: kohya-ss' LoRA with conv_dim set, or
-    # LyCORIS' LoCon. Common, though not the default.
-    "transformer_conv": [*_TRANSFORMER, "conv1", "conv2"],
-}
-
-
-@dataclass
-class PersonalizeConfig:
-    method: str                                      # "dreambooth" | "lora" | "textual_inversion"
-    instance_prompt: str = "a painting in the style of <sks>"
-    placeholder_token: str = "<sks>"                 # TI: the new token; DreamBooth/LoRA: just rare text
-    initializer_token: str = "painting"              # TI: the row the placeholder starts from
-    resolution: int = 512
-    train_steps: int | None = None                   # optimizer steps; None: DEFAULT_STEPS[method]
-    batch_size: int = 1
-    gradient_accumulation: int = 1
-    learning_rate: float | None = None               # None: DEFAULT_LEARNING_RATE[method]
-    scale_lr: bool | None = None                     # lr x batch x accumulation x processes; None: TI only
-    lr_scheduler: str = "constant"                   # any diffusers.optimization schedule name
-    lr_warmup_steps: int = 0
-    adam_weight_decay: float = 1e-2
-    max_grad_norm: float = 1.0
-    lora_rank: int = 4
-    lora_targets: str = "attention"                  # a LORA_TARGET_SETS name
-    prior_preservation: bool = False
-    prior_loss_weight: float = 1.0
-    class_prompt: str | None = None                  # e.g. "a painting"; required with prior preservation
-    class_images_dir: str | None = None              # None: out_dir/class_images (made by the base model)
-    num_class_images: int = 100
-    random_flip: bool = False
-    center_crop: bool = True
-    gradient_checkpointing: bool = False
-    mixed_precision: str = "auto"                    # auto | no | fp16 | bf16; auto: bf16/fp16 on CUDA, fp32 else
-    seed: int = 0
-    checkpoint_every: int = 200
-    keep_checkpoints: int = 2
-    resume: str | None = None                        # a checkpoint file, or "latest" in out_dir/checkpoints
-    device: str = "auto"
-    validation_prompt: str | None = None             # None: instance_prompt
-    validation_images: int = 1                       # samples written to out_dir/validation (0: none)
-    validation_steps: int = 25
-    threads: int = 0                                 # torch CPU threads (0: torch's default)
-
-    def resolved_steps(self) -> int:
-        return self.train_steps if self.train_steps is not None else DEFAULT_STEPS[self.method]
-
-    def resolved_learning_rate(self, num_processes: int = 1) -> float:
-        lr = self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATE[self.method]
-        scale = self.scale_lr if self.scale_lr is not None else self.method == "textual_inversion"
-        return lr * self.batch_size * self.gradient_accumulation * num_processes if scale else lr
-
-    def validate(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.prior_preservation and not self.class_prompt:
-            raise ValueError("prior preservation needs a class prompt (e.g. 'a painting')")
-        if self.mixed_precision not in ("auto", "no", "fp16", "bf16"):
-            raise ValueError("mixed_precision must be auto, no, fp16 or bf16")
-        if self.lora_targets not in LORA_TARGET_SETS:
-            raise ValueError(f"lora_targets must be one of {', '.join(LORA_TARGET_SETS)}, got {self.lora_targets!r}")
-        if self.resolution % 8:
-            raise ValueError("resolution must be a multiple of 8")
-
-
-def _place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
-    """Move to ``device``; cast only when the dtype changes (loaded weights are fp32)."""
-    module.to(device)
-    if dtype != torch.float32:
-        module.to(dtype=dtype)
+from training.phase2.personalize_config import PersonalizeConfig
+from training.phase2.strategies import STRATEGIES, place
+from training.phase2_methods import DEFAULT_LEARNING_RATE, DEFAULT_STEPS, METHODS
 
 
 # -- the trainer -------------------------------------------------------------------------------------
@@ -159,6 +68,7 @@ class Personalizer:
 
         config.validate()
         self.config = config
+        self.strategy = STRATEGIES[config.method]
         self.base = str(base)
         self.images_dir = Path(images_dir)
         self.out_dir = Path(out_dir)
@@ -197,65 +107,17 @@ class Personalizer:
         self.pipeline_parts = {"feature_extractor": getattr(pipeline, "feature_extractor", None)}
         for module in (self.vae, self.text_encoder, self.unet):
             module.requires_grad_(False)
-        _place(self.vae, self.device, self.weight_dtype)
-        if cfg.method == "textual_inversion":
-            self._setup_textual_inversion()
-            _place(self.unet, self.device, self.weight_dtype)
-            _place(self.text_encoder, self.device, torch.float32)
-            trainable = [self.text_encoder.get_input_embeddings().weight]
-            self.model = self.text_encoder
-            self.model.train()
-        else:
-            _place(self.text_encoder, self.device, self.weight_dtype)
-            if cfg.method == "lora":
-                from peft import LoraConfig
-
-                _place(self.unet, self.device, self.weight_dtype)
-                with torch.random.fork_rng(devices=[]):  # the adapters' random init follows cfg.seed
-                    torch.manual_seed(cfg.seed + self.accelerator.process_index)
-                    self.unet.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_rank,
-                                                     init_lora_weights="gaussian",
-                                                     target_modules=LORA_TARGET_SETS[cfg.lora_targets]))
-                trainable = [p for p in self.unet.parameters() if p.requires_grad]
-                for param in trainable:  # adapters train in fp32 even when the base runs in half precision
-                    param.data = param.data.float()
-            else:
-                _place(self.unet, self.device, torch.float32)
-                self.unet.requires_grad_(True)
-                trainable = list(self.unet.parameters())
-            if cfg.gradient_checkpointing:
-                self.unet.enable_gradient_checkpointing()
-            self.model = self.unet
-            self.model.train()
+        place(self.vae, self.device, self.weight_dtype)
+        trainable = self.strategy.setup(self)
         lr = cfg.resolved_learning_rate(self.accelerator.num_processes)
         self.learning_rate = lr
-        weight_decay = 0.0 if cfg.method == "textual_inversion" else cfg.adam_weight_decay
+        weight_decay = cfg.adam_weight_decay if self.strategy.weight_decay else 0.0
         self.optimizer = torch.optim.AdamW(trainable, lr=lr, betas=(0.9, 0.999), weight_decay=weight_decay, eps=1e-8)
         self.lr_schedule = get_scheduler(cfg.lr_scheduler, optimizer=self.optimizer,
                                          num_warmup_steps=cfg.lr_warmup_steps * self.accelerator.num_processes,
                                          num_training_steps=self.total_steps * self.accelerator.num_processes)
         self.model, self.optimizer, self.lr_schedule = self.accelerator.prepare(
             self.model, self.optimizer, self.lr_schedule)
-
-    def _setup_textual_inversion(self) -> None:
-        cfg = self.config
-        tokenizer, encoder = self.tokenizer, self.text_encoder
-        init_ids = tokenizer.encode(cfg.initializer_token, add_special_tokens=False)
-        if len(init_ids) != 1:
-            raise ValueError(f"initializer token {cfg.initializer_token!r} must be a single token, is {len(init_ids)}")
-        tokenizer.add_tokens(cfg.placeholder_token)  # no-op when the tokenizer already knows it
-        ids = tokenizer.encode(cfg.placeholder_token, add_special_tokens=False)
-        if len(ids) != 1:
-            raise ValueError(f"placeholder {cfg.placeholder_token!r} does not tokenize to one token")
-        self.placeholder_id = ids[0]
-        encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-        embeddings = encoder.get_input_embeddings().weight
-        with torch.no_grad():
-            embeddings[self.placeholder_id] = embeddings[init_ids[0]].clone()
-        embeddings.requires_grad_(True)
-        self.original_embeddings = embeddings.detach().clone()
-        self.keep_rows = torch.ones(len(tokenizer), dtype=torch.bool)
-        self.keep_rows[self.placeholder_id] = False
 
     def _tokenize(self, prompt: str) -> torch.Tensor:
         return self.tokenizer(prompt, padding="max_length", truncation=True, max_length=self.tokenizer.model_max_length,
@@ -273,7 +135,7 @@ class Personalizer:
             sets.append(build_latent_set(self.vae, class_paths, cfg.class_prompt or "", *self._data_options()))
         self.latent_sets = sets
         self.input_ids = [self._tokenize(s.prompt) for s in sets]
-        if cfg.method != "textual_inversion":  # frozen text encoder: encode each prompt once
+        if self.strategy.encodes_prompts_once:
             with torch.no_grad():
                 self.prompt_embeds = [self.text_encoder(ids.to(self.device))[0].float() for ids in self.input_ids]
 
@@ -298,27 +160,10 @@ class Personalizer:
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        model = self.accelerator.unwrap_model(self.model)
-        if self.config.method == "lora":
-            from peft.utils import get_peft_model_state_dict
-
-            return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
-        if self.config.method == "textual_inversion":
-            row = model.get_input_embeddings().weight[self.placeholder_id]
-            return {"placeholder_embedding": row.detach().cpu().clone()}
-        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        return self.strategy.trainable_state(self, self.accelerator.unwrap_model(self.model))
 
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
-        model = self.accelerator.unwrap_model(self.model)
-        if self.config.method == "lora":
-            from peft.utils import set_peft_model_state_dict
-
-            set_peft_model_state_dict(model, state)
-        elif self.config.method == "textual_inversion":
-            with torch.no_grad():
-                model.get_input_embeddings().weight[self.placeholder_id] = state["placeholder_embedding"]
-        else:
-            model.load_state_dict(state)
+        self.strategy.load_trainable_state(self, self.accelerator.unwrap_model(self.model), state)
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"step": self.step, "method": self.config.method, "trainable": self.trainable_state(),
@@ -361,14 +206,9 @@ class Personalizer:
         losses = []
         for set_index, latent_set in enumerate(self.latent_sets):
             noisy, timesteps, target, _ = self._noisy_batch(latent_set)
-            if cfg.method == "textual_inversion":
-                ids = self.input_ids[set_index].to(self.device).expand(len(noisy), -1)
-                hidden = self.model(ids)[0].to(self.weight_dtype)
-            else:
-                hidden = self.prompt_embeds[set_index].expand(len(noisy), -1, -1)
+            hidden = self.strategy.hidden_states(self, set_index, len(noisy))
             with self.accelerator.autocast():
-                prediction = self.model(noisy, timesteps, hidden).sample if cfg.method != "textual_inversion" \
-                    else self.unet(noisy.to(self.weight_dtype), timesteps, hidden).sample
+                prediction = self.strategy.predict(self, noisy, timesteps, hidden)
             weight = 1.0 if set_index == 0 else cfg.prior_loss_weight
             losses.append(weight * F.mse_loss(prediction.float(), target.float(), reduction="mean"))
         return torch.stack(losses).sum()
@@ -385,16 +225,9 @@ class Personalizer:
                 self.optimizer.step()
                 self.lr_schedule.step()
                 self.optimizer.zero_grad(set_to_none=True)
-                if self.config.method == "textual_inversion":
-                    self._restore_other_embeddings()
+                self.strategy.after_step(self)
             total += float(loss.detach()) / self.config.gradient_accumulation
         return total
-
-    @torch.no_grad()
-    def _restore_other_embeddings(self) -> None:
-        weight = self.accelerator.unwrap_model(self.model).get_input_embeddings().weight
-        keep = self.keep_rows.to(weight.device)
-        weight[keep] = self.original_embeddings.to(weight.device)[keep]
 
     # -- the job -------------------------------------------------------------------------------------
     def run(self) -> Iterator[Progress]:
@@ -441,24 +274,7 @@ class Personalizer:
         staging.mkdir(parents=True)
         (self.out_dir / MANIFEST).unlink(missing_ok=True)
         try:
-            model = self.accelerator.unwrap_model(self.model)
-            if cfg.method == "dreambooth":
-                model.save_pretrained(staging / "unet", safe_serialization=True)
-                files = ["unet"]
-            elif cfg.method == "lora":
-                from diffusers import StableDiffusionPipeline
-                from diffusers.utils import convert_state_dict_to_diffusers
-
-                StableDiffusionPipeline.save_lora_weights(
-                    staging, unet_lora_layers=convert_state_dict_to_diffusers(self.trainable_state()),
-                    safe_serialization=True, weight_name=LORA_FILE)
-                files = [LORA_FILE]
-            else:
-                from safetensors.torch import save_file
-
-                save_file({cfg.placeholder_token: self.trainable_state()["placeholder_embedding"].float()},
-                          str(staging / EMBEDS_FILE))
-                files = [EMBEDS_FILE]
+            files = self.strategy.save_weights(self, self.accelerator.unwrap_model(self.model), staging)
             if cfg.validation_images > 0:
                 yield from self._validation(staging / "validation")
                 files.append("validation")
@@ -488,8 +304,7 @@ class Personalizer:
 
         cfg = self.config
         model = self.accelerator.unwrap_model(self.model)
-        unet = model if cfg.method != "textual_inversion" else self.unet
-        text_encoder = model if cfg.method == "textual_inversion" else self.text_encoder
+        unet, text_encoder = self.strategy.sampling_parts(self, model)
         was_training = model.training
         model.eval()
         pipeline = StableDiffusionPipeline(
@@ -522,6 +337,6 @@ def personalize(base: str | Path, images_dir: Path, out_dir: Path, config: Perso
     yield from Personalizer(base, images_dir, out_dir, config, cancel).run()
 
 
-__all__ = ["DEFAULT_LEARNING_RATE", "EMBEDS_FILE", "LORA_FILE", "MANIFEST", "DEFAULT_STEPS", "METHODS", "PersonalizeConfig", "Personalizer",
-           "inference_dtype", "is_personalized", "load_base_pipeline", "load_personalized", "personalize",
+__all__ = ["DEFAULT_LEARNING_RATE", "DEFAULT_STEPS", "EMBEDS_FILE", "LORA_FILE", "MANIFEST", "METHODS",
+           "PersonalizeConfig", "Personalizer", "inference_dtype", "is_personalized", "load_base_pipeline", "load_personalized", "personalize",
            "read_personalization"]

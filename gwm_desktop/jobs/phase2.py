@@ -1,21 +1,12 @@
-"""Phase 2 as an Advanced-tab job: a ``JobSpec`` becomes a ``Phase2Config``; progress is relayed, the report returned.
+"""Phase 2 as a job: a ``JobSpec`` becomes a ``Phase2Config``; progress is relayed, the report returned.
 
-How the JobSpec maps (everything else in ``Phase2Config`` keeps its default unless ``extra`` sets it):
-
-* ``data[0]``: the subject's images X; ``out``: the run folder (``data/ models/ synth/ detectors/ report.md``);
-* ``steps``: personalization steps of each method that has no count of its own in
-  ``extra["method_overrides"][method]["train_steps"]`` (the tab's form always gives one per method);
-* ``device``; ``init_from``: the watermark model (G and the Phase 1 detector), None: the shipped one;
-* ``resume``: Phase 2 caches stage by stage, so True reuses everything the last run in ``out`` finished
-  (watermarked X, personalizations, synthesized images, fine-tuned detectors made with the same settings)
-  and continues an interrupted personalization from its last checkpoint; False deletes those outputs
-  first and starts over;
-* ``extra``: ``Phase2Config`` fields: ``base`` (required), ``methods``, ``prompts``, ``key_file`` (the tab
-  passes the profile's own ``key.bin``, so the key is never copied) or ``profile``, and any other field.
-
-The outcome's ``model_dir`` is the fine-tuned detector folder (the joint one with several methods, as
-``gwm train phase2 --install`` picks), its ``note`` the headline figures, ``report`` the markdown report
-and ``heldout`` the held-out images the install step judges detectors on. Qt-free.
+How the JobSpec maps (every other ``Phase2Config`` field keeps its default unless ``extra`` sets it):
+``data[0]`` is the subject's images, ``out`` the run folder; ``steps`` the personalization steps of a
+method with no ``extra["method_overrides"][method]["train_steps"]``; ``init_from`` the watermark model
+(None: the shipped one); ``resume`` True reuses every stage the last run in ``out`` finished, False
+deletes those outputs first; ``extra`` holds ``base`` (required), ``methods``, ``prompts``,
+``key_file`` or ``profile`` and any other field. The outcome's ``model_dir`` is the detector
+``gwm train phase2 --install`` would install, ``heldout`` the images the install step judges it on.
 """
 
 from __future__ import annotations
@@ -23,16 +14,20 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gwm_desktop.core.jobs import CancelToken, Progress
-from gwm_desktop.ui.training_jobs import JobOutcome, JobSpec
+from gwm_desktop.jobs.spec import JobOutcome, JobSpec
+
+if TYPE_CHECKING:
+    from training.phase2.config import Phase2Config
 
 OUTPUT_DIRS = ("data", "models", "synth")  # with detectors*/ and report*.json/.md: what start-over deletes
+PHASE2_CURVES = ("personalize_loss", "detector_loss")
 
 
-def config_from_spec(spec: JobSpec):  # noqa: ANN201 - Phase2Config (imported lazily)
-    from training.phase2.pipeline import Phase2Config
+def config_from_spec(spec: JobSpec) -> Phase2Config:
+    from training.phase2.config import Phase2Config
 
     extra: dict[str, Any] = dict(spec.extra)
     if not extra.get("base"):
@@ -55,8 +50,16 @@ def earlier_outputs(out: Path) -> list[Path]:
                   if p.name in OUTPUT_DIRS or p.name.startswith(("detectors", "report")))
 
 
-def detector_name(config: Any) -> str:
-    return "joint" if config.joint_detector and len(config.methods) > 1 else config.methods[0]
+def start_over(out: Path) -> Iterator[Progress]:
+    """Delete what an earlier run left in ``out`` (saying so first), so every stage runs again."""
+    earlier = earlier_outputs(out)
+    if earlier:
+        yield Progress(0, 1, f"Starting over: deleting the last Phase 2 run's results in {out}", {})
+    for path in earlier:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def headline(report: dict[str, Any]) -> str:
@@ -72,19 +75,29 @@ def headline(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(spec: JobSpec, cancel: CancelToken) -> Iterator[Progress]:
+def _relayed(progress: Progress) -> dict[str, Any]:
+    """The payload the tab plots: the stage, and a loss curve point for training steps."""
+    payload = progress.payload or {}
+    sub = payload.get("sub")
+    metrics = sub.payload if sub is not None and isinstance(sub.payload, dict) else {}
+    stage = payload.get("stage", "")
+    relayed: dict[str, Any] = {"stage": stage} if stage else {}
+    if "step" in metrics and isinstance(metrics.get("loss"), (int, float)):
+        curve = "detector_loss" if stage.startswith("fine-tune") else "personalize_loss"
+        relayed.update({"step": progress.done, curve: float(metrics["loss"])})
+    return relayed
+
+
+def phase2_job(spec: JobSpec, cancel: CancelToken) -> Iterator[Progress]:
+    """Run (or resume) Phase 2 for one subject; returns a ``JobOutcome`` with the report."""
     from training.phase2.pipeline import Phase2Run
     from training.phase2.report import render_markdown
+    from training.phase2_methods import installed_detector
 
     config = config_from_spec(spec)
     out = Path(config.out)
-    if not spec.resume and earlier_outputs(out):
-        yield Progress(0, 1, f"Starting over: deleting the last Phase 2 run's results in {out}", {})
-        for path in earlier_outputs(out):
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
+    if not spec.resume:
+        yield from start_over(out)
     phase2 = Phase2Run(config, cancel)
     steps = ", ".join(f"{m} {config.personalize_config(m).resolved_steps()} steps" for m in config.methods)
     per_model = sum(map(len, phase2.train_seeds))
@@ -98,23 +111,14 @@ def run(spec: JobSpec, cancel: CancelToken) -> Iterator[Progress]:
                    {})
     report = None
     for progress in phase2.run():
-        payload = progress.payload or {}
-        sub = payload.get("sub")
-        metrics = sub.payload if sub is not None and isinstance(sub.payload, dict) else {}
-        stage = payload.get("stage", "")
-        if "report" in payload:
-            report = payload["report"]
-        relayed: dict[str, Any] = {"stage": stage} if stage else {}
-        if "step" in metrics and isinstance(metrics.get("loss"), (int, float)):
-            curve = "detector_loss" if stage.startswith("fine-tune") else "personalize_loss"
-            relayed.update({"step": progress.done, curve: float(metrics["loss"])})
-        yield Progress(progress.done, progress.total, progress.message, relayed)
+        if "report" in (progress.payload or {}):
+            report = progress.payload["report"]
+        yield Progress(progress.done, progress.total, progress.message, _relayed(progress))
     if report is None:
         raise RuntimeError("Phase 2 ended without a report")
-    name = detector_name(config)
+    name = installed_detector(config.methods, config.joint_detector)
     model_dir = phase2.detector_dir(name)
-    methods = config.methods
-    clean, marked = phase2.pairs_of(methods, "heldout")
+    clean, marked = phase2.pairs_of(config.methods, "heldout")
     report_path = out / f"report{config.tag}.md"
     note = (f"fine-tuned detector ({name}) in {model_dir}; report in {report_path}\n" + headline(report))
     return JobOutcome(model_dir, phase2.done, note, report=render_markdown(report), heldout=(clean, marked))

@@ -1,0 +1,59 @@
+"""A profile installs a new detector only when it scored better, keeps the one it replaced, and rolls back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gwm_desktop.core.profiles import Evaluation, ProfileStore
+from gwm_desktop.jobs import detector
+
+
+def _model(folder: Path, tag: str) -> Path:
+    folder.mkdir()
+    (folder / "manifest.json").write_text(tag)
+    (folder / "phase2_settings.json").write_text("{}")  # a Phase 2 run's cache stamp, not part of the model
+    return folder
+
+
+def test_detector_installs_only_when_better_and_rolls_back(tmp_path: Path) -> None:
+    profile = ProfileStore(tmp_path / "home").create("artist")
+    first, second = _model(tmp_path / "first", "1"), _model(tmp_path / "second", "2")
+    assert profile.detector_folder is None and not profile.can_roll_back_detector()
+    assert profile.install_detector_if_better(first, Evaluation("acc", 0.8), None).installed
+    assert profile.detector_folder == profile.detector_path
+    assert not (profile.detector_path / "phase2_settings.json").exists()
+    worse = profile.install_detector_if_better(second, Evaluation("acc", 0.7), Evaluation("acc", 0.8))
+    assert not worse.installed and "not better than 0.800" in worse.reason
+    assert (profile.detector_path / "manifest.json").read_text() == "1"
+    assert not profile.install_detector_if_better(second, None, Evaluation("acc", 0.8)).installed
+    better = profile.install_detector_if_better(second, Evaluation("acc", 0.9), Evaluation("acc", 0.8))
+    assert better.installed and better.reason == "installed: acc 0.900 (was 0.800)"
+    assert (profile.detector_path / "manifest.json").read_text() == "2"
+    assert profile.can_roll_back_detector()
+    detector.roll_back(None, profile)
+    assert (profile.detector_path / "manifest.json").read_text() == "1"
+    assert (profile.folder / "detector.previous" / "manifest.json").read_text() == "2"
+    assert not [p for p in profile.folder.iterdir() if p.name.startswith(".detector")]  # no staging left
+
+
+def test_roll_back_without_a_previous_detector_is_a_clear_error(tmp_path: Path) -> None:
+    profile = ProfileStore(tmp_path / "home").create("artist")
+    with pytest.raises(FileNotFoundError, match="no previous detector"):
+        profile.roll_back_detector()
+
+
+def test_the_decision_and_its_explanation_agree(tmp_path: Path) -> None:
+    profile = ProfileStore(tmp_path / "home").create("artist")
+    candidate = _model(tmp_path / "new", "new")
+    decision, lines = detector.install_if_better(None, profile, candidate,
+                                                 (Evaluation("balanced accuracy", 0.5, "TPR 0.00, FPR 0.00"),
+                                                  Evaluation("balanced accuracy", 0.75, "TPR 0.50, FPR 0.00")))
+    assert decision.installed
+    assert lines == ["  current: balanced accuracy 0.500 (TPR 0.00, FPR 0.00)",
+                     "  new: balanced accuracy 0.750 (TPR 0.50, FPR 0.00)",
+                     "Installed. installed: balanced accuracy 0.750 (was 0.500)"]
+    decision, lines = detector.install_if_better(None, profile, candidate, (None, None))
+    assert not decision.installed and lines[-1].startswith("Not installed: the new detector could not be evaluated")
+    assert "no calibration bank" in lines[0]

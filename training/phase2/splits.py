@@ -1,0 +1,32 @@
+"""Which prompts and seeds each split of a Phase 2 run uses: disjoint prompts, never a seed twice."""
+
+from __future__ import annotations
+
+import random
+
+HELDOUT_SEED_OFFSET = 100_000
+VALIDATION_SEED_OFFSET = 50_000
+
+
+def split_prompts(prompts: list[str], n_train: int, n_heldout: int, seed: int,
+                  n_validation: int = 0) -> tuple[list[str], list[str], list[str]]:
+    """Disjoint (training, held-out, validation) prompts, drawn from a seeded shuffle of the list."""
+    if n_train + n_heldout + n_validation > len(prompts):
+        raise ValueError(f"{n_train} training + {n_heldout} held-out + {n_validation} validation prompts requested, "
+                         f"but only {len(prompts)} given")
+    order = list(prompts)
+    random.Random(seed).shuffle(order)
+    heldout_end = n_train + n_heldout
+    return order[:n_train], order[n_train:heldout_end], order[heldout_end:heldout_end + n_validation]
+
+
+def distinct_seeds(first: int, n_prompts: int, per_prompt: int) -> list[list[int]]:
+    """One list of ``per_prompt`` seeds for each prompt, no seed used twice.
+
+    Why not the same seeds for every prompt: the seed fixes the starting noise, and in a small model
+    (the miniature) it decides an image's composition more than the prompt does, so shared seeds made
+    a split's images near-copies of one another across prompts, and validation images near-copies of
+    the training ones.
+    """
+    return [[first + j * per_prompt + i for i in range(per_prompt)] for j in range(n_prompts)]
+
