@@ -13,7 +13,7 @@ from gwm_desktop.core.protection_log import record_export
 from gwm_desktop.core.verdict import set_verdict
 
 
-def test_report_states_the_test_and_never_shows_the_key(tmp_path, default_model_dir, paintings):
+def test_report_states_the_test_and_never_shows_the_key(tmp_path, model_dir, paintings):
     from gwm_desktop.core.weights import read_manifest
 
     profile = ProfileStore().create("artist")
@@ -21,7 +21,7 @@ def test_report_states_the_test_and_never_shows_the_key(tmp_path, default_model_
     record_export(profile.folder, 0.05, tmp_path / "b.png", b"b", when=1_700_100_000)
     evidence = np.random.default_rng(0).normal(0, 1.5, (2, 2, 64))
     result = set_verdict(evidence, message_from_key(profile.key, 32), null_keys=999, paths=paintings[:2])
-    json_path = write_evidence_report(result, profile, read_manifest(default_model_dir), tmp_path / "ev.html")
+    json_path = write_evidence_report(result, profile, read_manifest(model_dir), tmp_path / "ev.html")
     page = (tmp_path / "ev.html").read_text(encoding="utf-8")
     facts = json.loads(json_path.read_text(encoding="utf-8"))
     assert json_path == tmp_path / "ev.json"
