@@ -109,36 +109,51 @@ class Scanner:
     def scan_paths(self, paths: Iterable[Path], total: int | None = None,
                    cancel: CancelToken | None = None) -> Iterator[Progress]:
         """Yields one Progress per image, its payload a ScanResult (errors included, never raised)."""
-        cancel = cancel or CancelToken()
         paths = list(paths) if total is None else paths
         total = len(paths) if total is None else total
         done = 0
-        pending: list[tuple[Path, np.ndarray]] = []
-
-        def flush() -> Iterator[Progress]:
-            nonlocal done
-            if not pending:
-                return
-            scores, agreements = self.score_arrays(np.stack([image for _, image in pending]))
-            for (path, _), score, agreement in zip(pending, scores, agreements, strict=True):
+        for item in load_in_batches(paths, self.detector.working_size, self.batch_size, cancel):
+            if isinstance(item, Unreadable):
+                done += 1
+                yield Progress(done, total, item.path.name, ScanResult(item.path, None, None, False, item.reason))
+                continue
+            scores, agreements = self.score_arrays(np.stack([image for _, image in item]))
+            for (path, _), score, agreement in zip(item, scores, agreements, strict=True):
                 done += 1
                 yield Progress(done, total, path.name, self._result(path, float(score), float(agreement)))
-            pending.clear()
 
-        for path in paths:
-            if cancel.cancelled:
-                return
-            try:
-                size = self.detector.working_size
-                pending.append((Path(path), load_rgb_resized(path, (size, size))))
-            except (ImageLoadError, OSError, ValueError) as error:
-                yield from flush()  # keep results in input order
-                done += 1
-                yield Progress(done, total, Path(path).name,
-                               ScanResult(Path(path), None, None, False, _reason(error)))
-            if len(pending) >= self.batch_size:
-                yield from flush()
-        yield from flush()
+
+@dataclass
+class Unreadable:
+    """An input that could not be read as an image, and why (one line)."""
+
+    path: Path
+    reason: str
+
+
+def load_in_batches(paths: Iterable[Path], size: int, batch_size: int,
+                    cancel: CancelToken | None = None) -> Iterator[list[tuple[Path, np.ndarray]] | Unreadable]:
+    """Inputs read at ``size`` x ``size`` (uint8, (size, size, 3)) in batches of up to ``batch_size``, in
+    input order: a bad file ends the batch before it and comes as an ``Unreadable``. Stops on cancel."""
+    cancel = cancel or CancelToken()
+    pending: list[tuple[Path, np.ndarray]] = []
+    for path in paths:
+        if cancel.cancelled:
+            return
+        path = Path(path)
+        try:
+            pending.append((path, load_rgb_resized(path, (size, size))))
+        except (ImageLoadError, OSError, ValueError) as error:
+            if pending:
+                yield pending
+                pending = []
+            yield Unreadable(path, _reason(error))
+            continue
+        if len(pending) >= batch_size:
+            yield pending
+            pending = []
+    if pending:
+        yield pending
 
 
 def _reason(error: Exception) -> str:

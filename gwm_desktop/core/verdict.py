@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gwm_desktop.core.image_io import ImageLoadError, load_rgb_resized
+from gwm_desktop.core.detect import Unreadable, load_in_batches
 from gwm_desktop.core.jobs import CancelToken, Progress
 from gwm_desktop.core.keys import random_messages, texture_signs
 from gwm_desktop.core.models import MATCHED_PRESENT, MATCHED_WEIGHT, WatermarkDetector
@@ -212,37 +212,18 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
 def evidence_of_paths(detector: WatermarkDetector, paths: Iterable[Path], total: int, device: torch.device | str,
                       batch_size: int = 16, cancel: CancelToken | None = None) -> Iterator[Progress]:
     """One Progress per image, its payload an ImageEvidence (unreadable files carry a one-line reason)."""
-    cancel = cancel or CancelToken()
-    size = detector.working_size
     done = 0
-    pending: list[tuple[Path, np.ndarray]] = []
-
-    def flush() -> Iterator[Progress]:
-        nonlocal done
-        if not pending:
-            return
+    for item in load_in_batches(paths, detector.working_size, batch_size, cancel):
+        if isinstance(item, Unreadable):
+            done += 1
+            yield Progress(done, total, item.path.name, ImageEvidence(item.path, None, item.reason))
+            continue
         with torch.no_grad():
-            batch = torch.from_numpy(np.stack([image for _, image in pending])).to(device)
+            batch = torch.from_numpy(np.stack([image for _, image in item])).to(device)
             views = detector.decode_views(batch.permute(0, 3, 1, 2).float() / 255.0).cpu().numpy()
-        for (path, _), evidence in zip(pending, views, strict=True):
+        for (path, _), evidence in zip(item, views, strict=True):
             done += 1
             yield Progress(done, total, path.name, ImageEvidence(path, evidence))
-        pending.clear()
-
-    for path in paths:
-        if cancel.cancelled:
-            return
-        path = Path(path)
-        try:
-            pending.append((path, load_rgb_resized(path, (size, size))))
-        except (ImageLoadError, OSError, ValueError) as error:
-            yield from flush()
-            done += 1
-            reason = "no such file" if isinstance(error, FileNotFoundError) else (str(error) or type(error).__name__)
-            yield Progress(done, total, path.name, ImageEvidence(path, None, reason))
-        if len(pending) >= batch_size:
-            yield from flush()
-    yield from flush()
 
 
 def verdict_job(detector: WatermarkDetector, true_message: torch.Tensor, paths: list[Path],
