@@ -12,7 +12,7 @@ deletes those outputs first; ``extra`` holds ``base`` (required), ``methods``, `
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,14 @@ def start_over(out: Path) -> Iterator[Progress]:
             path.unlink()
 
 
+def prepare_run(spec: JobSpec) -> Generator[Progress, None, Phase2Config]:
+    """The spec's ``Phase2Config``, after clearing the last run's outputs unless the spec resumes."""
+    config = config_from_spec(spec)
+    if not spec.resume:
+        yield from start_over(Path(config.out))
+    return config
+
+
 def headline(report: dict[str, Any]) -> str:
     """One line per method: held-out accuracy and AUC of the Phase 2 detector vs the Phase 1 detector."""
     from training.phase2.report import number as num
@@ -94,10 +102,8 @@ def phase2_job(spec: JobSpec, cancel: CancelToken) -> Iterator[Progress]:
     from training.phase2.report import render_markdown
     from training.phase2_methods import installed_detector
 
-    config = config_from_spec(spec)
+    config = yield from prepare_run(spec)
     out = Path(config.out)
-    if not spec.resume:
-        yield from start_over(out)
     phase2 = Phase2Run(config, cancel)
     steps = ", ".join(f"{m} {config.personalize_config(m).resolved_steps()} steps" for m in config.methods)
     per_model = sum(map(len, phase2.train_seeds))

@@ -4,7 +4,7 @@ of the real Phase 1 and Phase 2 jobs, they keep the real jobs' contract at a few
 What the tab relies on is kept: the same ``Progress`` payloads (a ``step`` and the job's curves; Phase 2
 also a ``stage``), cooperative cancel between steps, a checkpoint on cancel that Resume continues
 from, Phase 2's folder layout with reuse of finished stages and start-over through
-``jobs.phase2.start_over``, a real model folder as the result (a copy of the watermark model, so the
+``jobs.phase2.prepare_run``, a real model folder as the result (a copy of the watermark model, so the
 install step can load and score it) and real held-out image files.
 """
 
@@ -23,7 +23,7 @@ from PIL import Image
 
 from gwm_desktop.core.jobs import CancelToken, JobCancelled, Progress
 from gwm_desktop.jobs import registry
-from gwm_desktop.jobs.phase2 import config_from_spec, start_over
+from gwm_desktop.jobs.phase2 import prepare_run
 from gwm_desktop.jobs.spec import JobOutcome, JobSpec
 from training.phase2_methods import installed_detector
 
@@ -79,10 +79,8 @@ def _write_images(folder: Path, count: int, seed: int) -> list[Path]:
 
 def fake_phase2_job(spec: JobSpec, cancel: CancelToken) -> Iterator[Progress]:
     """Phase 2's contract: the real JobSpec mapping and start-over, stages that are skipped once done."""
-    config = config_from_spec(spec)
+    config = yield from prepare_run(spec)
     out = Path(config.out)
-    if not spec.resume:
-        yield from start_over(out)
     steps = {m: config.personalize_config(m).resolved_steps() for m in config.methods}
     total = 2 * sum(steps.values()) + FINETUNE_STEPS
     done = 0
