@@ -233,12 +233,12 @@ def build_report(config: EvalConfig, bundle: ModelBundle, message: torch.Tensor,
 
 def record_metrics(folder: Path, name: str, report: dict[str, Any]) -> None:
     """Store an evaluation report in the model's manifest (the manifest is not part of the hashes)."""
-    from gwm_desktop.core.weights import MANIFEST_FILE, _atomic_write_text
+    from gwm_desktop.core.weights import write_manifest
 
     manifest = read_manifest(folder)
     report = dict(report, command="gwm eval " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["eval"] else sys.argv[1:]))
     manifest.setdefault("metrics", {})[name] = report
-    _atomic_write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", folder / MANIFEST_FILE)
+    write_manifest(folder, manifest)
 
 
 def calibrate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[Progress]:

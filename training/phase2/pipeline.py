@@ -269,8 +269,9 @@ class Phase2Run:
     # -- stages --------------------------------------------------------------------------------------
     def watermark_subject(self, key: bytes) -> Iterator[Progress]:
         """X -> X_w: ``watermark_fraction`` of the images (seeded choice) watermarked at budget p, PNG."""
+        from gwm_desktop.core.atomic import write_atomic
         from gwm_desktop.core.devices import resolve_device
-        from gwm_desktop.core.image_io import EncodeOptions, atomic_write_bytes, load_image
+        from gwm_desktop.core.image_io import EncodeOptions, load_image
         from gwm_desktop.core.keys import message_from_key
         from gwm_desktop.core.lpips_metric import build_lpips
         from gwm_desktop.core.watermark import Embedder
@@ -298,14 +299,16 @@ class Phase2Run:
                     embedder = Embedder(bundle.generator, message_from_key(key, bundle.n_bits),
                                         build_lpips(device), device)
                 result = embedder.protect(load_image(source), cfg.p, EncodeOptions(format="png"))
-                atomic_write_bytes(target, result.data)
+                write_atomic(target, result.data)
                 log["images"][source.name] = {"marked": True, "lpips": result.lpips, "psnr": result.psnr}
             else:
+                from io import BytesIO
+
                 from PIL import Image, ImageOps
 
                 with Image.open(source) as image:
-                    ImageOps.exif_transpose(image).convert("RGB").save(target.with_suffix(".tmp.png"))
-                os.replace(target.with_suffix(".tmp.png"), target)
+                    ImageOps.exif_transpose(image).convert("RGB").save(buffer := BytesIO(), format="PNG")
+                write_atomic(target, buffer.getvalue())
                 log["images"][source.name] = {"marked": False}
             yield Progress(index + 1, len(self.images), source.name, log["images"][source.name])
         done_file.write_text(json.dumps(log, indent=2) + "\n", encoding="utf-8")
