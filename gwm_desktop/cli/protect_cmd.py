@@ -48,6 +48,11 @@ def run(args) -> int:  # type: ignore[no-untyped-def]
         profile = resolve_profile(ProfileStore(), args.profile)
     except (ValueError, ProfileError) as error:
         return fail(str(error))
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = "it is a file" if args.out.is_file() else (error.strerror or str(error))
+        return fail(f"cannot create the output folder {args.out}: {reason}")
     options = EncodeOptions(format=args.format, jpeg_quality=args.jpeg_quality, webp_quality=args.webp_quality,
                             keep_metadata=not args.strip_metadata)
     try:
