@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import warnings
 
 from gwm_desktop.cli import profile_cmd, protect_cmd, scan_cmd, train_cmd
 from gwm_desktop.cli.common import fail
@@ -35,6 +36,9 @@ def _tolerant_streams() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _tolerant_streams()
+    # Pillow warns (two lines each) about damaged files it can still read; the file's own one line
+    # says what matters, ok or FAILED.
+    warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
     previous = install_sigterm_cleanup()
     try:
         # Training and evaluation have their own full parsers (and --help): hand the rest over untouched.

@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gwm_desktop.cli.main import main
 from gwm_desktop.core.profiles import ProfileStore
+from tests.fixtures.cli_run import run_gwm
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSPHRASE = "a passphrase for tests"
@@ -42,19 +41,6 @@ def picture(path: Path, seed: int = 0, size: int = 48) -> Path:
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
     return path
-
-
-def run_gwm(argv: list[str], capsys) -> tuple[int, str]:  # noqa: ANN001
-    """Exit code and everything printed, as a terminal would show it."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as stop:  # argparse's own usage errors
-        code = int(stop.code or 0)
-    except BaseException:  # noqa: BLE001 - exactly what must never happen: show it as Python would
-        code = 1
-        sys.stderr.write(traceback.format_exc())
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
 
 
 def model_copy(tmp: Path, default_model_dir: Path, change: Callable[[dict], None]) -> Path:
