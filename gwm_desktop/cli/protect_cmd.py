@@ -24,7 +24,9 @@ def register(sub) -> None:  # type: ignore[no-untyped-def]
                             description="Write watermarked copies of INPUT files/folders into --out. "
                             f"Levels: {levels}.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="output folder (created if needed); an existing file is never overwritten: "
+                        "the copy gets the next free name, 'art (1).png'")
     parser.add_argument("--profile", default=None, help="profile name (default: 'default', created on first use)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--level", default=None, help=f"invisibility level (default {DEFAULT_LEVEL})")
