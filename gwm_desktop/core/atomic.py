@@ -33,7 +33,9 @@ class Terminated(BaseException):
 
 
 def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name[:200]}.{secrets.token_hex(4)}.tmp")  # hidden; fits NAME_MAX
+    """A hidden name beside ``path`` that fits NAME_MAX (255 bytes) even when the name itself nearly does."""
+    prefix = os.fsencode(path.name)[:200].decode("utf-8", "ignore")  # bytes, not characters: 'é' is two
+    return path.with_name(f".{prefix}.{secrets.token_hex(4)}.tmp")
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -62,12 +64,14 @@ def _write_temp(path: Path, content: Content, private: bool) -> Path:
         with os.fdopen(fd, "wb") as handle:
             if isinstance(content, bytes):
                 handle.write(content)
+                handle.flush()
+                os.fsync(handle.fileno())
         if callable(content):
-            content(temp)
+            content(temp)  # may write the file anew: permissions and durability are settled after it
             if private:
                 os.chmod(temp, stat.S_IRUSR | stat.S_IWUSR)
-        with open(temp, "rb+") as handle:
-            os.fsync(handle.fileno())
+            with open(temp, "rb+") as handle:
+                os.fsync(handle.fileno())
     except BaseException:
         _discard(temp)
         raise

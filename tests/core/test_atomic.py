@@ -31,6 +31,12 @@ def test_write_atomic_replaces_whole_files_with_default_permissions(tmp_path: Pa
     assert secret.read_bytes() == b"k" * 32 and secret.stat().st_mode & 0o777 == 0o600
 
 
+def test_a_name_at_the_length_limit_can_be_written(tmp_path: Path) -> None:
+    longest = "ポ" * 85  # 255 bytes in UTF-8: the most a file name may hold
+    assert write_atomic(tmp_path / longest, b"x").read_bytes() == b"x"
+    assert write_new([tmp_path / longest, tmp_path / ("ポ" * 84)], b"y") == tmp_path / ("ポ" * 84)
+
+
 @pytest.mark.parametrize("failure", [KeyboardInterrupt, OSError])
 @pytest.mark.parametrize("existing", [None, b"previous export"])
 def test_interrupted_write_leaves_no_partial_or_temp_file(
@@ -121,4 +127,25 @@ except Terminated:
     process.send_signal(signal.SIGTERM)
     started = time.monotonic()
     assert process.wait(timeout=20) == 143 and time.monotonic() - started < 20
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name != "posix", reason="POSIX signals")
+def test_the_gui_handler_removes_temp_files_then_quits_instead_of_raising(tmp_path: Path) -> None:
+    quit_called = []
+    target = tmp_path / "export.png"
+
+    def write_then_get_terminated(temp: Path) -> None:
+        temp.write_bytes(b"half")
+        previous = atomic.install_sigterm_cleanup(then=lambda: quit_called.append(True))
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler runs here, in the main thread; a writer thread would go on
+            assert quit_called and not temp.exists()
+        finally:
+            atomic.restore_sigterm(previous)
+        raise OSError("the write noticed its temp file is gone")
+
+    with pytest.raises(OSError, match="temp file is gone"):
+        write_atomic(target, write_then_get_terminated)
     assert list(tmp_path.iterdir()) == []
