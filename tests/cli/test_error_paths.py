@@ -240,3 +240,23 @@ def test_a_file_name_that_is_not_utf8_neither_breaks_reports_nor_stops_the_batch
     assert done.returncode == 0 and "Traceback" not in printed, printed
     assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == sorted(p.name for p in out.iterdir())
     assert odd.exists()
+
+
+def test_in_a_terminal_the_passphrase_is_asked_for_hidden_and_twice_on_export(tmp_path, capsys, monkeypatch):
+    from gwm_desktop.cli import profile_cmd
+
+    answers: list[str] = []
+    prompts: list[str] = []
+    monkeypatch.setattr(profile_cmd.sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(profile_cmd.getpass, "getpass", lambda prompt: prompts.append(prompt) or answers.pop(0))
+    ProfileStore().create("hal")
+    backup = tmp_path / "hal.gwmkey"
+    answers[:] = ["first try at it", "second try at it"]
+    code, output = run_gwm(["profile", "export", "hal", backup], capsys)
+    assert code == 2 and "passphrases differ" in output and not backup.exists()
+    answers[:] = ["a good passphrase", "a good passphrase"]
+    assert run_gwm(["profile", "export", "hal", backup], capsys)[0] == 0 and len(prompts) == 4
+    answers[:] = ["a good passphrase"]
+    code, output = run_gwm(["profile", "import", backup, "--name", "hal2"], capsys)
+    assert code == 0 and len(prompts) == 5 and ProfileStore().get("hal2").key == ProfileStore().get("hal").key
+    assert "a good passphrase" not in output
