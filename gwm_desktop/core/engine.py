@@ -111,7 +111,8 @@ class Engine:
         out_dir = Path(out_dir)
         # An output folder inside an input folder must not feed last run's exports back in.
         out_root = Path(os.path.realpath(out_dir))
-        files = [f for f in iter_image_files(inputs) if not Path(os.path.realpath(f)).is_relative_to(out_root)]
+        files = [f for f in iter_image_files(inputs, empty_folders=True)
+                 if not Path(os.path.realpath(f)).is_relative_to(out_root)]
         out_dir.mkdir(parents=True, exist_ok=True)
         embedder = self.embedder(profile)
         taken: set[Path] = set()
@@ -139,7 +140,7 @@ class Engine:
     def scan_files(self, inputs: Iterable[str | Path], profile: Profile, fpr: float = DEFAULT_FPR,
                    cancel: CancelToken | None = None) -> Iterator[Progress]:
         """Score every image in ``inputs``; one Progress (payload ScanResult) per file."""
-        files = list(iter_image_files(inputs))
+        files = list(iter_image_files(inputs, empty_folders=True))
         yield from self.scanner(profile, fpr).scan_paths(files, len(files), cancel)
 
 

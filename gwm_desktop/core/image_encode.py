@@ -319,13 +319,15 @@ def output_path_for(input_path: Path, out_dir: Path, fmt: str, taken: set[Path] 
     return next(output_names(input_path, out_dir, fmt, taken))
 
 
-def iter_image_files(inputs: Iterable[str | Path], recursive: bool = True) -> Iterator[Path]:
+def iter_image_files(inputs: Iterable[str | Path], recursive: bool = True,
+                     empty_folders: bool = False) -> Iterator[Path]:
     """Files to process from command-line/drop inputs, in a stable order, each at most once.
 
     Folders expand to image-like files (sorted; hidden files and folders skipped). Explicit files are
-    always yielded, whatever their extension, and missing paths too, so the caller reports each one;
-    so is an explicit folder with no image in it, so that it is reported rather than silently empty.
-    Symlink loops never stop the walk: such a path is yielded, and reading it fails for that file alone.
+    always yielded, whatever their extension, and missing paths too, so the caller reports each one.
+    ``empty_folders``: also yield an explicit folder that holds no image (a batch job then reports
+    it, e.g. a folder named 'x.png', instead of being silently empty). Symlink loops never stop the
+    walk: such a path is yielded, and reading it fails for that file alone.
     """
     seen: set[str] = set()
 
@@ -350,7 +352,7 @@ def iter_image_files(inputs: Iterable[str | Path], recursive: bool = True) -> It
                 if not name.startswith(".") and candidate.suffix.lower() in IMAGE_EXTENSIONS and fresh(candidate):
                     found = True
                     yield candidate
-        if not found and fresh(path):
+        if empty_folders and not found and fresh(path):
             yield path
 
 

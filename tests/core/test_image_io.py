@@ -512,8 +512,9 @@ def test_symlink_loops_and_empty_folders_are_reported_not_fatal(tmp_path: Path) 
     folder_named_png.mkdir()
     empty = tmp_path / "empty"
     empty.mkdir()
-    found = list(iter_image_files([root, folder_named_png, empty, root / "loop.png"]))
+    found = list(iter_image_files([root, folder_named_png, empty, root / "loop.png"], empty_folders=True))
     assert found == [root / "a.png", root / "loop.png", folder_named_png, empty]
+    assert list(iter_image_files([root, folder_named_png, empty])) == [root / "a.png", root / "loop.png"]
     with pytest.raises(ImageLoadError, match="cannot read the file"):
         load_image(root / "loop.png")
     with pytest.raises(ImageLoadError, match="folder"):
