@@ -167,6 +167,23 @@ def check_phase2(log: Log) -> None:
         f"{accelerate.__version__}, peft {peft.__version__} import in {time.monotonic() - started:.1f} s")
 
 
+def check_key_backup(workdir: Path, log: Log) -> bool:
+    """Seal and reopen a key backup: proves the encryption library made it into the build."""
+    from gwm_desktop.core.profiles import ProfileStore
+
+    started = time.monotonic()
+    store = ProfileStore(workdir / "backup-home")
+    original = store.create("backup-check", key=SELF_TEST_KEY)
+    store.export(original.name, workdir / "backup.gwmkey", "self-test passphrase")
+    restored, encrypted = ProfileStore(workdir / "restore-home").import_(workdir / "backup.gwmkey",
+                                                                          passphrase="self-test passphrase")
+    if not encrypted or restored.key != SELF_TEST_KEY:
+        log("FAIL: an encrypted key backup did not round-trip")
+        return False
+    log(f"backup:   encrypted key backup sealed and reopened in {time.monotonic() - started:.1f} s")
+    return True
+
+
 def run_self_test(device: str = "auto", log: Log = _print, phase2: bool | None = None,
                   model_dir: Path | None = None) -> int:
     """0 if the window builds and protect + scan of the bundled sample behave; 1 otherwise.
@@ -191,6 +208,7 @@ def run_self_test(device: str = "auto", log: Log = _print, phase2: bool | None =
 
             log(f"torch:    {torch.__version__} (CUDA available: {torch.cuda.is_available()})")
             ok = check_protect_and_scan(workdir, device, log, model_dir)
+            ok = check_key_backup(workdir, log) and ok
             if phase2:
                 check_phase2(log)
     except Exception:  # noqa: BLE001 - a self-test reports every failure as a failure, with its trace

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from gwm_desktop.core.atomic import write_atomic
+
 
 def save_checkpoint(state: dict[str, Any], folder: Path, step: int, keep: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step_{step:06d}.pt"
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda temp: torch.save(state, temp))
     for old in sorted(folder.glob("step_*.pt"))[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return path

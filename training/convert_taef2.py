@@ -15,6 +15,7 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
+from gwm_desktop.core.atomic import write_atomic
 from gwm_desktop.core.taef2 import MANIFEST, LatentAutoencoder, _read_state
 from gwm_desktop.core.weights import sha256_file
 
@@ -27,13 +28,14 @@ def convert(source: Path, out: Path) -> dict[str, str]:
         state = _read_state(source, part)
         module.load_state_dict(state)  # strict: every key and shape must match
         target = out / f"{part}.safetensors"
-        save_file({k: v.contiguous() for k, v in state.items()}, str(target))
+        tensors = {k: v.contiguous() for k, v in state.items()}
+        write_atomic(target, lambda temp, tensors=tensors: save_file(tensors, str(temp)))
         digests[target.name] = sha256_file(target)
     if (source / "LICENSE").exists():
         shutil.copyfile(source / "LICENSE", out / "LICENSE")
     manifest = {"format": "gwm-taef2-v1", "source": "madebyollin/taesd commit 5cccb12 (taef2_*.pth)",
                 "files": digests}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    write_atomic(out / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
     return digests
 
 

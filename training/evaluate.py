@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gwm_desktop.core.atomic import write_atomic
 from gwm_desktop.core.detect import profile_threshold, threshold_for_fpr
 from gwm_desktop.core.devices import resolve_device
 from gwm_desktop.core.distortions import STANDARD_DISTORTIONS, TRAINING_TRANSFORMS, Distortion
@@ -208,7 +209,7 @@ def evaluate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[
     report = build_report(config, bundle, own_message, clean_bits, marked_bits, other_bits, quality, failures,
                           time.monotonic() - started, len(paths), grey_flags)
     if config.json_out:
-        Path(config.json_out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_atomic(Path(config.json_out), (json.dumps(report, indent=2) + "\n").encode("utf-8"))
     if config.record_as:
         record_metrics(Path(config.model), config.record_as, report)
     yield Progress(len(paths), len(paths), "report", report)
@@ -267,12 +268,12 @@ def build_report(config: EvalConfig, bundle: ModelBundle, message: torch.Tensor,
 
 def record_metrics(folder: Path, name: str, report: dict[str, Any]) -> None:
     """Store an evaluation report in the model's manifest (the manifest is not part of the hashes)."""
-    from gwm_desktop.core.weights import MANIFEST_FILE, _atomic_write_text
+    from gwm_desktop.core.weights import write_manifest
 
     manifest = read_manifest(folder)
     report = dict(report, command="gwm eval " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["eval"] else sys.argv[1:]))
     manifest.setdefault("metrics", {})[name] = report
-    _atomic_write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", folder / MANIFEST_FILE)
+    write_manifest(folder, manifest)
 
 
 def calibrate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[Progress]:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gwm_desktop.core.atomic import write_atomic
 from gwm_desktop.core.distortions import STANDARD_DISTORTIONS
 from gwm_desktop.core.image_io import ImageLoadError, load_image, to_rgb8
 from gwm_desktop.core.keys import message_from_key, random_messages
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     report["seconds"] = time.monotonic() - started
     if config.json_out:
         Path(config.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(config.json_out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_atomic(Path(config.json_out), (json.dumps(report, indent=2) + "\n").encode("utf-8"))
     log(f"done in {report['seconds']:.0f} s")
     return 0
 

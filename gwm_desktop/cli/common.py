@@ -26,13 +26,16 @@ def resolve_profile(store: ProfileStore, name: str | None, create_default: bool 
     """The named profile, else 'default' (created on first protect; never on scan, where a fresh key
     would silently report every protected image as clean)."""
     if name:
-        return store.get(name)
-    if create_default:
-        return store.get_or_create_default()
-    if not store.exists("default"):
+        profile = store.get(name)
+    elif create_default:
+        profile = store.get_or_create_default()
+    elif not store.exists("default"):
         raise ProfileError("no profile yet: scanning needs the key your images were protected with; "
                            "restore it with `gwm profile import FILE` or name one with --profile")
-    return store.get("default")
+    else:
+        profile = store.get("default")
+    _ = profile.key  # raises ProfileError here, before any work, if key.bin is damaged
+    return profile
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
 import sys
 from pathlib import Path
 
 from gwm_desktop.cli.common import fail
 from gwm_desktop.core.profiles import ProfileError, ProfileStore
+
+PASSPHRASE_ENV = "GWM_PASSPHRASE"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,12 +20,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     create = actions.add_parser("create", help="create a profile with a new secret key")
     create.add_argument("name")
     actions.add_parser("list", help="list profiles")
-    export = actions.add_parser("export", help="back up a profile's key to a file (keep it secret)")
+    passphrase_help = (f"read the backup's passphrase from the first line of this file (else ${PASSPHRASE_ENV}, "
+                       "else it is asked for)")
+    export = actions.add_parser("export", help="back up a profile's key to a file, encrypted with a passphrase")
     export.add_argument("name")
     export.add_argument("file", type=Path)
-    imp = actions.add_parser("import", help="restore a profile from an export file")
+    export.add_argument("--passphrase-file", type=Path, default=None, help=passphrase_help)
+    imp = actions.add_parser("import", help="restore a profile from a backup file")
     imp.add_argument("file", type=Path)
     imp.add_argument("--name", default=None, help="import under another name")
+    imp.add_argument("--passphrase-file", type=Path, default=None, help=passphrase_help)
     rename = actions.add_parser("rename", help="rename a profile")
     rename.add_argument("old")
     rename.add_argument("new")
@@ -31,13 +39,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def passphrase(args: argparse.Namespace, confirm: bool) -> str:
+    """The backup passphrase: --passphrase-file, else $GWM_PASSPHRASE, else asked on the terminal."""
+    if args.passphrase_file is not None:
+        try:
+            with open(args.passphrase_file, encoding="utf-8") as handle:
+                return handle.readline(4096).rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ProfileError(f"cannot read the passphrase file {args.passphrase_file}: {error}") from None
+    if os.environ.get(PASSPHRASE_ENV):
+        return os.environ[PASSPHRASE_ENV]
+    if not sys.stdin.isatty():
+        raise ProfileError(f"a passphrase is needed: give --passphrase-file FILE or set {PASSPHRASE_ENV}")
+    first = getpass.getpass("Backup passphrase: ")
+    if confirm and getpass.getpass("Same passphrase again: ") != first:
+        raise ProfileError("the two passphrases differ; nothing was written")
+    return first
+
+
 def run(args: argparse.Namespace) -> int:
     store = ProfileStore()
     try:
         if args.action == "create":
             profile = store.create(args.name)
             print(f"created profile {profile.name!r} in {profile.folder}")
-            print("back up its key with `gwm profile export` and keep the file private", file=sys.stderr)
+            print("back up its key with `gwm profile export` and keep the passphrase safe", file=sys.stderr)
         elif args.action == "list":
             profiles = store.list()
             if not profiles:
@@ -46,12 +72,17 @@ def run(args: argparse.Namespace) -> int:
                 custom = " (custom detector)" if profile.detector_folder else ""
                 print(f"{profile.name}{custom}")
         elif args.action == "export":
-            if args.file.exists():
+            store.get(args.name)  # fail before asking for a passphrase (export itself never overwrites)
+            if os.path.lexists(args.file):
                 return fail(f"{args.file} already exists; choose another file name")
-            store.export(args.name, args.file)
-            print(f"exported {args.name!r} to {args.file} (owner-only file: it contains the secret key)")
+            store.export(args.name, args.file, passphrase(args, confirm=True))
+            print(f"exported {args.name!r} to {args.file} (encrypted; it cannot be restored without the passphrase)")
         elif args.action == "import":
-            profile = store.import_(args.file, args.name)
+            secret = passphrase(args, confirm=False) if store.backup_is_encrypted(args.file) else None
+            profile, encrypted = store.import_(args.file, args.name, secret)
+            if not encrypted:
+                print(f"warning: {args.file} is an old, unencrypted backup: anyone with the file has the key. "
+                      "Export the profile again (with a passphrase) and delete this file.", file=sys.stderr)
             print(f"imported profile {profile.name!r}")
         elif args.action == "rename":
             store.rename(args.old, args.new)

@@ -25,7 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                             description="Write watermarked copies of INPUT files/folders into --out. "
                             f"Levels: {levels}.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="output folder (created if needed); an existing file is never overwritten: "
+                        "the copy gets the next free name, 'art (1).png'")
     parser.add_argument("--profile", default=None, help="profile name (default: 'default', created on first use)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--level", default=None, help=f"invisibility level (default {DEFAULT_LEVEL})")
@@ -49,6 +51,11 @@ def run(args: argparse.Namespace) -> int:
         profile = resolve_profile(ProfileStore(), args.profile)
     except (ValueError, ProfileError) as error:
         return fail(str(error))
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = "it is a file" if args.out.is_file() else (error.strerror or str(error))
+        return fail(f"cannot create the output folder {args.out}: {reason}")
     options = EncodeOptions(format=args.format, jpeg_quality=args.jpeg_quality, webp_quality=args.webp_quality,
                             keep_metadata=not args.strip_metadata)
     try:

@@ -58,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         from gwm_desktop.core.reports import write_report
 
-        write_report(results, args.report, profile.name, args.fpr)
+        try:
+            write_report(results, args.report, profile.name, args.fpr)
+        except OSError as error:
+            return fail(f"cannot write the report {args.report}: {error.strerror or error}")
         print(f"report written to {args.report}", file=sys.stderr)
     flagged = sum(r.flagged for r in results)
     errors = sum(bool(r.error) for r in results)

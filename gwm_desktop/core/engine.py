@@ -4,6 +4,7 @@ protect and scan jobs (generators of ``Progress``) that run it over files.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -11,15 +12,15 @@ from pathlib import Path
 
 import torch
 
+from gwm_desktop.core.atomic import write_new
 from gwm_desktop.core.detect import DEFAULT_FPR, Scanner
 from gwm_desktop.core.devices import describe_device, resolve_device
 from gwm_desktop.core.image_io import (
     EncodeOptions,
     ImageLoadError,
-    atomic_write_bytes,
     iter_image_files,
     load_image,
-    output_path_for,
+    output_names,
 )
 from gwm_desktop.core.jobs import CancelToken, Progress
 from gwm_desktop.core.keys import message_from_key
@@ -103,20 +104,22 @@ class Engine:
         """Protect every image in ``inputs`` into ``out_dir``; one Progress (payload ProtectItem) per file.
 
         Originals are only read. Each output is verified against the budget, then written atomically,
-        so a cancel or crash leaves either a complete file or none; then recorded in the profile's
-        protection log (``core.protection_log``) unless ``record`` is off (the app's own throwaway
-        copies, which are no export of the artist's).
+        so a cancel or crash leaves either a complete file or none. An output name that exists (an
+        earlier export, or another run writing into the same folder at the same time) is never
+        overwritten: the file gets the next free name, 'name (1).png', and the item reports it. Each
+        export is recorded in the profile's protection log (``core.protection_log``) unless ``record``
+        is off (the app's own throwaway copies, which are no export of the artist's).
         """
         options = options or EncodeOptions()
         cancel = cancel or CancelToken()
         out_dir = Path(out_dir)
         # An output folder inside an input folder must not feed last run's exports back in.
-        out_root = out_dir.resolve()
-        files = [f for f in iter_image_files(inputs) if not f.resolve().is_relative_to(out_root)]
+        out_root = Path(os.path.realpath(out_dir))
+        files = [f for f in iter_image_files(inputs, empty_folders=True)
+                 if not Path(os.path.realpath(f)).is_relative_to(out_root)]
         out_dir.mkdir(parents=True, exist_ok=True)
         embedder = self.embedder(profile)
         taken: set[Path] = set()
-        sources = {f.resolve() for f in files if f.exists()}
         for index, source in enumerate(files, start=1):
             if cancel.cancelled:
                 return
@@ -125,15 +128,17 @@ class Engine:
             try:
                 loaded = load_image(source)
                 result = embedder.protect(loaded, p, options)
-                target = output_path_for(source, out_dir, result.format, taken)
-                if target.resolve() in sources:  # belt and braces: never overwrite an input
-                    raise ValueError(f"output {target} would overwrite an input")
                 if cancel.cancelled:
                     return
-                atomic_write_bytes(target, result.data)
+                # The names skip every input (and the link in write_new never replaces a file at all).
+                target = write_new(output_names(source, out_dir, result.format, taken), result.data)
                 taken.add(target)
                 if record:
-                    record_export(profile.folder, p, target, result.data)
+                    try:
+                        record_export(profile.folder, p, target, result.data)
+                    except OSError as error:  # every export reported as done is in the log
+                        target.unlink(missing_ok=True)
+                        raise OSError(f"not exported: the protection log could not record it ({error})") from None
                 item.output, item.lpips, item.psnr, item.strength = target, result.lpips, result.psnr, result.strength
             except FileNotFoundError:
                 item.error = "no such file"
@@ -145,7 +150,7 @@ class Engine:
     def scan_files(self, inputs: Iterable[str | Path], profile: Profile, fpr: float = DEFAULT_FPR,
                    cancel: CancelToken | None = None) -> Iterator[Progress]:
         """Score every image in ``inputs``; one Progress (payload ScanResult) per file."""
-        files = list(iter_image_files(inputs))
+        files = list(iter_image_files(inputs, empty_folders=True))
         yield from self.scanner(profile, fpr).scan_paths(files, len(files), cancel)
 
     def verdict_files(self, inputs: Iterable[str | Path], profile: Profile, alpha: float = DEFAULT_ALPHA,

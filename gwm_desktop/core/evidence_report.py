@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from gwm_desktop.core.image_io import atomic_write_bytes
+from gwm_desktop.core.atomic import write_atomic
 from gwm_desktop.core.profiles import Profile
 from gwm_desktop.core.protection_log import summarize
 from gwm_desktop.core.reports import thumbnail_uri
@@ -131,6 +131,6 @@ def write_evidence_report(result: VerdictResult, profile: Profile, manifest: dic
     facts = report_facts(result, profile, manifest)
     json_path = path.with_suffix(".json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(json_path, (json.dumps(facts, indent=2) + "\n").encode("utf-8"))
-    atomic_write_bytes(path, render_html(facts, result).encode("utf-8"))
+    write_atomic(json_path, (json.dumps(facts, indent=2) + "\n").encode("utf-8"))
+    write_atomic(path, render_html(facts, result).encode("utf-8"))
     return json_path

@@ -1,5 +1,5 @@
 """The output and file-system side of image I/O: formats, metadata carried over, encoding, finding
-input files, naming outputs and atomic writes (Qt-free; Pillow + numpy only).
+input files and naming outputs (writes go through `core.atomic`) (Qt-free; Pillow + numpy only).
 
 `encode_image` turns the watermarked RGB array plus the untouched parts of the source (alpha, bit
 depth, greyscale-ness, ICC, EXIF, dpi) into the bytes of the output file. The public names are
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
@@ -26,8 +25,8 @@ from PIL import Image
 from gwm_desktop.core.loaded_image import LoadedImage
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "EncodeOptions", "atomic_write_bytes", "decode_bytes", "dpi_for_output", "encode_image",
-    "encode_png16", "exif_for_output", "iter_image_files", "output_extension", "output_format", "output_path_for",
+    "IMAGE_EXTENSIONS", "EncodeOptions", "decode_bytes", "dpi_for_output", "encode_image", "encode_png16",
+    "exif_for_output", "iter_image_files", "output_extension", "output_format", "output_names", "output_path_for",
     "to_uint8", "webp_is_lossless",
 ]
 
@@ -286,66 +285,52 @@ def decode_bytes(data: bytes) -> Image.Image:
     return image
 
 
-def output_path_for(input_path: Path, out_dir: Path, fmt: str, taken: set[Path] | None = None) -> Path:
-    """Output file for `input_path` in `out_dir`: same name, extension for `fmt`, 'name (1).png' on clash.
+def _resolved_key(path: Path) -> str:
+    """A comparable key for `path`: real path (no error on symlink loops), case-folded as on macOS/Windows."""
+    return os.path.realpath(path).casefold()
 
-    Never the input itself, an existing file, or a path in `taken` (compared case-insensitively, as on
-    macOS/Windows disks). Add the result to `taken` yourself when planning a batch.
+
+def output_names(input_path: Path, out_dir: Path, fmt: str, taken: set[Path] | None = None) -> Iterator[Path]:
+    """Output names for `input_path` in `out_dir`, best first: same name with the extension for `fmt`,
+    then 'name (1).png', 'name (2).png', ...
+
+    Never the input itself, a name that exists now, or a path in `taken` (compared case-insensitively).
+    A name can still be taken by another process before it is written: hand the series to
+    `atomic.write_new`, which takes the first name that is really free.
     """
     input_path, out_dir = Path(input_path), Path(out_dir)
-    source = input_path.resolve()
-    taken_keys = {str(Path(p).resolve()).casefold() for p in (taken or ())}
+    source = _resolved_key(input_path)
+    taken_keys = {_resolved_key(Path(p)) for p in (taken or ())}
     stem, extension = input_path.stem, output_extension(fmt)
     counter = 0
     while True:
         name = f"{stem}{extension}" if counter == 0 else f"{stem} ({counter}){extension}"
         candidate = out_dir / name
-        resolved = candidate.resolve()
-        if resolved != source and str(resolved).casefold() not in taken_keys and not os.path.lexists(candidate):
-            return candidate
+        key = _resolved_key(candidate)
+        if key != source and key not in taken_keys and not os.path.lexists(candidate):
+            yield candidate
         counter += 1
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so readers see the old file or the complete new one, never a partial file.
-
-    A temp file in the same folder is written, fsynced and renamed over `path`; on any error (including
-    KeyboardInterrupt / cancellation) the temp file is removed and the error re-raised.
-    """
-    path = Path(path)
-    temp = path.with_name(f".{path.name[:200]}.{secrets.token_hex(4)}.tmp")  # hidden; fits NAME_MAX
-    try:
-        with open(temp, "xb") as handle:  # 'x': never clobber; default permissions (umask), unlike mkstemp
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    if os.name == "posix":  # make the rename itself durable; best effort
-        try:
-            folder = os.open(path.parent, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(folder)
-        except OSError:
-            pass
-        finally:
-            os.close(folder)
+def output_path_for(input_path: Path, out_dir: Path, fmt: str, taken: set[Path] | None = None) -> Path:
+    """The first of `output_names`: where the output would go if nobody else writes there first."""
+    return next(output_names(input_path, out_dir, fmt, taken))
 
 
-def iter_image_files(inputs: Iterable[str | Path], recursive: bool = True) -> Iterator[Path]:
+def iter_image_files(inputs: Iterable[str | Path], recursive: bool = True,
+                     empty_folders: bool = False) -> Iterator[Path]:
     """Files to process from command-line/drop inputs, in a stable order, each at most once.
 
     Folders expand to image-like files (sorted; hidden files and folders skipped). Explicit files are
     always yielded, whatever their extension, and missing paths too, so the caller reports each one.
+    ``empty_folders``: also yield an explicit folder that holds no image (a batch job then reports
+    it, e.g. a folder named 'x.png', instead of being silently empty). Symlink loops never stop the
+    walk: such a path is yielded, and reading it fails for that file alone.
     """
-    seen: set[Path] = set()
+    seen: set[str] = set()
 
     def fresh(path: Path) -> bool:
-        key = path.resolve()
+        key = os.path.realpath(path)
         if key in seen:
             return False
         seen.add(key)
@@ -357,12 +342,16 @@ def iter_image_files(inputs: Iterable[str | Path], recursive: bool = True) -> It
             if fresh(path):
                 yield path
             continue
+        found = False
         for folder, dirnames, filenames in os.walk(path):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
             for name in sorted(filenames):
                 candidate = Path(folder) / name
                 if not name.startswith(".") and candidate.suffix.lower() in IMAGE_EXTENSIONS and fresh(candidate):
+                    found = True
                     yield candidate
+        if empty_folders and not found and fresh(path):
+            yield path
 
 
 def webp_is_lossless(source: Path | bytes) -> bool:

@@ -20,7 +20,6 @@ from PIL import Image, ImageCms
 from gwm_desktop.core.image_encode import (
     IMAGE_EXTENSIONS,
     EncodeOptions,
-    atomic_write_bytes,
     decode_bytes,
     dpi_for_output,
     encode_image,
@@ -29,6 +28,7 @@ from gwm_desktop.core.image_encode import (
     iter_image_files,
     output_extension,
     output_format,
+    output_names,
     output_path_for,
     to_uint8,
     webp_is_lossless,
@@ -36,9 +36,10 @@ from gwm_desktop.core.image_encode import (
 from gwm_desktop.core.loaded_image import LoadedImage
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "EncodeOptions", "ImageLoadError", "LoadedImage", "atomic_write_bytes", "decode_bytes",
+    "IMAGE_EXTENSIONS", "EncodeOptions", "ImageLoadError", "LoadedImage", "decode_bytes",
     "encode_image", "encode_png16", "iter_image_files", "load_image", "load_image_bytes", "load_rgb_resized",
-    "load_thumbnail", "output_extension", "output_format", "output_path_for", "probe_image", "to_rgb8",
+    "load_thumbnail", "output_extension", "output_format", "output_names", "output_path_for", "probe_image",
+    "to_rgb8",
 ]
 
 DEFAULT_MAX_PIXELS = 250_000_000

@@ -2,22 +2,23 @@
 
 Stored under the user data dir (platformdirs; ``GWM_HOME`` overrides): ``profiles/<name>/key.bin``
 (owner-only, 0600) and ``profile.json``. Keys never appear in images, logs or reports; export and
-import move them between machines as a small JSON file that is itself written owner-only.
+import move them between machines as a passphrase-encrypted backup file (``key_backup``), itself
+written owner-only.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
 import shutil
-import stat
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
+from gwm_desktop.core import key_backup
+from gwm_desktop.core.atomic import write_atomic, write_new
 from gwm_desktop.core.keys import KEY_BYTES, new_key
 
 APP_NAME = "gwm-desktop"
@@ -63,7 +64,17 @@ class Profile:
 
     @property
     def key(self) -> bytes:
-        return (self.folder / "key.bin").read_bytes()
+        """The 32-byte secret; ProfileError if key.bin is damaged (a short key would make a watermark
+        anyone can compute, so it is never used)."""
+        path = self.folder / "key.bin"
+        try:
+            key = path.read_bytes()
+        except OSError as error:
+            raise ProfileError(f"cannot read the key of profile {self.name!r}: {error.strerror or error}") from None
+        if len(key) != KEY_BYTES:
+            raise ProfileError(f"the key of profile {self.name!r} is damaged ({path} holds {len(key)} bytes, not "
+                               f"{KEY_BYTES}): restore it from a backup with `gwm profile import`")
+        return key
 
     @property
     def detector_folder(self) -> Path | None:
@@ -119,21 +130,6 @@ class Profile:
             swap.rename(previous)
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Atomic write of a secret: temp file created 0600 in the same folder, then renamed."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR) if hasattr(os, "fchmod") else None
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class ProfileStore:
     """All profiles of one data home."""
 
@@ -165,8 +161,11 @@ class ProfileStore:
         folder = self._folder(self.validate_name(name))
         if not (folder / "key.bin").exists():
             raise ProfileError(f"no profile named {name!r} (create it with `gwm profile create {name}`)")
-        meta = json.loads((folder / "profile.json").read_text(encoding="utf-8"))
-        return Profile(meta["name"], meta["created"], folder)
+        try:
+            meta = json.loads((folder / "profile.json").read_text(encoding="utf-8"))
+            return Profile(str(meta["name"]), float(meta["created"]), folder)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ProfileError(f"profile {name!r} is damaged ({folder / 'profile.json'}: {error})") from None
 
     def get_or_create_default(self) -> Profile:
         return self.get(DEFAULT_PROFILE) if self.exists(DEFAULT_PROFILE) else self.create(DEFAULT_PROFILE)
@@ -185,8 +184,8 @@ class ProfileStore:
         staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".new-"))
         try:
             meta = {"name": name, "created": time.time()}
-            _write_private(staging / "profile.json", json.dumps(meta).encode())
-            _write_private(staging / "key.bin", key)
+            write_atomic(staging / "profile.json", json.dumps(meta).encode(), private=True)
+            write_atomic(staging / "key.bin", key, private=True)
             staging.rename(folder)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -202,37 +201,54 @@ class ProfileStore:
         profile.folder.rename(target)
         meta = json.loads((target / "profile.json").read_text(encoding="utf-8"))
         meta["name"] = new
-        _write_private(target / "profile.json", json.dumps(meta).encode())
+        write_atomic(target / "profile.json", json.dumps(meta).encode(), private=True)
         return self.get(new)
 
     def delete(self, name: str) -> None:
         profile = self.get(name)
         shutil.rmtree(profile.folder)
 
-    def export(self, name: str, path: Path) -> None:
-        """Write the profile (name + key) to ``path`` as owner-only JSON: a backup to keep safe."""
+    def export(self, name: str, path: Path, passphrase: str, overwrite: bool = False) -> None:
+        """Write the profile (name + key) to ``path``, encrypted with ``passphrase``, owner-only.
+
+        An existing file is kept (ProfileError) unless ``overwrite``, also when another program
+        creates it while the backup is being written.
+        """
         profile = self.get(name)
-        payload = {"format": "gwm-profile-v1", "name": profile.name, "created": profile.created,
-                   "key": base64.b64encode(profile.key).decode("ascii")}
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_private(path, json.dumps(payload, indent=2).encode())
-
-    def import_(self, path: Path, name: str | None = None) -> Profile:
         try:
-            payload = json.loads(Path(path).read_text(encoding="utf-8"))
-            if payload.get("format") != "gwm-profile-v1":
-                raise ProfileError(f"{path} is not a GenWatermark profile export")
-            key = base64.b64decode(payload["key"], validate=True)
-        except (OSError, json.JSONDecodeError, KeyError, ValueError) as error:
-            if isinstance(error, ProfileError):
-                raise
-            raise ProfileError(f"cannot read profile export {path}: {error}") from error
-        return self.create(name or payload["name"], key)
+            data = key_backup.seal(profile.name, profile.created, profile.key, passphrase)
+        except key_backup.BackupError as error:
+            raise ProfileError(str(error)) from None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ProfileError(f"cannot write {path}: its folder cannot be created ({error.strerror})") from None
+        try:
+            if overwrite:
+                write_atomic(path, data, private=True)
+            else:
+                write_new([path], data, private=True)
+        except FileExistsError:
+            raise ProfileError(f"{path} already exists; choose another file name") from None
+        except OSError as error:
+            raise ProfileError(f"cannot write {path}: {error.strerror or error}") from None
 
+    @staticmethod
+    def backup_is_encrypted(path: Path) -> bool:
+        """Whether importing ``path`` needs a passphrase; ProfileError if it is no backup at all."""
+        try:
+            return key_backup.is_encrypted(key_backup.read_backup(path))
+        except key_backup.BackupError as error:
+            raise ProfileError(str(error)) from None
 
-def profile_summary(profile: Profile) -> dict[str, object]:
-    data = asdict(profile)
-    data["folder"] = str(profile.folder)
-    data["custom_detector"] = profile.detector_folder is not None
-    return data
+    def import_(self, path: Path, name: str | None = None, passphrase: str | None = None) -> tuple[Profile, bool]:
+        """Restore a backup as a new profile; returns it and whether the file was encrypted (a plain,
+        older backup exposes the key to anyone who has the file: tell the user to re-export it)."""
+        try:
+            backup = key_backup.open_backup(key_backup.read_backup(path), passphrase, str(path))
+        except key_backup.BackupError as error:
+            raise ProfileError(str(error)) from None
+        if len(backup.key) != KEY_BYTES:
+            raise ProfileError(f"{path} is damaged: its key has {len(backup.key)} bytes, not {KEY_BYTES}")
+        return self.create(name or backup.name, backup.key), backup.encrypted

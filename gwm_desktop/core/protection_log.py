@@ -49,7 +49,8 @@ def record_export(profile_folder: Path, p: float, output: Path, data: bytes, whe
     stamp = time.time() if when is None else when
     record = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp)), "level": level_name(p), "p": p,
               "output": Path(output).name, "sha256": hashlib.sha256(data).hexdigest()}
-    line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    # ASCII JSON: a file name that is not valid UTF-8 (surrogate escapes) is kept exactly, as \udcXX escapes.
+    line = (json.dumps(record) + "\n").encode("ascii")
     fd = os.open(log_path(profile_folder), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         written = os.write(fd, line)

@@ -6,12 +6,11 @@ import base64
 import csv
 import html
 import io
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from gwm_desktop.core.atomic import write_atomic
 from gwm_desktop.core.detect import ScanResult
 from gwm_desktop.core.image_io import load_thumbnail
 from gwm_desktop.core.scan_verdict import verdict_of, verdict_text
@@ -19,16 +18,14 @@ from gwm_desktop.core.scan_verdict import verdict_of, verdict_text
 MAX_HTML_THUMBNAILS = 2000
 
 
-def _atomic_text(path: Path, text: str) -> None:
+def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text.encode("utf-8"))
+
+
+def as_utf8(text: str | Path) -> str:
+    """Text a UTF-8 report can hold: bytes of a file name that were not UTF-8 become U+FFFD."""
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def write_csv(results: Sequence[ScanResult], path: Path) -> None:
@@ -36,9 +33,10 @@ def write_csv(results: Sequence[ScanResult], path: Path) -> None:
     writer = csv.writer(buffer)
     writer.writerow(["path", "score", "agreement", "flagged", "verdict", "error"])
     for r in results:
-        writer.writerow([str(r.path), "" if r.score is None else f"{r.score:.4f}",
-                         "" if r.agreement is None else f"{r.agreement:.4f}", r.flagged, verdict_text(r), r.error or ""])
-    _atomic_text(Path(path), buffer.getvalue())
+        writer.writerow([as_utf8(r.path), "" if r.score is None else f"{r.score:.4f}",
+                         "" if r.agreement is None else f"{r.agreement:.4f}", r.flagged, verdict_text(r),
+                         as_utf8(r.error or "")])
+    _write_text(Path(path), buffer.getvalue())
 
 
 def thumbnail_uri(path: Path) -> str:
@@ -60,8 +58,8 @@ def write_html(results: Sequence[ScanResult], path: Path, profile_name: str, fpr
         image = f'<img src="{uri}" alt="">' if uri else ""
         score = "" if r.score is None else f"{r.score:.3f}"
         css = {"found": "hit", "clean": "miss", "error": "error"}[verdict_of(r)]
-        rows.append(f'<tr class="{css}"><td>{image}</td><td>{html.escape(str(r.path))}</td><td>{score}</td>'
-                    f"<td>{html.escape(verdict_text(r))}</td><td>{html.escape(r.error or '')}</td></tr>")
+        rows.append(f'<tr class="{css}"><td>{image}</td><td>{html.escape(as_utf8(r.path))}</td><td>{score}</td>'
+                    f"<td>{html.escape(verdict_text(r))}</td><td>{html.escape(as_utf8(r.error or ''))}</td></tr>")
     document = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>GenWatermark scan report</title>
 <style>
@@ -72,7 +70,7 @@ tr.hit td {{ background: #fdecea; }} tr.error td {{ color: #8a6d00; }}
 img {{ max-width: 96px; max-height: 96px; }}
 </style></head><body>
 <h1>GenWatermark scan report</h1>
-<p>Profile <b>{html.escape(profile_name)}</b>, verdicts at a false-positive rate of {fpr:.2%}.
+<p>Profile <b>{html.escape(as_utf8(profile_name))}</b>, verdicts at a false-positive rate of {fpr:.2%}.
 {len(results)} images: <b>{flagged}</b> carry this profile's watermark, {errors} could not be read.
 Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>
 <table><thead><tr><th></th><th>Path</th><th>Score</th><th>Verdict</th><th>Error</th></tr></thead>
@@ -80,7 +78,7 @@ Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>
 {chr(10).join(rows)}
 </tbody></table></body></html>
 """
-    _atomic_text(Path(path), document)
+    _write_text(Path(path), document)
 
 
 def write_report(results: Sequence[ScanResult], path: Path, profile_name: str, fpr: float) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from gwm_desktop.core.atomic import write_atomic
 from gwm_desktop.core.models import WatermarkDetector, WatermarkGenerator
 
 WEIGHTS_FILE = "model.safetensors"
@@ -49,26 +48,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    cpu = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    write_atomic(path, lambda temp: save_file(cpu, str(temp)))
 
 
-def _atomic_write_text(text: str, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """The manifest as the loader reads it (sorted keys), written atomically."""
+    write_atomic(folder / MANIFEST_FILE, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def architecture_config(generator: WatermarkGenerator, detector: WatermarkDetector) -> dict[str, Any]:
@@ -102,40 +89,66 @@ def save_model(folder: Path, generator: WatermarkGenerator, detector: WatermarkD
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}
     tensors.update({f"detector.{k}": v for k, v in detector.state_dict().items()})
-    _atomic_save_tensors(tensors, folder / WEIGHTS_FILE)
+    _save_tensors(tensors, folder / WEIGHTS_FILE)
     files = {WEIGHTS_FILE: sha256_file(folder / WEIGHTS_FILE)}
     if calibration:
-        _atomic_save_tensors(calibration, folder / CALIBRATION_FILE)
+        _save_tensors(calibration, folder / CALIBRATION_FILE)
         files[CALIBRATION_FILE] = sha256_file(folder / CALIBRATION_FILE)
     manifest: dict[str, Any] = {"format": "gwm-model-v1", "architecture": architecture_config(generator, detector)}
     manifest.update(manifest_extra or {})
     manifest["files"] = files
-    _atomic_write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", folder / MANIFEST_FILE)
+    write_manifest(folder, manifest)
     return manifest
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
+    """The parsed manifest; ModelIntegrityError if it is not one the loader can trust."""
     path = folder / MANIFEST_FILE
     if not path.exists():
         raise FileNotFoundError(f"no {MANIFEST_FILE} in model folder {folder}")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelIntegrityError(f"{path} is damaged: not JSON ({error})") from None
+    if not isinstance(manifest, dict):
+        raise ModelIntegrityError(f"{path} is damaged: not a manifest")
+    return manifest
+
+
+def _checked_files(manifest: dict[str, Any], folder: Path) -> dict[str, str]:
+    """The manifest's {file: sha256}; it must vouch for the weights (an empty list would verify nothing)."""
+    files = manifest.get("files")
+    if not isinstance(files, dict) or WEIGHTS_FILE not in files \
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise ModelIntegrityError(f"{folder / MANIFEST_FILE} lists no sha256 for {WEIGHTS_FILE}: "
+                                  "the weights cannot be verified, so they are not used")
+    if not isinstance(manifest.get("architecture"), dict):
+        raise ModelIntegrityError(f"{folder / MANIFEST_FILE} has no 'architecture': this is not a complete model")
+    return files
 
 
 def load_model(folder: Path, device: torch.device | str = "cpu", verify: bool = True) -> ModelBundle:
     """Load and verify a model folder; networks in eval mode on ``device``."""
     folder = Path(folder)
     manifest = read_manifest(folder)
-    files: dict[str, str] = manifest.get("files", {})
+    files = _checked_files(manifest, folder)
     if verify:
         for name, expected in files.items():
+            if Path(name).name != name:  # a manifest names files in its own folder, nowhere else
+                raise ModelIntegrityError(f"{folder / MANIFEST_FILE} names a file outside the model folder: {name!r}")
             actual = sha256_file(folder / name)
             if actual != expected:
                 raise ModelIntegrityError(f"{folder / name}: sha256 {actual[:12]}... does not match the manifest "
                                           f"({expected[:12]}...); the file is damaged or was replaced")
-    generator, detector = build_networks(manifest["architecture"])
-    tensors = load_file(str(folder / WEIGHTS_FILE))
-    generator.load_state_dict({k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")})
-    detector.load_state_dict({k[len("detector."):]: v for k, v in tensors.items() if k.startswith("detector.")})
+    try:
+        generator, detector = build_networks(manifest["architecture"])
+        tensors = load_file(str(folder / WEIGHTS_FILE))
+        generator.load_state_dict({k[len("generator."):]: v for k, v in tensors.items()
+                                   if k.startswith("generator.")})
+        detector.load_state_dict({k[len("detector."):]: v for k, v in tensors.items() if k.startswith("detector.")})
+    except (KeyError, TypeError) as error:
+        raise ModelIntegrityError(f"{folder / MANIFEST_FILE}: the architecture does not describe these weights "
+                                  f"({type(error).__name__}: {error})") from None
     calibration = load_file(str(folder / CALIBRATION_FILE)) if CALIBRATION_FILE in files else {}
     generator.eval().to(device)
     detector.eval().to(device)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
+from gwm_desktop.core.atomic import install_sigterm_cleanup
 from gwm_desktop.ui import theme
 from gwm_desktop.ui.settings import Settings
 from gwm_desktop.ui.window import build_window
@@ -27,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     theme.apply_theme(app, settings.get("theme"))
     window = build_window(settings=settings)
     window.show()
+    install_sigterm_cleanup(then=app.quit)  # SIGTERM: no temp file left behind, the window closes
+    heartbeat = QTimer()  # Python runs signal handlers only between bytecodes: wake it now and then
+    heartbeat.timeout.connect(lambda: None)
+    heartbeat.start(500)
     return app.exec()
 
 

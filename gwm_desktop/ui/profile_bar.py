@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QInputDialog,
     QLabel,
+    QLineEdit,
     QMenu,
     QMessageBox,
     QToolButton,
@@ -132,23 +133,44 @@ class ProfileBar(QWidget):
         self.reload()
         return True
 
-    def export(self, path: Path | None = None) -> bool:
+    def _passphrase(self, title: str, confirm: bool) -> str | None:
+        """Ask for the backup passphrase (hidden typing); None if the user cancels."""
+        label = "Passphrase for this backup (at least 8 characters; without it the key cannot be restored):" \
+            if confirm else "Passphrase of this backup:"
+        first, ok = QInputDialog.getText(self, title, label, QLineEdit.EchoMode.Password)
+        if not ok:
+            return None
+        if confirm:
+            again, ok = QInputDialog.getText(self, title, "Type the passphrase again:", QLineEdit.EchoMode.Password)
+            if not ok:
+                return None
+            if again != first:
+                self._error(ValueError("The two passphrases differ; nothing was saved."))
+                return None
+        return first
+
+    def export(self, path: Path | None = None, passphrase: str | None = None) -> bool:
         name = self.combo.currentText()
+        overwrite = False
         if path is None:
             chosen, _ = QFileDialog.getSaveFileName(self, "Back up profile key", str(Path.home() / f"{name}.gwmkey"),
                                                     "GenWatermark key (*.gwmkey *.json)")
             if not chosen:
                 return False
-            path = Path(chosen)
+            path, overwrite = Path(chosen), True  # the save dialog has asked before replacing a file
+        if passphrase is None:
+            passphrase = self._passphrase("Back up profile key", confirm=True)
+            if passphrase is None:
+                return False
         try:
-            self.context.store.export(name, path)
+            self.context.store.export(name, path, passphrase, overwrite=overwrite)
         except (_profile_error(), OSError) as error:
             self._error(error)
             return False
-        self.context.say(f"Key of {name} saved to {path}. Keep it somewhere safe and private.")
+        self.context.say(f"Key of {name} saved to {path}, encrypted. Keep the passphrase safe: it cannot be recovered.")
         return True
 
-    def import_(self, path: Path | None = None) -> bool:
+    def import_(self, path: Path | None = None, passphrase: str | None = None) -> bool:
         if path is None:
             chosen, _ = QFileDialog.getOpenFileName(self, "Import profile key", str(Path.home()),
                                                     "GenWatermark key (*.gwmkey *.json);;All files (*)")
@@ -156,9 +178,16 @@ class ProfileBar(QWidget):
                 return False
             path = Path(chosen)
         try:
-            profile = self.context.store.import_(path)
+            if passphrase is None and self.context.store.backup_is_encrypted(path):
+                passphrase = self._passphrase("Import profile key", confirm=False)
+                if passphrase is None:
+                    return False
+            profile, encrypted = self.context.store.import_(path, passphrase=passphrase)
         except _profile_error() as error:
             self._error(error)
             return False
         self.reload(profile.name)
+        if not encrypted:
+            self.context.say(f"Imported {profile.name} from an old, unencrypted backup: anyone with that file has "
+                             "the key. Back it up again (Manage → Back up key) and delete the old file.", 20000)
         return True

@@ -1,5 +1,6 @@
 """The `gwm` contract of SPEC section 5, driven in-process as a user would from a shell."""
 
+import base64
 import hashlib
 import json
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gwm_desktop.cli.main import main
+from gwm_desktop.core.profiles import ProfileStore
 from tests.fixtures.bad_batch import make_mixed_batch
 
 
@@ -19,13 +21,25 @@ def shipped_model(monkeypatch, model_dir):
     monkeypatch.setenv("GWM_THREADS", "1")
 
 
-def test_profile_commands(tmp_path, capsys):
+def test_profile_commands(tmp_path, capsys, monkeypatch):
     assert main(["profile", "create", "alice"]) == 0
     assert main(["profile", "list"]) == 0
     assert "alice" in capsys.readouterr().out
     backup = tmp_path / "alice.json"
+    monkeypatch.setenv("GWM_PASSPHRASE", "alice's long passphrase")
     assert main(["profile", "export", "alice", str(backup)]) == 0
     assert main(["profile", "import", str(backup), "--name", "alice2"]) == 0
+    assert "unencrypted" not in capsys.readouterr().err
+    monkeypatch.delenv("GWM_PASSPHRASE")
+    phrase = tmp_path / "phrase.txt"
+    phrase.write_text("alice's long passphrase\n")
+    assert main(["profile", "import", str(backup), "--name", "alice3", "--passphrase-file", str(phrase)]) == 0
+    assert ProfileStore().get("alice3").key == ProfileStore().get("alice").key
+    plain = tmp_path / "old.json"
+    plain.write_text(json.dumps({"format": "gwm-profile-v1", "name": "old", "created": 0,
+                                 "key": base64.b64encode(bytes(32)).decode()}))
+    assert main(["profile", "import", str(plain)]) == 0
+    assert "warning:" in capsys.readouterr().err and ProfileStore().get("old").key == bytes(32)
     assert main(["profile", "create", "alice"]) == 2
     assert "already exists" in capsys.readouterr().err
 

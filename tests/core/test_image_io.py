@@ -20,7 +20,6 @@ from gwm_desktop.core.image_io import (
     EncodeOptions,
     ImageLoadError,
     LoadedImage,
-    atomic_write_bytes,
     decode_bytes,
     encode_image,
     encode_png16,
@@ -483,38 +482,6 @@ def test_output_path_for_never_collides(tmp_path: Path) -> None:
     assert output_path_for(tmp_path / "ポートレート_é.webp", out, "PNG") == out / "ポートレート_é.png"
 
 
-def test_atomic_write_bytes_replaces_whole_files(tmp_path: Path) -> None:
-    target = tmp_path / "ポートレート_é.png"
-    atomic_write_bytes(target, b"first")
-    atomic_write_bytes(target, b"second version")
-    assert target.read_bytes() == b"second version"
-    assert [p.name for p in tmp_path.iterdir()] == [target.name]
-    plain = tmp_path / "plain"
-    plain.write_bytes(b"")
-    assert target.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777  # not mkstemp's 0600
-
-
-@pytest.mark.parametrize("failure", [KeyboardInterrupt, OSError])
-@pytest.mark.parametrize("existing", [None, b"previous export"])
-def test_interrupted_atomic_write_leaves_no_partial_or_temp_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: type[BaseException], existing: bytes | None
-) -> None:
-    target = tmp_path / "out.png"
-    if existing is not None:
-        target.write_bytes(existing)
-
-    def fail(*args: object) -> None:
-        raise failure("interrupted mid-write")
-
-    monkeypatch.setattr(image_encode.os, "fsync" if failure is KeyboardInterrupt else "replace", fail)
-    with pytest.raises(failure):
-        atomic_write_bytes(target, b"x" * 100_000)
-    monkeypatch.undo()
-    assert [p.name for p in tmp_path.iterdir()] == ([target.name] if existing is not None else [])
-    if existing is not None:
-        assert target.read_bytes() == existing
-
-
 def test_iter_image_files_expands_folders_and_keeps_explicit_files(tmp_path: Path) -> None:
     root = tmp_path / "art"
     for relative in ("b.png", "a.JPG", "notes.txt", ".hidden.png", ".git/x.png", "sub/c.webp", "sub/d.tiff"):
@@ -533,3 +500,23 @@ def test_decode_bytes_returns_a_loaded_image() -> None:
     Image.fromarray(photo_like_u8(10, 12)).save(buffer, "PNG")
     image = decode_bytes(buffer.getvalue())
     assert image.size == (12, 10) and image.mode == "RGB"
+
+
+def test_symlink_loops_and_empty_folders_are_reported_not_fatal(tmp_path: Path) -> None:
+    root = tmp_path / "art"
+    root.mkdir()
+    (root / "a.png").write_bytes(b"")
+    (root / "loop.png").symlink_to(root / "loop.png")  # a link to itself: resolve() raises on it
+    (root / "sub").symlink_to(root, target_is_directory=True)  # a folder loop
+    folder_named_png = tmp_path / "x.png"
+    folder_named_png.mkdir()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    found = list(iter_image_files([root, folder_named_png, empty, root / "loop.png"], empty_folders=True))
+    assert found == [root / "a.png", root / "loop.png", folder_named_png, empty]
+    assert list(iter_image_files([root, folder_named_png, empty])) == [root / "a.png", root / "loop.png"]
+    with pytest.raises(ImageLoadError, match="cannot read the file"):
+        load_image(root / "loop.png")
+    with pytest.raises(ImageLoadError, match="folder"):
+        load_image(folder_named_png)
+    assert output_path_for(root / "loop.png", tmp_path / "out", "PNG") == tmp_path / "out" / "loop.png"

@@ -59,3 +59,21 @@ def test_every_export_is_logged_with_the_written_files_hash(engine, tmp_path, pa
     # the app's own throwaway copies (a detector's evaluation) are no export of the artist's
     list(engine.protect_files(paintings[:1], tmp_path / "tmp", profile, 0.05, record=False))
     assert len(read_log(profile.folder)) == 2
+
+
+def test_an_export_the_log_cannot_record_is_not_left_behind(engine, tmp_path, paintings):
+    from gwm_desktop.core.profiles import ProfileStore
+
+    profile = ProfileStore().create("unloggable")
+    log_path(profile.folder).mkdir()  # the log cannot be opened for appending
+    (item,) = [p.payload for p in engine.protect_files(paintings[:1], tmp_path / "out", profile, 0.05)]
+    assert not item.ok and "protection log" in item.error
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_file_name_that_is_not_utf8_is_logged_exactly(tmp_path):
+    import os
+
+    output = tmp_path / os.fsdecode(b"caf\xe9.png")
+    record_export(tmp_path, 0.05, output, b"x")
+    assert read_log(tmp_path)[0]["output"] == output.name

@@ -1,8 +1,10 @@
+import json
+
 import pytest
 import torch
 
 from gwm_desktop.core.models import DEFAULT_BITS, WatermarkDetector, WatermarkGenerator
-from gwm_desktop.core.weights import WEIGHTS_FILE, ModelIntegrityError, load_model, save_model
+from gwm_desktop.core.weights import MANIFEST_FILE, WEIGHTS_FILE, ModelIntegrityError, load_model, save_model
 
 
 def test_round_trip_and_tamper_detection(tmp_path):
@@ -23,3 +25,37 @@ def test_shipped_model_verifies(model_dir):
     bundle = load_model(model_dir)
     assert bundle.manifest["training"]["command"].startswith("gwm train phase1")
     assert "clean_bits" in bundle.calibration and "other_bits" in bundle.calibration
+
+
+def _saved(tmp_path):
+    g, d = WatermarkGenerator(working_size=64, tile=32), WatermarkDetector(working_size=64, spectrum_crop=24)
+    save_model(tmp_path, g, d)
+    return json.loads((tmp_path / MANIFEST_FILE).read_text())
+
+
+@pytest.mark.parametrize("damage, reason, corrupt_weights", [
+    (lambda m: m.pop("files"), "cannot be verified", True),
+    (lambda m: m.update(files={}), "cannot be verified", True),
+    (lambda m: m.update(files=[]), "cannot be verified", True),
+    (lambda m: m.pop("architecture"), "no 'architecture'", False),
+    (lambda m: m["architecture"].pop("n_bits"), "does not describe these weights", False),
+    (lambda m: m["files"].update({"../../etc/passwd": "0" * 64}), "outside the model folder", False),
+])
+def test_a_manifest_that_cannot_vouch_for_its_weights_is_refused(tmp_path, damage, reason, corrupt_weights):
+    manifest = _saved(tmp_path)
+    damage(manifest)
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps(manifest))
+    if corrupt_weights:  # corrupted weights must never load just because nothing checks them
+        data = bytearray((tmp_path / WEIGHTS_FILE).read_bytes())
+        data[-1] ^= 0xFF
+        (tmp_path / WEIGHTS_FILE).write_bytes(bytes(data))
+    with pytest.raises(ModelIntegrityError, match=reason):
+        load_model(tmp_path)
+
+
+@pytest.mark.parametrize("text", ["not json", "[]", "{\"files\": "])
+def test_an_unreadable_manifest_is_a_clear_error(tmp_path, text):
+    _saved(tmp_path)
+    (tmp_path / MANIFEST_FILE).write_text(text)
+    with pytest.raises(ModelIntegrityError, match="damaged"):
+        load_model(tmp_path)

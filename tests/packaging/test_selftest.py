@@ -30,6 +30,7 @@ def test_self_test_passes_and_leaves_the_users_home_alone(isolated_home: Path):
     assert code == 0, log
     assert lines[-1].startswith("PASS"), log
     assert "protect:" in log and "LPIPS" in log and "FLAGGED" in log, log
+    assert "backup:   encrypted key backup sealed and reopened" in log, log
     assert "CPU" in log, log  # the device used is named
     assert os.environ["GWM_HOME"] == str(isolated_home)  # restored after the temporary home
     assert not any(isolated_home.iterdir())  # no profile was created in the user's home

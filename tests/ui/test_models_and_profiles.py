@@ -74,12 +74,39 @@ def test_profiles_create_rename_export_import_delete(window, tmp_path: Path, mon
     assert bar.rename("Mara")
     assert store.exists("Mara") and not store.exists("Mara Ink")
     backup = tmp_path / "mara.gwmkey"
-    assert bar.export(backup) and backup.exists()
+    assert bar.export(backup, passphrase="mara's secret") and backup.exists()
     key = store.get("Mara").key
     assert bar.delete(confirm=False) and not store.exists("Mara")
-    assert bar.import_(backup) and store.get("Mara").key == key
+    assert bar.import_(backup, passphrase="mara's secret") and store.get("Mara").key == key
     assert not bar.create("bad/name")  # a readable error, no crash
     assert warnings and "invalid profile name" in warnings[-1]
+
+
+def test_key_backups_ask_for_a_hidden_passphrase(window, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from gwm_desktop.ui import profile_bar
+
+    asked, answers, warnings = [], [], []
+
+    def get_text(_parent, _title, label, echo=None, *rest):  # noqa: ANN001, ANN002, ANN202
+        asked.append((label, echo))
+        return answers.pop(0), True
+
+    monkeypatch.setattr(profile_bar.QInputDialog, "getText", get_text)
+    monkeypatch.setattr(profile_bar.QMessageBox, "warning", lambda _parent, _title, text: warnings.append(text))
+    bar, store = window.profile_bar, window.context.store
+    assert bar.create("Ines")
+    backup = tmp_path / "ines.gwmkey"
+    answers[:] = ["a long passphrase", "a typo passphrase"]
+    assert not bar.export(backup) and not backup.exists() and "differ" in warnings[-1]
+    answers[:] = ["a long passphrase", "a long passphrase"]
+    assert bar.export(backup) and backup.exists()
+    assert [echo for _label, echo in asked] == [profile_bar.QLineEdit.EchoMode.Password] * 4
+    key = store.get("Ines").key
+    assert bar.delete(confirm=False)
+    answers[:] = ["not the passphrase"]
+    assert not bar.import_(backup) and "wrong passphrase" in warnings[-1] and not store.exists("Ines")
+    answers[:] = ["a long passphrase"]
+    assert bar.import_(backup) and store.get("Ines").key == key
 
 
 def test_settings_persist_between_windows(window, settings) -> None:

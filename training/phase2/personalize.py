@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from gwm_desktop.core.atomic import write_atomic
 from gwm_desktop.core.devices import resolve_device
 from gwm_desktop.core.jobs import CancelToken, Progress
 from training.checkpoints import latest_checkpoint, save_checkpoint
@@ -290,9 +291,7 @@ class Personalizer:
                         "mixed_precision": self.mixed_precision, "n_images": len(self.instance_paths),
                         "num_processes": self.accelerator.num_processes, "device": str(self.device),
                         "images_dir": str(self.images_dir), "files": files, "config": asdict(cfg)}
-            tmp = staging / MANIFEST
-            tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-            os.replace(tmp, self.out_dir / MANIFEST)
+            write_atomic(self.out_dir / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 

@@ -33,6 +33,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from gwm_desktop.core.atomic import write_atomic
 from gwm_desktop.core.jobs import CancelToken, Progress
 from training.datasets import list_images
 from training.phase2.cache import SETTINGS_FILE, detector_current, personalization_current
@@ -82,7 +83,7 @@ class Phase2Run(RunLayout):
     def watermark_subject(self, key: bytes) -> Iterator[Progress]:
         """X -> X_w: ``watermark_fraction`` of the images (seeded choice) watermarked at budget p, PNG."""
         from gwm_desktop.core.devices import resolve_device
-        from gwm_desktop.core.image_io import EncodeOptions, atomic_write_bytes, load_image
+        from gwm_desktop.core.image_io import EncodeOptions, load_image
         from gwm_desktop.core.keys import message_from_key
         from gwm_desktop.core.lpips_metric import build_lpips
         from gwm_desktop.core.watermark import Embedder
@@ -110,17 +111,19 @@ class Phase2Run(RunLayout):
                     embedder = Embedder(bundle.generator, message_from_key(key, bundle.n_bits),
                                         build_lpips(device), device)
                 result = embedder.protect(load_image(source), cfg.p, EncodeOptions(format="png"))
-                atomic_write_bytes(target, result.data)
+                write_atomic(target, result.data)
                 log["images"][source.name] = {"marked": True, "lpips": result.lpips, "psnr": result.psnr}
             else:
+                from io import BytesIO
+
                 from PIL import Image, ImageOps
 
                 with Image.open(source) as image:
-                    ImageOps.exif_transpose(image).convert("RGB").save(target.with_suffix(".tmp.png"))
-                os.replace(target.with_suffix(".tmp.png"), target)
+                    ImageOps.exif_transpose(image).convert("RGB").save(buffer := BytesIO(), format="PNG")
+                write_atomic(target, buffer.getvalue())
                 log["images"][source.name] = {"marked": False}
             yield Progress(index + 1, len(self.images), source.name, log["images"][source.name])
-        done_file.write_text(json.dumps(log, indent=2) + "\n", encoding="utf-8")
+        write_atomic(done_file, (json.dumps(log, indent=2) + "\n").encode("utf-8"))
 
     def personalize_all(self) -> Iterator[Progress]:
         cfg = self.config
@@ -189,7 +192,7 @@ class Phase2Run(RunLayout):
                                    finetune_detector(self.watermark_model_dir(), key, clean, marked, folder, ft,
                                                      phase1_images=phase1, cancel=self.cancel,
                                                      validation=validation), ft.steps)
-            stamp.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+            write_atomic(stamp, (json.dumps(settings, indent=2) + "\n").encode("utf-8"))
 
     def evaluate(self, key: bytes) -> dict[str, Any]:
         """Held-out metrics (``results.build_report``)."""

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
+
+from gwm_desktop.core.atomic import write_atomic
 
 
 def percent(value: float | None) -> str:
@@ -83,9 +84,7 @@ def _selection_lines(report: dict[str, Any]) -> list[str]:
 
 def write_report(report: dict[str, Any], json_path: Path, md_path: Path) -> None:
     for path, text in ((json_path, json.dumps(report, indent=2) + "\n"), (md_path, render_markdown(report))):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, text.encode("utf-8"))
 
 
 __all__ = ["number", "percent", "render_markdown", "write_report"]

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from gwm_desktop.core.image_io import atomic_write_bytes
+from gwm_desktop.core.atomic import write_atomic
 from gwm_desktop.core.jobs import CancelToken, Progress
 
 RECORDS_FILE = "records.jsonl"
@@ -184,7 +184,7 @@ def synthesize(pipeline: Any, prompts: list[str], seeds: Sequence[int] | Sequenc
             for job, image in zip(batch, images, strict=True):
                 buffer = io.BytesIO()
                 image.save(buffer, format="PNG")
-                atomic_write_bytes(out_dir / job.file, buffer.getvalue())
+                write_atomic(out_dir / job.file, buffer.getvalue())
                 log.write(json.dumps(asdict(job)) + "\n")
                 log.flush()
                 done += 1
