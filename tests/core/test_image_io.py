@@ -4,35 +4,34 @@ original is never touched and no partial output is ever left behind."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageOps, JpegImagePlugin
 
-from gwm_desktop.core import image_encode
 from gwm_desktop.core.image_io import (
     EncodeOptions,
     ImageLoadError,
-    LoadedImage,
     decode_bytes,
     encode_image,
-    encode_png16,
     iter_image_files,
     load_image,
-    load_image_bytes,
     load_rgb_resized,
     load_thumbnail,
-    output_extension,
     output_format,
     output_path_for,
     probe_image,
     to_rgb8,
+)
+from tests.core.image_cases import (
+    BAD_REASONS,
+    GOOD_PROPERTIES,
+    exif_of,
+    png_with_header_only,
+    watermarked,
 )
 from tests.fixtures.bad_batch import (
     ARTIST,
@@ -45,67 +44,6 @@ from tests.fixtures.bad_batch import (
     soft_alpha,
     srgb_profile,
 )
-
-# name -> (has alpha, bit depth, greyscale, Pillow format)
-GOOD_PROPERTIES = {
-    "photo_rgb.jpg": (False, 8, False, "JPEG"),
-    "progressive_rot6.jpg": (False, 8, False, "JPEG"),
-    "print_cmyk.jpg": (False, 8, False, "JPEG"),
-    "scan_grey16.png": (False, 16, True, "PNG"),
-    "painting_rgb16.png": (False, 16, False, "PNG"),
-    "palette_transparent.png": (True, 8, False, "PNG"),
-    "sketch_rgba.png": (True, 8, False, "PNG"),
-    "ink_grey_alpha.png": (True, 8, True, "PNG"),
-    "photo.webp": (False, 8, False, "WEBP"),
-    "scan.tif": (False, 8, False, "TIFF"),
-    "drawing.bmp": (False, 8, False, "BMP"),
-    "ポートレート_é.png": (False, 8, False, "PNG"),
-    "icon_64.png": (True, 8, False, "PNG"),
-}
-BAD_REASONS = {
-    "corrupt.jpg": "corrupt JPEG file",
-    "truncated.png": "truncated PNG file",
-    "truncated.jpg": "truncated JPEG file",
-    "empty.png": "empty file (0 bytes)",
-    "notes.png": "not an image (looks like text)",
-    "animated.gif": "animated image with 3 frames is not supported",
-    "animated.webp": "animated image with 4 frames is not supported",
-}
-
-
-@pytest.fixture(scope="module")
-def batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("batch")
-    make_mixed_batch(folder)
-    return folder
-
-
-def _exif(data: bytes | None) -> Image.Exif:
-    exif = Image.Exif()
-    if data:
-        exif.load(data)
-    return exif
-
-
-def _watermarked(loaded: LoadedImage) -> np.ndarray:
-    """Stand-in for the watermark: a small signed pattern, equal on all channels of a grey image."""
-    height, width = loaded.rgb.shape[:2]
-    amplitude = 3 if loaded.bit_depth == 8 else 3 * 257
-    y, x = np.mgrid[0:height, 0:width]
-    delta = np.round(amplitude * np.sin(x * 0.7) * np.cos(y * 0.3)).astype(np.int32)[..., None]
-    if not loaded.is_grey:
-        delta = delta * np.array([1, -1, 1], dtype=np.int32)
-    top = 255 if loaded.bit_depth == 8 else 65535
-    return np.clip(loaded.rgb.astype(np.int32) + delta, 0, top).astype(loaded.rgb.dtype)
-
-
-def _png_with_header_only(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-
 
 # --- loading -------------------------------------------------------------------------------------
 
@@ -163,7 +101,7 @@ def test_exif_orientation_is_applied_and_reset(batch: Path) -> None:
     # stored top-left corner: orientation 6 means "rotate 90 degrees clockwise to display" -> top-right
     assert np.abs(loaded.rgb[4:20, -20:-4].reshape(-1, 3).mean(0) - red).max() < 12
     assert np.abs(loaded.rgb[4:20, 4:20].reshape(-1, 3).mean(0) - red).max() > 60
-    exif = _exif(loaded.exif)
+    exif = exif_of(loaded.exif)
     assert exif[0x0112] == 1 and exif[0x013B] == ARTIST
     assert exif.get_ifd(0x8769)[0x9003] == "2024:05:01 10:00:00"
 
@@ -238,7 +176,7 @@ def test_missing_file_and_folder_are_reported(tmp_path: Path) -> None:
 
 def test_pixel_limit_is_per_call_and_checked_before_decoding(tmp_path: Path) -> None:
     path = tmp_path / "huge_canvas.png"
-    path.write_bytes(_png_with_header_only(20_000, 10_000))  # 200 MP header, no real pixel data
+    path.write_bytes(png_with_header_only(20_000, 10_000))  # 200 MP header, no real pixel data
     global_limit = Image.MAX_IMAGE_PIXELS
     assert probe_image(path) == (20_000, 10_000)  # above Pillow's default limit, within ours
     with pytest.raises(ImageLoadError, match="too large"):
@@ -253,7 +191,7 @@ def test_source_files_are_never_modified(batch: Path) -> None:
     before = fingerprint()
     for name in GOOD_PROPERTIES:
         loaded = load_image(batch / name)
-        encode_image(_watermarked(loaded), loaded, EncodeOptions(format="png"))
+        encode_image(watermarked(loaded), loaded, EncodeOptions(format="png"))
         load_rgb_resized(batch / name, (32, 32))
         load_thumbnail(batch / name, 32)
     for name in BAD_REASONS:
@@ -304,159 +242,6 @@ def test_to_rgb8_scales_16_bit_values() -> None:
     assert np.asarray(to_rgb8(Image.fromarray(values)))[0, :, 1].tolist() == expected
     rgb16 = np.repeat(values[..., None], 3, axis=2)
     assert np.asarray(to_rgb8(rgb16))[0, :, 2].tolist() == expected
-
-
-# --- encoding ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("fmt", ["same", "png", "webp", "jpeg"])
-@pytest.mark.parametrize("name", sorted(GOOD_PROPERTIES))
-def test_encode_round_trip_keeps_alpha_depth_grey_and_metadata(batch: Path, name: str, fmt: str) -> None:
-    loaded = load_image(batch / name)
-    marked = _watermarked(loaded)
-    options = EncodeOptions(format=fmt)
-    if loaded.alpha is not None and fmt == "jpeg":
-        with pytest.raises(ValueError, match="transparency"):
-            encode_image(marked, loaded, options)
-        return
-    back = load_image_bytes(encode_image(marked, loaded, options))
-    assert back.format == output_format(loaded, options)
-    assert back.size == loaded.size
-    if loaded.alpha is not None:
-        assert back.alpha is not None and (back.alpha == loaded.alpha).all()
-    if loaded.bit_depth == 16 and back.format == "PNG":
-        assert back.bit_depth == 16
-    if loaded.is_grey and back.format != "WEBP":
-        assert back.is_grey
-    if back.format in ("PNG", "TIFF", "BMP"):
-        assert (back.rgb == marked).all()
-    else:  # lossy; WebP is always 4:2:0, so the fixtures' colour grain costs it more than JPEG 4:4:4
-        error = np.abs(back.rgb.astype(int) - image_encode.to_uint8(marked)).mean()
-        assert error < (4 if back.format == "JPEG" else 6)
-    if loaded.icc_profile is not None:
-        assert back.icc_profile == loaded.icc_profile
-    if loaded.exif is not None:
-        exif = _exif(back.exif)
-        assert exif.get(0x0112, 1) == 1 and exif[0x013B] == ARTIST
-
-
-@pytest.mark.parametrize("fmt", ["same", "png", "webp", "jpeg"])
-def test_metadata_can_be_stripped(batch: Path, fmt: str) -> None:
-    loaded = load_image(batch / "photo_rgb.jpg")
-    assert loaded.icc_profile is not None and loaded.exif is not None
-    back = load_image_bytes(encode_image(loaded.rgb, loaded, EncodeOptions(format=fmt, keep_metadata=False)))
-    assert back.icc_profile is None and back.exif is None
-
-
-def test_jpeg_is_written_without_chroma_subsampling_at_the_chosen_quality(batch: Path) -> None:
-    loaded = load_image(batch / "photo_rgb.jpg")
-    high = encode_image(loaded.rgb, loaded, EncodeOptions(format="jpeg"))
-    written = decode_bytes(high)
-    assert written.format == "JPEG" and JpegImagePlugin.get_sampling(written) == 0
-    assert all(layer[1:3] == (1, 1) for layer in written.layer)
-    low = encode_image(loaded.rgb, loaded, EncodeOptions(format="jpeg", jpeg_quality=60))
-    assert len(low) < len(high)
-
-
-@pytest.mark.parametrize("channels", [1, 2, 3, 4])  # grey, grey+alpha, RGB, RGBA
-def test_16_bit_png_is_exact_for_every_layout(channels: int) -> None:
-    rng = np.random.default_rng(channels)
-    pixels = rng.integers(0, 65536, (37, 29, channels), dtype=np.uint16)
-    pixels[0, :5, 0] = [0, 255, 256, 65280, 65535]
-    icc = srgb_profile()  # once: the profile's header carries its creation time, to the second
-    data = encode_png16(pixels, icc_profile=icc if channels > 2 else None, exif=exif_bytes(1),
-                        dpi=(300.0, 300.0))
-    colour = pixels[..., :3] if channels > 2 else np.repeat(pixels[..., :1], 3, axis=2)
-    alpha = pixels[..., -1] if channels in (2, 4) else None
-    for _ in range(2):  # what we wrote, then what `encode_image` writes back from it with 'same'
-        back = load_image_bytes(data)
-        assert (back.bit_depth, back.is_grey, back.format) == (16, channels <= 2, "PNG")
-        assert (back.rgb == colour).all()
-        assert (back.alpha is None) if alpha is None else (back.alpha == alpha).all()
-        assert _exif(back.exif)[0x013B] == ARTIST and back.dpi == pytest.approx((300.0, 300.0), abs=0.05)
-        if channels > 2:
-            assert back.icc_profile == icc
-            assert (np.asarray(decode_bytes(data)) == (pixels >> 8)).all()  # an independent decoder agrees
-        data = encode_image(back.rgb, back, EncodeOptions())
-
-
-def test_bmp_output_never_silently_drops_transparency(batch: Path) -> None:
-    loaded = load_image(batch / "sketch_rgba.png")
-    with pytest.raises(ValueError, match="BMP cannot store transparency"):
-        encode_image(loaded.rgb, loaded, EncodeOptions(format="bmp"))
-    assert output_format(dataclasses.replace(loaded, format="BMP"), EncodeOptions()) == "PNG"
-
-
-def test_16_bit_tiff_keeps_its_precision(tmp_path: Path) -> None:
-    grey = photo_like_u16(40, 60, seed=8, channels=1)[..., 0]
-    Image.fromarray(grey).save(tmp_path / "grey16.tif", compression="tiff_adobe_deflate")
-    loaded = load_image(tmp_path / "grey16.tif")
-    assert output_format(loaded, EncodeOptions()) == "TIFF"
-    back = load_image_bytes(encode_image(loaded.rgb, loaded, EncodeOptions()))
-    assert back.format == "TIFF" and back.is_grey and (back.rgb[..., 0] == grey).all()
-
-    tifffile = pytest.importorskip("tifffile")  # Pillow cannot write 16-bit RGB TIFF; tifffile can
-    colour = photo_like_u16(40, 60, seed=9)
-    tifffile.imwrite(tmp_path / "rgb16.tif", colour, photometric="rgb", compression="zlib")
-    loaded = load_image(tmp_path / "rgb16.tif")
-    assert loaded.bit_depth == 16 and (loaded.rgb == colour).all()
-    assert output_format(loaded, EncodeOptions()) == "PNG"  # documented: keeps 16 bits as PNG
-    assert (load_image_bytes(encode_image(loaded.rgb, loaded, EncodeOptions())).rgb == colour).all()
-
-
-def test_tiff_orientation_and_descriptive_tags_survive(batch: Path, tmp_path: Path) -> None:
-    pixels = photo_like_u8(30, 40, seed=21)
-    Image.fromarray(pixels).save(tmp_path / "scan.tif", exif=exif_bytes(6))  # uncompressed TIFF
-    loaded = load_image(tmp_path / "scan.tif")
-    assert loaded.size == (30, 40) and (loaded.rgb == np.rot90(pixels, -1)).all()
-    exif = _exif(loaded.exif)
-    assert exif.get(0x0112, 1) == 1 and exif[0x013B] == ARTIST
-    assert 0x0111 not in exif  # the file's own strip offsets must not leak into another file
-    for fmt in ("same", "png"):
-        back = load_image_bytes(encode_image(loaded.rgb, loaded, EncodeOptions(format=fmt)))
-        assert back.size == (30, 40) and _exif(back.exif)[0x013B] == ARTIST
-        assert _exif(back.exif).get(0x0112, 1) == 1
-    # libtiff cannot write EXIF sub-IFDs into a compressed TIFF: the first-level tags still survive
-    compressed = dataclasses.replace(load_image(batch / "scan.tif"), exif=exif_bytes(1))
-    back = load_image_bytes(encode_image(compressed.rgb, compressed, EncodeOptions()))
-    assert back.format == "TIFF" and _exif(back.exif)[0x013B] == ARTIST
-
-
-def test_lossless_webp_stays_lossless(tmp_path: Path) -> None:
-    pixels = np.dstack([photo_like_u8(50, 70, seed=12), soft_alpha(50, 70)])
-    Image.fromarray(pixels).save(tmp_path / "sticker.webp", lossless=True)
-    loaded = load_image(tmp_path / "sticker.webp")
-    assert loaded.webp_lossless
-    data = encode_image(loaded.rgb, loaded, EncodeOptions())
-    assert image_encode.webp_is_lossless(data)
-    back = load_image_bytes(data)
-    assert (back.rgb == loaded.rgb).all() and (back.alpha == pixels[..., 3]).all()
-    visible = pixels[..., 3] > 0  # libwebp may zero the colour under fully transparent pixels
-    assert (loaded.rgb[visible] == pixels[..., :3][visible]).all()
-
-
-def test_encode_refuses_pixels_of_the_wrong_shape_or_type(batch: Path) -> None:
-    loaded = load_image(batch / "photo_rgb.jpg")
-    with pytest.raises(ValueError, match="expected"):
-        encode_image(loaded.rgb[:-1], loaded, EncodeOptions())
-    with pytest.raises(ValueError, match="expected"):
-        encode_image(loaded.rgb.astype(np.float32), loaded, EncodeOptions())
-    with pytest.raises(ValueError, match="unknown output format"):
-        encode_image(loaded.rgb, loaded, EncodeOptions(format="gif"))
-
-
-def test_output_formats_and_extensions(batch: Path, tmp_path: Path) -> None:
-    same = EncodeOptions()
-    assert output_format(load_image(batch / "drawing.bmp"), same) == "BMP"
-    assert output_format(load_image(batch / "scan.tif"), same) == "TIFF"
-    assert output_format(load_image(batch / "photo.webp"), same) == "WEBP"
-    assert output_format(load_image(batch / "photo.webp"), EncodeOptions(format="JPG")) == "JPEG"
-    still_gif = tmp_path / "still.gif"
-    Image.fromarray(photo_like_u8(20, 20)).convert("P").save(still_gif)
-    assert output_format(load_image(still_gif), same) == "PNG"  # 256 colours would erase the watermark
-    assert [output_extension(f) for f in ("PNG", "JPEG", "WEBP", "TIFF", "BMP")] == [
-        ".png", ".jpg", ".webp", ".tif", ".bmp",
-    ]
 
 
 # --- files and folders ---------------------------------------------------------------------------
