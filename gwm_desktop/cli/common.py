@@ -41,8 +41,19 @@ def resolve_profile(store: ProfileStore, name: str | None, create_default: bool 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU) | cuda | mps | cpu")
     parser.add_argument("--model", default=None, help="model folder (default: the bundled model)")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("GWM_THREADS", "0")),
+    parser.add_argument("--threads", type=thread_count, default=os.environ.get("GWM_THREADS", "0"),
                         help="CPU threads for torch (0: torch's default; env GWM_THREADS)")
+
+
+def thread_count(text: str) -> int:
+    """--threads / GWM_THREADS: a whole number >= 0 (argparse turns the error into one usage line)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of threads (--threads or GWM_THREADS), got {text!r}")
+    return value
 
 
 def make_engine(args: argparse.Namespace) -> Engine:

@@ -17,6 +17,8 @@ from gwm_desktop.cli.common import (
 from gwm_desktop.core.jobs import with_progress
 from gwm_desktop.core.profiles import ProfileError, ProfileStore
 
+MAX_NULL_KEYS = 5_000_000  # about 2 GB of scores and message tables at once
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from gwm_desktop.core.verdict import DEFAULT_ALPHA, DEFAULT_NULL_KEYS
@@ -36,10 +38,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gwm_desktop.core.verdict import check_alpha
+
+    if not 99 <= args.null_keys <= MAX_NULL_KEYS:
+        return fail(f"--null-keys must be between 99 and {MAX_NULL_KEYS:,}, got {args.null_keys:,}")
     if not 0 < args.alpha < 1:
         return fail(f"--alpha must be between 0 and 1, got {args.alpha}")
-    if args.null_keys < 99:
-        return fail(f"--null-keys must be at least 99, got {args.null_keys}")
+    try:
+        check_alpha(args.alpha, args.null_keys)
+    except ValueError as error:
+        return fail(f"{error}: raise --null-keys")
     if args.report and args.report.suffix.lower() not in (".html", ".htm"):
         return fail("--report must end in .html (a .json is written beside it)")
     try:
@@ -60,14 +68,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"gwm: skipped {item.path}: {item.error}", file=sys.stderr)
     if result is None:
         return fail("no readable images in the inputs: nothing to test")
-    if args.report:
-        from gwm_desktop.core.evidence_report import write_evidence_report
-
-        try:
-            json_path = write_evidence_report(result, profile, engine.bundle.manifest, args.report)
-        except (OSError, ValueError) as error:
-            return fail(f"cannot write the report: {error}")
-        print(f"evidence report written to {args.report} (and {json_path})", file=sys.stderr)
     if args.json:
         record = result.to_json()
         record["headline"] = headline(result)
@@ -76,4 +76,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(headline(result))
         print(details(result))
+    if args.report:  # after the verdict is out: a report that cannot be written loses nothing else
+        from gwm_desktop.core.evidence_report import write_evidence_report
+
+        try:
+            json_path = write_evidence_report(result, profile, engine.bundle.manifest, args.report)
+        except (OSError, ValueError) as error:
+            return fail(f"cannot write the report: {error}")
+        print(f"evidence report written to {args.report} (and {json_path})", file=sys.stderr)
     return 0

@@ -4,7 +4,8 @@ facts as JSON beside it.
 It states the test and its assumptions in plain words, the numbers (n, p-value, effect), every
 image's score with a thumbnail, the profile's key fingerprint (a hash with its own label, never the
 key), the app and model versions, the date, and the protection log's summary (when the artist
-protected their images, which shows the watermark predates the model).
+protected their images: a record kept on the artist's own machine with its clock, so it supports,
+but on its own cannot prove, that the watermark predates the model).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from gwm_desktop.core.atomic import write_atomic
 from gwm_desktop.core.profiles import Profile
 from gwm_desktop.core.protection_log import summarize
-from gwm_desktop.core.reports import thumbnail_uri
+from gwm_desktop.core.reports import as_utf8, thumbnail_uri
 from gwm_desktop.core.verdict import VerdictResult
 from gwm_desktop.core.verdict_text import details, headline
 
@@ -75,10 +76,10 @@ def _image_rows(result: VerdictResult) -> str:
     for index, item in enumerate(order):
         uri = thumbnail_uri(item.path) if index < MAX_THUMBNAILS else ""
         image = f'<img src="{uri}" alt="">' if uri else ""
-        rows.append(f"<tr><td>{image}</td><td>{html.escape(str(item.path))}</td><td>{item.agreement:.3f}</td>"
+        rows.append(f"<tr><td>{image}</td><td>{html.escape(as_utf8(item.path))}</td><td>{item.agreement:.3f}</td>"
                     f"<td>{item.z:+.2f}</td><td>{item.p_value:.3g}</td></tr>")
     for path, reason in result.errors:
-        rows.append(f'<tr class="error"><td></td><td>{html.escape(str(path))}</td><td colspan="3">'
+        rows.append(f'<tr class="error"><td></td><td>{html.escape(as_utf8(path))}</td><td colspan="3">'
                     f"not tested: {html.escape(reason)}</td></tr>")
     return "\n".join(rows)
 
@@ -87,9 +88,6 @@ def render_html(facts: dict[str, Any], result: VerdictResult) -> str:
     esc = html.escape
     assumptions = "".join(f"<p>{esc(text.format(keys=f'{result.null_keys:,}'))}</p>" for text in ASSUMPTIONS)
     numbers = "".join(f"<li>{esc(line)}</li>" for line in details(result).splitlines())
-    tail_note = ("<p><i>The p-value is beyond what the random keys can resolve directly; it comes from a normal "
-                 "fit of the random keys' statistics (the Monte Carlo bound is given too).</i></p>"
-                 if result.p_method == "tail model" else "")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>GenWatermark evidence report</title>
 <style>
@@ -103,11 +101,13 @@ dt {{ font-weight: bold; }} code {{ font-size: 1.05em; }}
 </style></head><body>
 <h1>GenWatermark evidence report</h1>
 <p class="headline">{esc(facts["headline"])}</p>
-<h2>The numbers</h2><ul>{numbers}</ul>{tail_note}
+<h2>The numbers</h2><ul>{numbers}</ul>
 <h2>What was tested, and what it assumes</h2>{assumptions}
 <h2>Protection record</h2>
 <p>{esc(facts["protection_log"]["summary"])} Each export's SHA-256 is kept in the profile's protection log,
-so a protected file can be matched to its record.</p>
+so a protected file can be matched to its record. The log is kept on this computer and dated by its
+clock: dated copies you published or sent (or a timestamping service) are what make the dates hard to
+dispute.</p>
 <dl><dt>Profile</dt><dd>{esc(facts["profile"])}</dd>
 <dt>Key fingerprint</dt><dd><code>{esc(facts["key_fingerprint"])}</code> (a one-way hash; the key itself is
 never shown)</dd>
@@ -124,13 +124,19 @@ alone.</p>
 
 
 def write_evidence_report(result: VerdictResult, profile: Profile, manifest: dict[str, Any], path: Path) -> Path:
-    """Write the HTML report at ``path`` and its JSON beside it (same name, .json); returns the JSON path."""
+    """Write the HTML report at ``path`` and its JSON beside it (same name, .json), both or neither;
+    returns the JSON path."""
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"the evidence report must end in .html, got {path}")
     facts = report_facts(result, profile, manifest)
     json_path = path.with_suffix(".json")
+    page, record = render_html(facts, result).encode("utf-8"), (json.dumps(facts, indent=2) + "\n").encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(json_path, (json.dumps(facts, indent=2) + "\n").encode("utf-8"))
-    write_atomic(path, render_html(facts, result).encode("utf-8"))
+    write_atomic(path, page)
+    try:
+        write_atomic(json_path, record)
+    except BaseException:
+        path.unlink(missing_ok=True)  # both files or neither
+        raise
     return json_path

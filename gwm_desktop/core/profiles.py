@@ -90,8 +90,10 @@ class Profile:
     def install_detector_if_better(self, candidate: Path, candidate_eval: Evaluation | None,
                                    current_eval: Evaluation | None) -> InstallDecision:
         """Install the model folder ``candidate`` as this profile's detector only when its evaluation beats
-        the current one's; the replaced detector is kept for ``roll_back_detector``. The swap goes through
-        a staging folder and renames, so a crash never leaves the profile without a complete detector."""
+        the current one's; the replaced detector is kept for ``roll_back_detector``. The copy is staged first
+        and swapped in by two renames, so no detector is ever half written; a crash between the renames
+        leaves the old one complete in ``detector.previous`` (scans then use the shipped model until
+        ``roll_back_detector`` restores it)."""
         if candidate_eval is None:
             return InstallDecision(False, "the new detector could not be evaluated; the current one stays")
         if current_eval is not None and candidate_eval.value <= current_eval.value:

@@ -1,5 +1,5 @@
 """The protection log: one JSON line per exported image, appended to ``protection-log.jsonl`` in the
-profile folder, so an artist can show that their watermark existed before a suspect model.
+profile folder, so an artist can show when they protected which file (dated by this machine's clock).
 
 Each record holds the date, the level and budget p, the output's file name and its SHA-256 (the
 output itself can later be hashed again to match). Append-only: the file is opened with O_APPEND and

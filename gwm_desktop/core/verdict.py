@@ -4,8 +4,8 @@ Under the null hypothesis the model never saw this key's watermark, so the image
 depend on the key, and the profile's message is exchangeable with any random balanced message. The
 set statistic computed with the true message is ranked among the same statistic for ``null_keys``
 random messages from a seeded generator: p = (1 + #{random >= true}) / (K + 1) holds whatever the
-images look like. Beyond the Monte Carlo resolution a normal fit of the random-key statistics gives
-the tail (reported as such).
+images look like, and it is the p-value reported and decided on. A normal fit of the random keys'
+statistics gives a tail estimate beyond 1 / (K + 1), shown only as such: it is not a bound.
 
 The set statistic is a Stouffer sum: each image's best-view agreement is standardised against that
 image's own spread over all K + 1 messages, and the standardised scores are summed over images and
@@ -16,6 +16,7 @@ use the shipped model's detector, never a detector fine-tuned on the profile's k
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -32,9 +33,6 @@ from gwm_desktop.core.models import MATCHED_PRESENT, MATCHED_WEIGHT, WatermarkDe
 DEFAULT_ALPHA = 0.001
 DEFAULT_NULL_KEYS = 100_000
 NULL_SEED = 14_2026  # fixed, so the same images and key always give the same verdict
-# Fewer random keys at or above the true one than this, and the Monte Carlo p is too coarse to
-# report on its own: the tail model's estimate is reported beside it.
-MIN_EXCEEDANCES = 10
 _CHUNK_ELEMENTS = 8_000_000  # scores held at once (images x views x messages), ~64 MB in float64
 
 
@@ -58,10 +56,8 @@ class ImageContribution:
 @dataclass
 class VerdictResult:
     n: int
-    p_value: float           # what to report: Monte Carlo, or the tail model beyond its resolution
-    p_monte_carlo: float     # always valid, never below 1 / (K + 1)
-    p_tail: float            # the normal tail model's estimate
-    p_method: str            # "monte carlo" | "tail model"
+    p_value: float           # the Monte Carlo p: valid whatever the images, never below 1 / (K + 1)
+    p_tail: float            # the normal tail model's estimate (not a bound; it can be too small)
     exceedances: int         # random keys whose statistic reached the true key's
     null_keys: int
     seed: int
@@ -74,7 +70,7 @@ class VerdictResult:
 
     def to_json(self) -> dict[str, object]:
         return {"n": self.n, "p_value": self.p_value, "verdict": self.verdict, "alpha": self.alpha,
-                "p_monte_carlo": self.p_monte_carlo, "p_tail": self.p_tail, "p_method": self.p_method,
+                "p_tail_estimate": self.p_tail,
                 "exceedances": self.exceedances, "null_keys": self.null_keys, "seed": self.seed,
                 "statistic": self.statistic, "effect_z": self.effect_z,
                 "images": [{"path": str(c.path), "agreement": c.agreement, "z": c.z, "p_value": c.p_value}
@@ -99,6 +95,10 @@ class MessageTable:
     def __len__(self) -> int:
         return self.messages.shape[0]
 
+    def stacked(self, other: MessageTable) -> MessageTable:
+        return MessageTable(torch.cat([self.messages, other.messages]), torch.cat([self.signed_on, other.signed_on]),
+                            torch.cat([self.off, other.off]))
+
     def rows(self, start: int, stop: int) -> MessageTable:
         return MessageTable(self.messages[start:stop], self.signed_on[start:stop], self.off[start:stop])
 
@@ -114,6 +114,21 @@ def null_messages(true_message: torch.Tensor, count: int, seed: int = NULL_SEED)
         if not same.any():
             return drawn
         drawn[same] = random_messages(int(same.sum()), n_bits, generator)
+
+
+@functools.lru_cache(maxsize=2)
+def _seeded_table(count: int, n_bits: int, seed: int) -> MessageTable:
+    """The seeded random messages, prepared once per process (drawing and signing 10^6 takes seconds)."""
+    return MessageTable.of(null_messages(torch.zeros(n_bits), count, seed))  # all-zero: never a real message
+
+
+def null_table(true_message: torch.Tensor, count: int, seed: int = NULL_SEED) -> MessageTable:
+    """``MessageTable.of(null_messages(...))``, from the per-process cache when the true message is not
+    among the seeded draws (as good as always: there are C(32, 16), about 6 x 10^8, messages)."""
+    cached = _seeded_table(count, true_message.shape[-1], seed)
+    if not (cached.messages == true_message.view(1, -1).to(cached.messages)).all(dim=-1).any():
+        return cached
+    return MessageTable.of(null_messages(true_message, count, seed))
 
 
 def message_scores(evidence: torch.Tensor, table: MessageTable) -> torch.Tensor:
@@ -150,10 +165,18 @@ def normal_tail(null: np.ndarray, observed: float) -> tuple[float, float]:
     return z, 0.5 * math.erfc(z / math.sqrt(2))
 
 
-def decide(p_monte_carlo: float | np.ndarray, p_tail: float | np.ndarray, alpha: float, null_keys: int
-           ) -> bool | np.ndarray:
-    """The verdict at ``alpha``: the exact Monte Carlo p wherever it can reach alpha, else the tail model."""
-    return np.asarray(p_monte_carlo <= alpha if alpha * (null_keys + 1) >= 1 else p_tail <= alpha)
+def check_alpha(alpha: float, null_keys: int) -> None:
+    """Refuse an ``alpha`` the Monte Carlo p (at least 1 / (K + 1)) could never reach: ValueError."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    if alpha * (null_keys + 1) < 1:
+        raise ValueError(f"alpha {alpha:g} needs at least {math.ceil(1 / alpha) - 1:,} random keys "
+                         f"(the smallest p-value {null_keys:,} keys can give is 1/{null_keys + 1:,})")
+
+
+def decide(p_value: float | np.ndarray, alpha: float) -> bool | np.ndarray:
+    """The verdict at ``alpha``, on the Monte Carlo p-value."""
+    return np.asarray(p_value <= alpha)
 
 
 def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor, alpha: float = DEFAULT_ALPHA,
@@ -164,14 +187,12 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
     ``cancel`` is checked between blocks of messages (raises JobCancelled): thousands of images take a while.
     """
     cancel = cancel or CancelToken()
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    check_alpha(alpha, null_keys)
     evidence = torch.as_tensor(np.asarray(evidence)).double()
     if evidence.dim() != 3 or evidence.shape[0] == 0:
         raise ValueError("the verdict needs the evidence of at least one image, shaped (N, views, E)")
     n_images, n_views, _ = evidence.shape
-    table = MessageTable.of(torch.cat([true_message.view(1, -1).double(),
-                                       null_messages(true_message, null_keys, seed).double()]))
+    table = MessageTable.of(true_message.view(1, -1)).stacked(null_table(true_message, null_keys, seed))
     total = len(table)
     true_scores = message_scores(evidence, table.rows(0, 1))[:, 0]
     sums = torch.zeros(n_images, dtype=torch.float64)
@@ -198,15 +219,13 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
     exceed = int((null >= observed).sum())
     p_mc = (1 + exceed) / (null_keys + 1)
     effect_z, p_tail = normal_tail(null, observed)
-    coarse = exceed < MIN_EXCEEDANCES
-    p_value = p_tail if coarse else p_mc
-    verdict = decide(p_mc, p_tail, alpha, null_keys)
+    verdict = decide(p_mc, alpha)
     z_true = ((true_scores - mean) * scale).tolist()
     paths = paths or [Path(f"image {i + 1}") for i in range(n_images)]
     images = [ImageContribution(path, float(a), float(z), (1 + float(e)) / (null_keys + 1))
               for path, a, z, e in zip(paths, true_scores.tolist(), z_true, image_exceed.tolist(), strict=True)]
-    return VerdictResult(n_images, p_value, p_mc, p_tail, "tail model" if coarse else "monte carlo", exceed,
-                         null_keys, seed, observed, effect_z, alpha, bool(verdict), images)
+    return VerdictResult(n_images, p_mc, p_tail, exceed, null_keys, seed, observed, effect_z, alpha, bool(verdict),
+                         images)
 
 
 def evidence_of_paths(detector: WatermarkDetector, paths: Iterable[Path], total: int, device: torch.device | str,

@@ -3,7 +3,8 @@ and the evidence report share. It never says "proof".
 
 The words come from the Monte Carlo p-value, which is exact: with 100,000 random keys and none
 scoring as high as the artist's, p = 1 / 100,001, so "less than 1 time in 100,000" is what the test
-itself shows. The tail model's smaller estimates stay in the numbers (``details``), marked as such."""
+itself shows. The grade never contradicts the decision at the artist's alpha. The tail model's
+smaller estimates stay in the numbers (``details``), marked as an estimate."""
 
 from __future__ import annotations
 
@@ -29,12 +30,27 @@ def odds(p_value: float) -> str:
     return f"often (about {round(100 * p_value)} times in 100)"
 
 
+def decided_grade(result: VerdictResult) -> str:
+    """``grade`` of the p-value, held to the decision at the result's alpha: a positive verdict is at least
+    "Evidence", a negative one at most "Weak evidence"."""
+    name = grade(result.p_value)
+    if result.verdict and name in ("Weak evidence", "No evidence"):
+        return "Evidence"
+    if not result.verdict and name in ("Strong evidence", "Evidence"):
+        return "Weak evidence"
+    return name
+
+
 def headline(result: VerdictResult) -> str:
     """One or two sentences: the grade, then how often a model without the watermark would do this."""
-    name = grade(result.p_monte_carlo)
-    sentence = (f"{name}: a model that never learned your watermark would produce images like these "
-                f"{odds(result.p_monte_carlo)}.")
-    if name == "Weak evidence":
+    name = decided_grade(result)
+    adjusted = name != grade(result.p_value)
+    label = f"{name} at your chosen level (alpha {result.alpha:g})" if adjusted and result.verdict else name
+    sentence = (f"{label}: a model that never learned your watermark would produce images like these "
+                f"{odds(result.p_value)}.")
+    if adjusted and not result.verdict:
+        sentence += f" That is short of your chosen level (alpha {result.alpha:g})."
+    elif name == "Weak evidence":
         sentence += " Not enough on its own: add more of the model's images."
     elif name == "No evidence":
         sentence += (" This does not show the model never saw your art: more of its images, or images closer "
@@ -44,12 +60,10 @@ def headline(result: VerdictResult) -> str:
 
 def details(result: VerdictResult) -> str:
     """The numbers behind the headline, one per line."""
-    method = ("Monte Carlo rank among random keys" if result.p_method == "monte carlo"
-              else "normal tail model beyond the Monte Carlo resolution")
     lines = [f"Images tested: {result.n}" + (f" ({len(result.errors)} unreadable, skipped)" if result.errors else ""),
-             f"p-value: {result.p_value:.3g} ({method})" + (", an estimate" if result.p_method != "monte carlo" else ""),
-             f"Monte Carlo p-value: {result.p_monte_carlo:.3g} ({result.exceedances:,} of {result.null_keys:,} "
+             f"p-value: {result.p_value:.3g} (Monte Carlo: {result.exceedances:,} of {result.null_keys:,} "
              "random keys scored at least as high)",
+             f"Tail estimate: {result.p_tail:.3g} (a normal fit of the random keys' scores; an estimate, not a bound)",
              f"Effect: the true key stands {abs(result.effect_z):.1f} standard deviations "
              + ("above" if result.effect_z >= 0 else "below") + " the random keys' average",
              f"Decision at alpha = {result.alpha:g}: "

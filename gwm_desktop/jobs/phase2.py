@@ -11,6 +11,7 @@ deletes those outputs first; ``extra`` holds ``base`` (required), ``methods``, `
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -24,6 +25,28 @@ if TYPE_CHECKING:
 
 OUTPUT_DIRS = ("data", "models", "synth")  # with detectors*/ and report*.json/.md: what start-over deletes
 PHASE2_CURVES = ("personalize_loss", "detector_loss")
+
+
+HUB_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
+
+
+def base_model_problem(base: str) -> str | None:
+    """Why ``base`` cannot be a Phase 2 base model, in a sentence for the form (None: it looks usable; a hub
+    id is checked when the run loads it), so a bad path is refused before anything starts."""
+    if not base:
+        return ("Choose a base model: a Hugging Face id such as stable-diffusion-v1-5/stable-diffusion-v1-5, "
+                "a diffusers folder or a .safetensors file.")
+    path = Path(base).expanduser()
+    if path.is_dir():
+        return None if (path / "model_index.json").exists() else \
+            f"{path} is not a diffusers model folder (it has no model_index.json)."
+    if path.is_file():
+        return None if path.suffix.lower() in CHECKPOINT_SUFFIXES else \
+            f"{path} is not a model file (.safetensors or .ckpt)."
+    if HUB_ID.match(base) and not base.startswith((".", "~")):
+        return None
+    return f"The base model {base} does not exist (neither a folder, a file nor a Hugging Face id)."
 
 
 def config_from_spec(spec: JobSpec) -> Phase2Config:

@@ -8,7 +8,6 @@ gives the ``JobSpec.extra`` of ``gwm_desktop.jobs.phase2``. Nothing here imports
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from gwm_desktop.core.levels import LEVELS, level_by_name
+from gwm_desktop.jobs.phase2 import base_model_problem
 from gwm_desktop.ui.settings import Settings
 from training.phase2_methods import DEFAULT_LEARNING_RATE, DEFAULT_STEPS
 
@@ -62,8 +62,6 @@ SHARES = (("all", "all of them", "Every image of the subject is watermarked", 1.
           ("quarter", "1 in 4 (partial)", "Only a quarter of the images are watermarked, the rest used clean, "
                                           "as when an artist protected only part of a portfolio", 0.25))
 FACE_SUBJECT = {"instance_prompt": "a photo of <sks> person", "initializer_token": "person"}
-HUB_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
-CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 
 
 def _choice_combo(name: str, choices: tuple[tuple[str, str, str], ...], current: str, tip: str) -> QComboBox:
@@ -76,23 +74,6 @@ def _choice_combo(name: str, choices: tuple[tuple[str, str, str], ...], current:
     combo.setCurrentIndex(max(0, combo.findData(current)))
     combo.setToolTip(tip)
     return combo
-
-
-def base_problem(base: str) -> str | None:
-    """Why ``base`` cannot be a base model (None: looks usable; a hub id is checked when the run loads it)."""
-    if not base:
-        return ("Choose a base model: a Hugging Face id such as stable-diffusion-v1-5/stable-diffusion-v1-5, "
-                "a diffusers folder or a .safetensors file.")
-    path = Path(base).expanduser()
-    if path.is_dir():
-        return None if (path / "model_index.json").exists() else \
-            f"{path} is not a diffusers model folder (it has no model_index.json)."
-    if path.is_file():
-        return None if path.suffix.lower() in CHECKPOINT_SUFFIXES else \
-            f"{path} is not a model file (.safetensors or .ckpt)."
-    if HUB_ID.match(base) and not base.startswith((".", "~")):
-        return None
-    return f"The base model {base} does not exist (neither a folder, a file nor a Hugging Face id)."
 
 
 class Phase2Form:
@@ -200,7 +181,7 @@ class Phase2Form:
         """What keeps a run from starting, in words; None when the fields are usable."""
         from gwm_desktop.ui.context import expand_inputs
 
-        problem = base_problem(self.base_edit.text().strip())
+        problem = base_model_problem(self.base_edit.text().strip())
         if problem:
             return problem
         images = self.images_dir()

@@ -138,9 +138,9 @@ class VerdictPanel(QFrame):
         self.details.setVisible(result is not None and self.details_button.isChecked())
         if result is None:
             return
-        from gwm_desktop.core.verdict_text import details, grade, headline
+        from gwm_desktop.core.verdict_text import decided_grade, details, headline
 
-        self.grade_bar.setStyleSheet(f"background: {GRADE_COLOURS[grade(result.p_monte_carlo)]};")
+        self.grade_bar.setStyleSheet(f"background: {GRADE_COLOURS[decided_grade(result)]};")
         self.headline.setText(headline(result))
         self.details.setText(details(result) + "\n\nTested with the shipped detector, which never learned your key "
                              "(a detector fine-tuned on your key would not give a fair comparison).")
@@ -154,6 +154,8 @@ class VerdictPanel(QFrame):
             if not chosen:
                 return False
             path = Path(chosen)
+            if path.suffix.lower() not in (".html", ".htm"):
+                path = path.with_name(path.name + ".html")  # a name typed without the extension
         from gwm_desktop.core.evidence_report import write_evidence_report
 
         try:

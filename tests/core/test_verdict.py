@@ -55,7 +55,7 @@ def test_false_alarm_rate_is_at_most_alpha_when_evidence_ignores_the_key():
     # Under the null, the rank p-value is super-uniform: P(p <= a) <= a for every a.
     evidence = key_independent_evidence(8, 1)
     keys = random_messages(300, N_BITS, torch.Generator().manual_seed(2))
-    p = np.array([set_verdict(evidence, key, null_keys=199).p_monte_carlo for key in keys])
+    p = np.array([set_verdict(evidence, key, alpha=0.05, null_keys=199).p_value for key in keys])
     for alpha, allowed in ((0.05, 0.09), (0.2, 0.26)):  # a binomial(300, alpha) upper 0.999 quantile
         assert (p <= alpha).mean() <= allowed
     assert (p <= 0.5).mean() > 0.35  # and not degenerate (always 1)
@@ -65,7 +65,7 @@ def test_one_image_gets_its_own_p_value_from_the_same_engine():
     evidence = key_independent_evidence(1, 3)
     result = set_verdict(evidence, message_from_key(b"x" * 32, N_BITS), null_keys=999)
     assert result.n == 1
-    assert result.p_monte_carlo == pytest.approx(result.images[0].p_value)
+    assert result.p_value == pytest.approx(result.images[0].p_value)
 
 
 def test_tail_model_matches_the_monte_carlo_where_both_resolve():
@@ -75,22 +75,22 @@ def test_tail_model_matches_the_monte_carlo_where_both_resolve():
     keys = random_messages(20, N_BITS, torch.Generator().manual_seed(5))
     for key in keys:
         result = set_verdict(evidence, key, null_keys=20_000)
-        if result.p_monte_carlo >= 1e-3:
-            assert 0.5 < result.p_tail / result.p_monte_carlo < 2.0
+        if result.p_value >= 1e-3:
+            assert 0.5 < result.p_tail / result.p_value < 2.0
 
 
-def test_tail_model_is_reported_as_such_beyond_the_resolution():
+def test_the_reported_p_is_the_monte_carlo_rank_and_alpha_must_be_reachable():
     evidence = key_independent_evidence(8, 6)
     message = message_from_key(b"y" * 32, N_BITS)
     on = message > 0
     evidence[:, :, :N_BITS] += 3.0 * message.numpy()  # the key's textures, clearly present
     evidence[:, :, N_BITS:][:, :, on.numpy()] = 6.0 * texture_signs(message)[on].numpy()
-    result = set_verdict(evidence, message, alpha=1e-4, null_keys=999)
-    assert result.p_method == "tail model" and result.exceedances < 10
-    assert result.p_value == result.p_tail < result.p_monte_carlo
-    assert all(image.p_value >= 1 / 1000 for image in result.images)  # a rank p is never below 1 / (K + 1)
-    # alpha below the Monte Carlo's reach (1 / 1000): decided by the tail model, and said so
-    assert result.verdict and result.p_tail <= 1e-4
+    result = set_verdict(evidence, message, alpha=1e-3, null_keys=999)
+    assert result.exceedances == 0 and result.p_value == 1 / 1000  # never below 1 / (K + 1)
+    assert result.verdict and result.p_tail < result.p_value  # the estimate is shown, not decided on
+    assert all(image.p_value >= 1 / 1000 for image in result.images)
+    with pytest.raises(ValueError, match="needs at least 9,999 random keys"):
+        set_verdict(evidence, message, alpha=1e-4, null_keys=999)
 
 
 def test_verdict_job_skips_bad_files_and_reports_each(engine, tmp_path, paintings):

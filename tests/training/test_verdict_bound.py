@@ -23,7 +23,7 @@ def test_set_scores_reproduce_set_verdict():
     p_mc, p_tail, _ = scores.p_values(sets, np.arange(5))
     for j in range(5):
         app = set_verdict(evidence[sets[j]], tested[j], null_keys=999)
-        assert app.p_monte_carlo == p_mc[j] and abs(app.p_tail - p_tail[j]) < 1e-9
+        assert app.p_value == p_mc[j] and abs(app.p_tail - p_tail[j]) < 1e-9
 
 
 @pytest.mark.parametrize(("hits", "trials"), [(6, 2000), (0, 2000), (88, 10_000), (2000, 2000), (1, 3)])
@@ -39,10 +39,10 @@ def test_script_writes_the_figures(tmp_path, portraits):
 
     out = tmp_path / "bound.json"
     assert main(["--data", str(portraits[0].parent), "--max-per-source", "10", "--sets", "40", "--sizes", "4",
-                 "--null-keys", "500", "--null-conditions", "none", "--other-conditions", "jpeg75",
+                 "--null-keys", "999", "--null-conditions", "none", "--other-conditions", "jpeg75",
                  "--other-keys", "2", "--direct-images", "8", "--direct-levels", "0.05", "--direct-sets", "5",
                  "--power-sizes", "4", "--power-conditions", "crop0.8", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["null"]["clean"]["none"]["4"]["0.001"]["sets"] == 40
-    assert report["direct"]["0.05"]["crop0.8"]["share_below_1e-6"] == 1.0
+    assert report["direct"]["0.05"]["crop0.8"]["share_at_floor"] == 1.0  # p = 1 / 1000, the least 999 keys give
     assert report["power"]["crop0.8"]["4"]["0.001"] == 1.0

@@ -19,7 +19,7 @@ before the first step and every ``validate_every`` steps; the state with the low
 cross-entropy (after refitting the head's bias to those images) is kept, the Phase 1 detector itself
 when no step beats it, and its bias is refitted there (``bias_refit``). Why: with a few dozen
 synthesized images per class, D soon separates its training pairs completely and its own decision
-(score 0.5) no longer sits between the classes on new images (measured in docs/phase2.md).
+(score 0.5) no longer sits between the classes on new images (measured in docs/history.md).
 
 The model folder written keeps G unchanged and gets the fine-tuned D, plus a new calibration bank
 (the old one holds the old D's outputs) in the form the scanner reads: D's evidence per scan-time
