@@ -23,14 +23,18 @@ SIDE = 32       # training resolution; the subject image is SIDE x 2 SIDE, so a 
 STEP = 4        # grey levels per column: column x holds 4 x exactly, so a crop tells where it started
 
 
+def write_ramp(folder: Path, width: int) -> Path:
+    folder.mkdir()
+    ramp = np.tile((np.arange(width) * STEP).astype(np.uint8), (SIDE, 1))
+    Image.fromarray(np.stack([ramp] * 3, axis=-1)).save(folder / "ramp.png")
+    return folder
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("phase2_augmentation")
-    images = root / "X"
-    images.mkdir()
-    ramp = np.tile((np.arange(2 * SIDE) * STEP).astype(np.uint8), (SIDE, 1))
-    Image.fromarray(np.stack([ramp] * 3, axis=-1)).save(images / "ramp.png")
-    return {"root": root, "base": save_tiny_pipeline(root / "base"), "images": images}
+    return {"root": root, "base": save_tiny_pipeline(root / "base"), "images": write_ramp(root / "X", 2 * SIDE),
+            "square": write_ramp(root / "square", SIDE)}
 
 
 def config(method: str, **overrides: Any) -> PersonalizeConfig:
@@ -41,7 +45,7 @@ def config(method: str, **overrides: Any) -> PersonalizeConfig:
 
 
 def encoded_crops(world: dict[str, Path], monkeypatch: pytest.MonkeyPatch, cfg: PersonalizeConfig,
-                  out: str) -> list[tuple[int, bool]]:
+                  out: str, images: str = "images") -> list[tuple[int, bool]]:
     """Train; return (left edge, flipped) of every image the VAE encoded for training."""
     seen: list[torch.Tensor] = []
     encode = latent_data.encode_latent_distribution
@@ -51,7 +55,7 @@ def encoded_crops(world: dict[str, Path], monkeypatch: pytest.MonkeyPatch, cfg: 
         return encode(vae, pixels, batch)
 
     monkeypatch.setattr(latent_data, "encode_latent_distribution", spy)
-    list(Personalizer(world["base"], world["images"], world["root"] / out, cfg).run())
+    list(Personalizer(world["base"], world[images], world["root"] / out, cfg).run())
     crops = []
     for image in torch.cat(seen):
         columns = torch.round((image[0, 0] + 1) * 127.5 / STEP).long()   # the first row's column indices
@@ -76,6 +80,11 @@ def test_each_method_trains_on_flipped_and_randomly_cropped_images_by_default(wo
 def test_augmentations_turned_off_give_the_centre_crop_unflipped(world, monkeypatch):
     crops = encoded_crops(world, monkeypatch, config("lora", random_flip=False, center_crop=True), "lora_off")
     assert crops == [(SIDE // 2, False)]                    # encoded once, before training: the centre
+
+
+def test_square_images_have_one_crop_so_it_and_its_mirror_are_encoded_once(world, monkeypatch):
+    crops = encoded_crops(world, monkeypatch, config("dreambooth"), "dreambooth_square", images="square")
+    assert crops == [(0, False), (0, True)]                 # a draw from the two flips half the time
 
 
 def test_a_personalization_with_other_augmentations_is_not_reused(world):

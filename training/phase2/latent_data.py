@@ -2,7 +2,8 @@
 
 Two forms, as diffusers' training scripts see their images:
 
-* ``LatentSet`` (centre crop): every image has one crop, so its posterior is encoded once and cached
+* ``LatentSet`` (centre crop, or images already square at the resolution): every image has one crop,
+  so its posterior is encoded once and cached
   (with flipped copies when ``random_flip``: a uniform draw from the set flips half the time);
 * ``AugmentedImages`` (random crop, diffusers' default ``RandomCrop`` after resizing the shorter side):
   each batch gets a fresh crop position and, with ``random_flip``, a coin flip per image, drawn from the
@@ -112,10 +113,15 @@ TrainingSet = LatentSet | AugmentedImages
 def build_latent_set(vae: Any, paths: list[Path], prompt: str, resolution: int, center_crop: bool = True,
                      random_flip: bool = False) -> TrainingSet:
     """The training set of ``paths``: centre-cropped and encoded once (flipped copies join it when
-    ``random_flip``), or, without ``center_crop``, cropped at random and encoded batch by batch."""
-    if not center_crop:
-        return AugmentedImages(load_resized(paths, resolution), prompt, resolution, random_flip)
-    pixels = load_training_pixels(paths, resolution)
+    ``random_flip``), or, without ``center_crop``, cropped at random and encoded batch by batch, unless
+    every image is already square at ``resolution`` (its one crop is then encoded once, as a centre crop)."""
+    if center_crop:
+        pixels = load_training_pixels(paths, resolution)
+    else:
+        images = load_resized(paths, resolution)
+        if any(tuple(image.shape[1:]) != (resolution, resolution) for image in images):
+            return AugmentedImages(images, prompt, resolution, random_flip)
+        pixels = torch.stack(images)
     if random_flip:
         pixels = torch.cat([pixels, pixels.flip(-1)])
     mean, std = encode_latent_distribution(vae, pixels)
