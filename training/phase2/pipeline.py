@@ -3,7 +3,7 @@
 1. watermark the subject's images X into X_w (``watermark_fraction`` < 1: only that share of X);
 2. personalize the base model on X and on X_w with each method;
 3. synthesize S and S_w with each personalized model on training, validation and held-out prompts
-   (disjoint sets, every image with a seed of its own: ``splits``);
+   (disjoint sets, every image with a seed of its own, S_w's seeds apart from S's: ``splits``);
 4. fine-tune the detector per method (and one on all methods together: ``phase2_methods.detector_sets``);
    the validation images choose the step kept and D's decision threshold;
 5. report on the held-out images (``results``): Phase 1 detector vs each Phase 2 detector, and the
@@ -66,7 +66,8 @@ class Phase2Run(RunLayout):
     def _count_units(self) -> int:
         cfg = self.config
         steps = sum(2 * cfg.personalize_config(m).resolved_steps() for m in cfg.methods)
-        synth = 2 * len(cfg.methods) * sum(sum(map(len, seeds)) for _, _, seeds in self.synth_splits())
+        synth = len(cfg.methods) * sum(sum(map(len, seeds)) for variant in ("clean", self.marked_name)
+                                       for _, _, seeds in self.synth_splits(variant))
         detectors = len(cfg.detector_sets())
         return len(self.images) + steps + synth + detectors * cfg.finetune_steps + 1
 
@@ -154,7 +155,7 @@ class Phase2Run(RunLayout):
             pconfig = self.personalize_config_for(method)
             for variant in ("clean", self.marked_name):
                 pipeline = None
-                for split, prompts, seeds in self.synth_splits():
+                for split, prompts, seeds in self.synth_splits(variant):
                     units = sum(map(len, seeds))
                     folder = self.synth_dir(method, variant, split)
                     if pipeline is None and len(self.split_images(method, variant, split)) < units:
@@ -181,11 +182,13 @@ class Phase2Run(RunLayout):
             settings = {"finetune": asdict(ft), "methods": methods, "personalization_tag": cfg.tag,
                         "train": [self.train_prompts, self.train_seeds],
                         "validation": [self.validation_prompts, self.validation_seeds]}
+            if not cfg.paired_seeds:  # a detector fine-tuned on paired S / S_w is not reused
+                settings["marked_seeds"] = {split: self.seeds[(split, True)] for split in ("train", "validation")}
             if detector_current(folder, settings):
                 self.done += ft.steps
                 continue
-            clean, marked = self.pairs_of(methods, "train")
-            validation = self.pairs_of(methods, "validation") if self.validation_prompts else None
+            clean, marked = self.sets_of(methods, "train")
+            validation = self.sets_of(methods, "validation") if self.validation_prompts else None
             stamp = folder / SETTINGS_FILE
             stamp.unlink(missing_ok=True)
             yield from self._relay(f"fine-tune detector {name}",
