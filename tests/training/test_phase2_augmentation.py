@@ -99,3 +99,50 @@ def test_a_personalization_with_other_augmentations_is_not_reused(world):
     del record["augmentation"]
     (folder / MANIFEST).write_text(json.dumps(record))
     assert not personalization_current(folder, config("lora"))
+
+
+def test_a_checkpoint_left_with_other_augmentations_is_not_resumed(world):
+    folder = world["root"] / "lora_resume"
+    list(Personalizer(world["base"], world["images"], folder,
+                      config("lora", train_steps=4, checkpoint_every=2, random_flip=False)).run())
+    assert list((folder / "checkpoints").iterdir())                 # step 2's checkpoint stays
+
+    def steps_run(cfg: PersonalizeConfig) -> int:
+        return sum(1 for p in Personalizer(world["base"], world["images"], folder, cfg).run()
+                   if (p.payload or {}).get("step"))
+
+    assert steps_run(config("lora", train_steps=4, resume="latest")) == 4                     # afresh
+    assert steps_run(config("lora", train_steps=4, random_flip=False, resume="latest")) == 2  # resumed
+
+
+def fake_personalization(folder: Path, cfg: PersonalizeConfig) -> None:
+    from dataclasses import asdict
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MANIFEST).write_text(json.dumps({"method": cfg.method, "config": asdict(cfg),
+                                               "augmentation": cfg.augmentation()}))
+
+
+def test_a_remade_personalization_drops_its_old_images_and_refits_its_detectors(tmp_path, monkeypatch):
+    from tests.training.phase2_tiny import write_subject_images
+    from training.phase2 import pipeline
+    from training.phase2.pipeline import Phase2Config, Phase2Run
+
+    write_subject_images(tmp_path / "X", n=2, size=32)
+    run = Phase2Run(Phase2Config(base="b", images_dir=str(tmp_path / "X"), out=str(tmp_path / "run"),
+                                 methods=("lora",), n_train_prompts=2, n_heldout_prompts=2, n_validation_prompts=1))
+    for variant in ("clean", run.marked_name):
+        fake_personalization(run.model_dir("lora", variant), run.personalize_config_for("lora"))
+        stale = run.synth_dir("lora", variant, "heldout")
+        stale.mkdir(parents=True)
+        (stale / "old.png").write_bytes(b"png")
+    stamp = run.detector_settings(["lora"])
+    monkeypatch.setattr(pipeline, "personalize", lambda *args: iter(()))
+    list(run.personalize_all())                                       # both current: images kept
+    assert (run.synth_dir("lora", "clean", "heldout") / "old.png").exists()
+    older = PersonalizeConfig(**{**vars(run.personalize_config_for("lora")), "random_flip": False})
+    fake_personalization(run.model_dir("lora", run.marked_name), older)
+    assert run.detector_settings(["lora"]) != stamp                   # its detectors are fine-tuned again
+    list(run.personalize_all())                                       # X_w's model is made again
+    assert not run.synth_dir("lora", run.marked_name, "heldout").exists()
+    assert (run.synth_dir("lora", "clean", "heldout") / "old.png").exists()

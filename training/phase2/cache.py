@@ -30,16 +30,27 @@ def saved_augmentation(record: dict[str, Any]) -> dict[str, object]:
             "crop": "center" if config.get("center_crop", True) else "top-left"}
 
 
-def personalization_current(folder: Path, pconfig: PersonalizeConfig) -> bool:
-    if not is_personalized(folder):
-        return False
-    record = read_personalization(folder)
+def same_training(record: dict[str, Any], pconfig: PersonalizeConfig) -> bool:
+    """Whether a saved personalization or checkpoint (its "config" and "augmentation") was trained with
+    ``pconfig``'s settings, run-only ones aside."""
     saved = dict(record.get("config", {}))
     # A setting added after a folder was written had its default then (e.g. lora_targets); the
     # augmentations' defaults changed, so a folder that does not record them was made without.
     defaults = asdict(PersonalizeConfig(method=pconfig.method, random_flip=False, center_crop=True))
     return (saved_augmentation(record) == pconfig.augmentation()
             and all(saved.get(k, defaults[k]) == v for k, v in asdict(pconfig).items() if k not in _RUN_ONLY))
+
+
+def personalization_current(folder: Path, pconfig: PersonalizeConfig) -> bool:
+    return is_personalized(folder) and same_training(read_personalization(folder), pconfig)
+
+
+def personalization_stamp(folder: Path) -> dict[str, Any]:
+    """What a finished personalization was trained with: a detector fine-tuned on its images is
+    current only while this stays the same."""
+    record = read_personalization(folder)
+    config = {k: v for k, v in record.get("config", {}).items() if k not in _RUN_ONLY}
+    return {"config": config, "augmentation": saved_augmentation(record)}
 
 
 def bank_is_per_view(detector_dir: Path) -> bool:

@@ -31,6 +31,7 @@ from gwm_desktop.core.devices import resolve_device
 from gwm_desktop.core.jobs import CancelToken, Progress
 from training.checkpoints import latest_checkpoint, save_checkpoint
 from training.datasets import list_images
+from training.phase2.cache import same_training
 from training.phase2.latent_data import TrainingSet, build_latent_set
 from training.phase2.loading import (
     EMBEDS_FILE,
@@ -169,7 +170,8 @@ class Personalizer:
     def checkpoint_state(self) -> dict[str, Any]:
         return {"step": self.step, "method": self.config.method, "trainable": self.trainable_state(),
                 "optimizer": self.optimizer.state_dict(), "lr_schedule": self.lr_schedule.state_dict(),
-                "rng": self.rng.get_state(), "config": asdict(self.config)}
+                "rng": self.rng.get_state(), "config": asdict(self.config),
+                "augmentation": self.config.augmentation()}
 
     def _resume(self) -> None:
         which = self.config.resume
@@ -180,6 +182,8 @@ class Personalizer:
         state = torch.load(path, map_location="cpu", weights_only=False)
         if state["method"] != self.config.method:
             raise ValueError(f"checkpoint {path} is a {state['method']} run, not {self.config.method}")
+        if which == "latest" and not same_training(state, self.config):
+            return  # left by a run with other settings (say, other augmentations): start afresh
         self.load_trainable_state(state["trainable"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_schedule.load_state_dict(state["lr_schedule"])

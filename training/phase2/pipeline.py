@@ -27,6 +27,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -36,7 +37,12 @@ from typing import Any
 from gwm_desktop.core.atomic import write_atomic
 from gwm_desktop.core.jobs import CancelToken, Progress
 from training.datasets import list_images
-from training.phase2.cache import SETTINGS_FILE, detector_current, personalization_current
+from training.phase2.cache import (
+    SETTINGS_FILE,
+    detector_current,
+    personalization_current,
+    personalization_stamp,
+)
 from training.phase2.config import DEFAULT_P, Phase2Config
 from training.phase2.detector_finetune import finetune_detector
 from training.phase2.layout import RunLayout
@@ -136,6 +142,8 @@ class Phase2Run(RunLayout):
                 if personalization_current(folder, pconfig):
                     self.done += units
                     continue
+                # Images synthesized by an earlier model in this folder are not this model's.
+                shutil.rmtree(self.synth_dir(method, variant, "train").parent, ignore_errors=True)
                 pconfig.resume = "latest"
                 yield from self._relay(f"personalize {method} on {variant}",
                                        personalize(cfg.base, images, folder, pconfig, self.cancel), units)
@@ -179,11 +187,7 @@ class Phase2Run(RunLayout):
         phase1 = list_images([Path(d) for d in cfg.phase1_data]) if cfg.phase1_data else self.images
         for name, methods in self.detector_sets().items():
             folder = self.detector_dir(name)
-            settings = {"finetune": asdict(ft), "methods": methods, "personalization_tag": cfg.tag,
-                        "train": [self.train_prompts, self.train_seeds],
-                        "validation": [self.validation_prompts, self.validation_seeds]}
-            if not cfg.paired_seeds:  # a detector fine-tuned on paired S / S_w is not reused
-                settings["marked_seeds"] = {split: self.seeds[(split, True)] for split in ("train", "validation")}
+            settings = self.detector_settings(methods)
             if detector_current(folder, settings):
                 self.done += ft.steps
                 continue
@@ -196,6 +200,16 @@ class Phase2Run(RunLayout):
                                                      phase1_images=phase1, cancel=self.cancel,
                                                      validation=validation), ft.steps)
             write_atomic(stamp, (json.dumps(settings, indent=2) + "\n").encode("utf-8"))
+
+    def detector_settings(self, methods: list[str]) -> dict[str, Any]:
+        """What a detector fine-tuned on ``methods``' images depends on: reused only when all match."""
+        cfg = self.config
+        return {"finetune": asdict(cfg.finetune_config()), "methods": methods, "personalization_tag": cfg.tag,
+                "train": [self.train_prompts, self.train_seeds],
+                "validation": [self.validation_prompts, self.validation_seeds],
+                "marked_seeds": {split: self.seeds[(split, True)] for split in ("train", "validation")},
+                "personalizations": {m: {v: personalization_stamp(self.model_dir(m, v))
+                                         for v in ("clean", self.marked_name)} for m in methods}}
 
     def evaluate(self, key: bytes) -> dict[str, Any]:
         """Held-out metrics (``results.build_report``)."""
