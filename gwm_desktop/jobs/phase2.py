@@ -94,15 +94,22 @@ def prepare_run(spec: JobSpec) -> Generator[Progress, None, Phase2Config]:
 
 
 def headline(report: dict[str, Any]) -> str:
-    """One line per method: held-out accuracy and AUC of the Phase 2 detector vs the Phase 1 detector."""
+    """One line per method: held-out accuracy and AUC of the Phase 2 detector vs the Phase 1 detector, and
+    the model-level p-value of the model personalized on X_w and of its clean twin."""
     from training.phase2.report import number as num
+    from training.phase2.report import p_text
     from training.phase2.report import percent as pct
 
     lines = []
     for method, new in report["phase2_detector"].items():
         old = report["phase1_detector"][method]
-        lines.append(f"{method}: accuracy {pct(new['accuracy'])} (Phase 1 detector {pct(old['accuracy'])}), "
-                     f"AUC {num(new['auc'])} (Phase 1 {num(old['auc'])}), {new['n']} held-out images")
+        line = (f"{method}: accuracy {pct(new['accuracy'])} (Phase 1 detector {pct(old['accuracy'])}), "
+                f"AUC {num(new['auc'])} (Phase 1 {num(old['auc'])}), {new['n']} held-out images")
+        verdict = (report.get("verdict") or {}).get(method)
+        if verdict:
+            line += (f"; model-level p {p_text(verdict['marked'])} "
+                     f"(clean twin {p_text(verdict['clean'])})")
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -147,7 +154,7 @@ def phase2_job(spec: JobSpec, cancel: CancelToken) -> Iterator[Progress]:
         raise RuntimeError("Phase 2 ended without a report")
     name = installed_detector(config.methods, config.joint_detector)
     model_dir = phase2.detector_dir(name)
-    clean, marked = phase2.pairs_of(config.methods, "heldout")
+    clean, marked = phase2.sets_of(config.methods, "heldout")
     report_path = out / f"report{config.tag}.md"
     note = (f"fine-tuned detector ({name}) in {model_dir}; report in {report_path}\n" + headline(report))
     return JobOutcome(model_dir, phase2.done, note, report=render_markdown(report), heldout=(clean, marked))

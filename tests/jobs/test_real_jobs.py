@@ -80,6 +80,9 @@ def test_phase2_completes_then_resumes_or_starts_over(tmp_path: Path) -> None:
     assert outcome.model_dir == run / "detectors" / "lora" and (outcome.model_dir / "manifest.json").exists()
     assert (run / "report.md").exists() and outcome.note.splitlines()[1].startswith("lora: accuracy ")
     assert "Phase 1 detector vs Phase 2 detector" in outcome.report
+    # the Advanced tab's report view and the job's note give each model's verdict (and its clean twin's)
+    assert "| lora | personalized on X_w | 4 |" in outcome.report and "| lora | clean twin (on X) | 4 |" in outcome.report
+    assert "model-level p " in outcome.note and "clean twin " in outcome.note
     clean, marked = outcome.heldout
     assert len(clean) == len(marked) == 4  # 2 held-out prompts x 2 seeds
     stages = {p.payload.get("stage", "") for p in seen if p.payload}

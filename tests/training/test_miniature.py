@@ -97,7 +97,7 @@ def test_quick_world_runs_end_to_end(tmp_path: Path) -> None:
     """One method at toy size: corpus -> autoencoder -> prior pipeline -> watermark model -> Phase 2 report."""
     from diffusers import StableDiffusionPipeline
 
-    from training.miniature.run import quick_config, run
+    from training.miniature.run import quick_config, render_summary, run
 
     cfg = quick_config(tmp_path / "mini", threads=2)
     cfg.methods = ("lora",)
@@ -113,6 +113,10 @@ def test_quick_world_runs_end_to_end(tmp_path: Path) -> None:
         metrics = report[detector]["lora"]
         assert metrics["n_clean"] > 0 and metrics["n_marked"] > 0
         assert 0.0 <= metrics["auc"] <= 1.0
+    heldout = report["phase2_detector"]["lora"]["n_marked"]
+    verdict = summary["verdicts"]["full"]["lora"]                # each model's, over its held-out images
+    assert verdict["marked"]["n"] == verdict["clean"]["n"] == heldout and summary["verdicts"]["quarter"] is None
+    assert "Model-level verdict" in render_summary(summary)
     # the subject never enters the corpus: the corpus cache holds only photos, filtered photos and samples
     corpus = torch.load(next((tmp_path / "mini" / "corpus").glob("*.pt")), weights_only=False)
     assert {item.kind for item in corpus["train"]} <= {"photo", "painting", "object"}
@@ -141,10 +145,14 @@ def test_phase2_overrides_reach_the_phase2_config_and_refuse_unknown_fields(tmp_
     override_phase2(cfg, "finetune_lr=3e-4")
     override_phase2(cfg, "p=0.01")    # one the miniature also sets: the override wins
     override_phase2(cfg, "seed=1")
+    for before_issue_14 in ("random_flip=false", "center_crop=true", "paired_seeds=true"):
+        override_phase2(cfg, before_issue_14)
     config = phase2_config(cfg, tmp_path / "base", tmp_path / "X", tmp_path / "wm", tmp_path / "key", 1.0, ("lora",))
     assert (config.images_per_prompt, config.joint_detector, config.finetune_lr) == (16, False, 3e-4)
     assert (config.p, config.seed, config.tag) == (0.01, 1, "_p0.01")
     assert config.n_validation_prompts == 4                            # the rest is kept
+    augmentation = config.personalize_config("lora").augmentation()
+    assert augmentation == {"random_flip": False, "crop": "center"} and config.paired_seeds
     for wrong in ("images_per_promt=16", "methods=lora", "watermark_fraction=0.5"):
         with pytest.raises(SystemExit):
             override_phase2(cfg, wrong)

@@ -41,6 +41,11 @@ def test_parse_args_maps_options_and_overrides():
     assert config.personalize_config("dreambooth").resolved_learning_rate() == 2e-6
     assert config.personalize_config("dreambooth").resolved_steps() == 400
     assert config.tag == "_wf0.25"
+    augmented = config.personalize_config("lora")
+    assert augmented.random_flip and not augmented.center_crop and not config.paired_seeds  # the defaults
+    before, _ = parse_args(["--base", "b", "--images", "x", "--no-random-flip", "--center-crop", "--paired-seeds"])
+    plain = before.personalize_config("textual_inversion")
+    assert not plain.random_flip and plain.center_crop and before.paired_seeds  # what runs before issue 14 did
     # X_w at another budget is other images: its models, images and detectors get their own folders.
     assert Phase2Config(base="b", images_dir="x").tag == ""
     assert Phase2Config(base="b", images_dir="x", p=0.01).tag == "_p0.01"
@@ -80,7 +85,7 @@ def test_a_split_reads_only_this_runs_prompts_and_seeds(tmp_path):
                                       "guidance": 1.0, "resolution": 32}) + "\n")
     (folder / "untracked.png").write_bytes(b"png")
     assert sorted(p.name for p in run.split_images("lora", "clean", "train")) == [f"img{i}.png" for i in range(4)]
-    clean, marked = run.pairs_of(["lora"], "train")
+    clean, marked = run.sets_of(["lora"], "train")
     assert len(clean) == 4 and marked == []  # nothing synthesized for the watermarked model yet
 
 
@@ -119,6 +124,14 @@ def test_whole_run_on_a_local_diffusers_folder_then_resume(tmp_path, capsys):
     seeds = [json.loads(line)["seed"] for split in ("train", "validation", "heldout") for line in
              (out / "synth" / "lora" / "clean" / split / "records.jsonl").read_text().splitlines()]
     assert len(seeds) == 2 * 2 + 1 * 2 + 2 * 2 and len(set(seeds)) == len(seeds)  # no seed used twice
+    marked_seeds = {json.loads(line)["seed"] for split in ("train", "validation", "heldout") for line in
+                    (out / "synth" / "lora" / "marked" / split / "records.jsonl").read_text().splitlines()}
+    assert len(marked_seeds) == len(seeds) and not marked_seeds & set(seeds)  # S_w unpaired with S
+    for method in ("lora", "textual_inversion"):
+        verdict = report["verdict"][method]
+        assert verdict["marked"]["n"] == verdict["clean"]["n"] == 4          # each model's held-out images
+        assert all(0 < v["p_value"] <= 1 and v["alpha"] == 0.001 for v in verdict.values())
+    assert "Model-level verdict" in (out / "report.md").read_text()
     assert set(report["selection"]) == {"lora", "textual_inversion", "joint"}
     assert all(0 <= s["chosen_step"] <= 4 for s in report["selection"].values())
     assert "Validation: 1 more prompt with seeds of their own" in (out / "report.md").read_text()

@@ -185,14 +185,15 @@ def test_a_personalization_written_before_a_setting_existed_is_still_current(tmp
     from training.phase2.cache import personalization_current
     from training.phase2.loading import MANIFEST
 
-    config = PersonalizeConfig("dreambooth", learning_rate=1e-4)
+    config = PersonalizeConfig("dreambooth", learning_rate=1e-4, center_crop=True)  # an old folder's crop
     saved = asdict(config)
     del saved["lora_targets"]                       # a folder from before lora_targets existed
     (tmp_path / MANIFEST).write_text(json.dumps({"method": "dreambooth", "config": saved}))
     assert personalization_current(tmp_path, config)
-    assert not personalization_current(tmp_path, PersonalizeConfig("dreambooth", learning_rate=2e-4))
+    assert not personalization_current(tmp_path, PersonalizeConfig("dreambooth", learning_rate=2e-4,
+                                                                   center_crop=True))
     assert not personalization_current(tmp_path, PersonalizeConfig("dreambooth", learning_rate=1e-4,
-                                                                   lora_targets="transformer"))
+                                                                   center_crop=True, lora_targets="transformer"))
 
 
 def test_lora_runs_are_reproducible_and_a_method_seed_reaches_the_personalization(world):

@@ -176,7 +176,7 @@ def cross_condition(full: Any, quarter: Any, key: Path, watermark_model: Path) -
     full_run, quarter_run = Phase2Run(full), Phase2Run(quarter)
     results: dict[str, Any] = {}
     for method in quarter.methods:
-        clean, marked = quarter_run.pairs_of([method], "heldout")
+        clean, marked = quarter_run.sets_of([method], "heldout")
         if method not in full.methods or not clean or not marked:
             continue
         results[method] = {
@@ -247,6 +247,8 @@ def run(cfg: MiniatureConfig) -> dict[str, Any]:
         "watermark_survives_autoencoder": survival,
         "phase2_full": report_full, "phase2_quarter": quarter_report,
         "quarter_with_full_detectors": crossed,
+        # the model-level verdict per personalized model (``results.model_verdicts``), also in each report
+        "verdicts": {"full": report_full["verdict"], "quarter": quarter_report["verdict"] if quarter_report else None},
         "settings": {"personalization": cfg.personalization, "prior": asdict(cfg.prior), "phase2": cfg.phase2},
     }
     (out / ("summary_quick.json" if cfg.quick else "summary.json")).write_text(

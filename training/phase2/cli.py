@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="side of synthesized images in px (default: the personalization resolution)")
     sy.add_argument("--synth-batch-size", type=int, default=d.synth_batch_size,
                     help="images per sampling batch (default: %(default)s)")
+    sy.add_argument("--paired-seeds", action="store_true",
+                    help="S_w from the same (prompt, seed) pairs as S, as runs before issue 14 (default: seeds "
+                         "of its own: a suspect model is not the artist's clean twin)")
     sy.add_argument("--negative-prompt", default=None, help="negative prompt for every image (default: none)")
     pe = parser.add_argument_group("personalization")
     pe.add_argument("--instance-prompt", default=d.instance_prompt, help="prompt of the subject's images "
@@ -121,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--lora-targets", choices=list(LORA_TARGET_SETS), default=d.lora_targets,
                     help="LoRA layers: attention projections (diffusers' script) or every linear layer of the "
                          "transformer blocks (kohya-ss sd-scripts), or those and the ResNet convolutions (LoCon) (default: %(default)s)")
+    pe.add_argument("--no-random-flip", dest="random_flip", action="store_false",
+                    help="no random horizontal flip of the training images (default: flip, as diffusers' scripts)")
+    pe.add_argument("--center-crop", action="store_true",
+                    help="centre crop of the training images (default: a random crop, as diffusers' scripts)")
     pe.add_argument("--prior-preservation", action="store_true",
                     help="DreamBooth/LoRA: add the prior-preservation loss on class images (needs --class-prompt)")
     pe.add_argument("--class-prompt", default=None, help="prompt of the class images, e.g. 'a painting'")
@@ -184,7 +191,7 @@ def install_into_profile(run: Phase2Run, profile: Profile) -> list[str]:
     name = installed_detector(config.methods, config.joint_detector)
     device = resolve_device(config.device)
     current = load_model(profile.detector_folder or run.watermark_model_dir(), device)
-    clean, marked = run.pairs_of(config.methods, "heldout")
+    clean, marked = run.sets_of(config.methods, "heldout")
     decision, lines = install_if_better(profile, run.detector_dir(name), current, device, clean, marked)
     where = f"the {name} detector into profile {profile.name!r} ({profile.detector_path})"
     return [*lines, f"installed {where}" if decision.installed else f"did not install {where}"]

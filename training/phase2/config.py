@@ -34,6 +34,7 @@ class Phase2Config:
     n_validation_prompts: int = 4                   # choose D's step and threshold (0: last step, bias as trained)
     images_per_prompt: int = 4                      # seeds per training / validation prompt (distinct_seeds)
     heldout_images_per_prompt: int = 4              # held-out seeds per held-out prompt
+    paired_seeds: bool = False                      # S_w from S's very (prompt, seed) pairs (before issue 14)
     synth_steps: int = 30
     guidance: float = 7.5
     synth_resolution: int | None = None             # None: the personalization resolution
@@ -50,6 +51,8 @@ class Phase2Config:
     gradient_accumulation: int = 1
     lora_rank: int = 4
     lora_targets: str = "attention"               # attention | transformer (personalize.LORA_TARGET_SETS)
+    random_flip: bool = True                        # diffusers' training augmentations (PersonalizeConfig)
+    center_crop: bool = False                       # False: random crop
     prior_preservation: bool = False
     class_prompt: str | None = None
     class_images_dir: str | None = None

@@ -1,4 +1,14 @@
-"""Training data for personalization: images at the training resolution and their cached VAE posteriors."""
+"""Training data for personalization: images at the training resolution and their VAE posteriors.
+
+Two forms, as diffusers' training scripts see their images:
+
+* ``LatentSet`` (centre crop, or images already square at the resolution): every image has one crop,
+  so its posterior is encoded once and cached
+  (with flipped copies when ``random_flip``: a uniform draw from the set flips half the time);
+* ``AugmentedImages`` (random crop, diffusers' default ``RandomCrop`` after resizing the shorter side):
+  each batch gets a fresh crop position and, with ``random_flip``, a coin flip per image, drawn from the
+  trainer's generator, and is encoded then (a crop's posterior cannot be cached ahead).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +20,8 @@ import torch
 
 
 # -- data --------------------------------------------------------------------------------------------
-def load_training_pixels(paths: list[Path], resolution: int, center_crop: bool = True) -> torch.Tensor:
-    """(N, 3, R, R) in [-1, 1]: shorter side resized to R (Lanczos), then a centre (or top-left) crop."""
+def load_resized(paths: list[Path], resolution: int) -> list[torch.Tensor]:
+    """Each image as (3, H, W) in [-1, 1], its shorter side resized to ``resolution`` (Lanczos)."""
     import numpy as np
     from PIL import Image, ImageOps
 
@@ -22,11 +32,17 @@ def load_training_pixels(paths: list[Path], resolution: int, center_crop: bool =
         scale = resolution / min(rgb.size)
         size = (max(resolution, round(rgb.width * scale)), max(resolution, round(rgb.height * scale)))
         rgb = rgb.resize(size, Image.Resampling.LANCZOS)
-        left = (rgb.width - resolution) // 2 if center_crop else 0
-        top = (rgb.height - resolution) // 2 if center_crop else 0
-        rgb = rgb.crop((left, top, left + resolution, top + resolution))
         images.append(torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1))
-    return torch.stack(images)
+    return images
+
+
+def load_training_pixels(paths: list[Path], resolution: int) -> torch.Tensor:
+    """(N, 3, R, R) in [-1, 1]: shorter side resized to R (Lanczos), then the centre crop."""
+    crops = []
+    for image in load_resized(paths, resolution):
+        top, left = (image.shape[1] - resolution) // 2, (image.shape[2] - resolution) // 2
+        crops.append(image[:, top:top + resolution, left:left + resolution])
+    return torch.stack(crops)
 
 
 @torch.no_grad()
@@ -53,10 +69,59 @@ class LatentSet:
         return self.mean[indices] + self.std[indices] * noise
 
 
+    def __len__(self) -> int:
+        return len(self.mean)
+
+    def latents(self, vae: Any, indices: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        """(B, C, r, r) posterior samples of the images at ``indices`` (noise from ``rng``)."""
+        return self.sample(indices, torch.randn((len(indices), *self.mean.shape[1:]), generator=rng))
+
+
+@dataclass
+class AugmentedImages:
+    """A training set cropped (random position) and flipped anew for every batch, then encoded."""
+
+    images: list[torch.Tensor]     # each (3, H, W) in [-1, 1], shorter side = resolution
+    prompt: str
+    resolution: int
+    random_flip: bool
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def pixels(self, indices: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        """(B, 3, R, R) in [-1, 1]: for each index a random R x R crop, flipped with probability 0.5."""
+        size, crops = self.resolution, []
+        for index in indices.tolist():
+            image = self.images[index]
+            top = int(torch.randint(0, image.shape[1] - size + 1, (1,), generator=rng))
+            left = int(torch.randint(0, image.shape[2] - size + 1, (1,), generator=rng))
+            crop = image[:, top:top + size, left:left + size]
+            if self.random_flip and bool(torch.rand(1, generator=rng) < 0.5):
+                crop = crop.flip(-1)
+            crops.append(crop)
+        return torch.stack(crops)
+
+    def latents(self, vae: Any, indices: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        mean, std = encode_latent_distribution(vae, self.pixels(indices, rng))
+        return mean + std * torch.randn(mean.shape, generator=rng)
+
+
+TrainingSet = LatentSet | AugmentedImages
+
+
 def build_latent_set(vae: Any, paths: list[Path], prompt: str, resolution: int, center_crop: bool = True,
-                     random_flip: bool = False) -> LatentSet:
-    """Encode ``paths`` once; flipped copies join the set when ``random_flip``."""
-    pixels = load_training_pixels(paths, resolution, center_crop)
+                     random_flip: bool = False) -> TrainingSet:
+    """The training set of ``paths``: centre-cropped and encoded once (flipped copies join it when
+    ``random_flip``), or, without ``center_crop``, cropped at random and encoded batch by batch, unless
+    every image is already square at ``resolution`` (its one crop is then encoded once, as a centre crop)."""
+    if center_crop:
+        pixels = load_training_pixels(paths, resolution)
+    else:
+        images = load_resized(paths, resolution)
+        if any(tuple(image.shape[1:]) != (resolution, resolution) for image in images):
+            return AugmentedImages(images, prompt, resolution, random_flip)
+        pixels = torch.stack(images)
     if random_flip:
         pixels = torch.cat([pixels, pixels.flip(-1)])
     mean, std = encode_latent_distribution(vae, pixels)

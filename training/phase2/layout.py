@@ -1,7 +1,8 @@
 """Where one Phase 2 run keeps what it makes, and which prompts and seeds each split uses.
 
 ``RunLayout`` knows the run folder's paths and the images already synthesized for this run's
-(prompt, seed) pairs; ``pipeline.Phase2Run`` adds the stages, ``results`` reads the outcome.
+(prompt, seed) pairs, which differ between a clean model and the one personalized on X_w
+(``splits.split_seeds``); ``pipeline.Phase2Run`` adds the stages, ``results`` reads the outcome.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from training.datasets import list_images
 from training.phase2.config import Phase2Config
-from training.phase2.splits import HELDOUT_SEED_OFFSET, VALIDATION_SEED_OFFSET, distinct_seeds, split_prompts
+from training.phase2.splits import split_prompts, split_seeds
 from training.phase2.synthesize import load_prompts
 
 
@@ -28,11 +29,17 @@ class RunLayout:
         # Validation prompts come last in the shuffle, so adding them keeps the training and held-out split.
         self.train_prompts, self.heldout_prompts, self.validation_prompts = split_prompts(
             prompts, config.n_train_prompts, config.n_heldout_prompts, config.seed, config.n_validation_prompts)
-        self.train_seeds = distinct_seeds(config.seed, len(self.train_prompts), config.images_per_prompt)
-        self.validation_seeds = distinct_seeds(config.seed + VALIDATION_SEED_OFFSET, len(self.validation_prompts),
-                                               config.images_per_prompt)
-        self.heldout_seeds = distinct_seeds(config.seed + HELDOUT_SEED_OFFSET, len(self.heldout_prompts),
-                                            config.heldout_images_per_prompt)
+        self.split_prompts = {"train": self.train_prompts, "validation": self.validation_prompts,
+                              "heldout": self.heldout_prompts}
+        per_prompt = {"train": config.images_per_prompt, "validation": config.images_per_prompt,
+                      "heldout": config.heldout_images_per_prompt}
+        # {(split, marked): seeds per prompt}: the model personalized on X_w has seeds of its own.
+        self.seeds = {(split, marked): split_seeds(config.seed, split, marked, len(prompts), per_prompt[split],
+                                                   config.paired_seeds)
+                      for split, prompts in self.split_prompts.items() for marked in (False, True)}
+        self.train_seeds = self.seeds[("train", False)]
+        self.validation_seeds = self.seeds[("validation", False)]
+        self.heldout_seeds = self.seeds[("heldout", False)]
         self.marked_name = f"marked{config.tag}"
 
     @property
@@ -53,26 +60,31 @@ class RunLayout:
 
         return Path(self.config.model_dir) if self.config.model_dir else default_model_dir()
 
-    def synth_splits(self) -> list[tuple[str, list[str], list[list[int]]]]:
-        """(split, prompts, seeds per prompt) of every set synthesized per model; validation only when asked for."""
-        splits = [("train", self.train_prompts, self.train_seeds), ("heldout", self.heldout_prompts, self.heldout_seeds)]
-        if self.validation_prompts:
-            splits.insert(1, ("validation", self.validation_prompts, self.validation_seeds))
-        return splits
+    def synth_splits(self, variant: str = "clean") -> list[tuple[str, list[str], list[list[int]]]]:
+        """(split, prompts, seeds per prompt) of every set synthesized by the ``variant`` model ("clean"
+        or ``marked_name``); validation only when asked for."""
+        names = ["train", "validation", "heldout"] if self.validation_prompts else ["train", "heldout"]
+        return [(split, self.split_prompts[split], self.seeds[(split, variant != "clean")]) for split in names]
+
+    def seeds_record(self) -> dict[str, dict[str, list[list[int]]]]:
+        """{"clean" | "marked": {split: seeds per prompt}}: what the report records."""
+        return {variant: {split: self.seeds[(split, variant == "marked")] for split in self.split_prompts}
+                for variant in ("clean", "marked")}
 
     def split_images(self, method: str, variant: str, split: str) -> list[Path]:
-        """The images of this run's (prompt, seed) pairs in a synthesized set, sorted by (prompt, seed);
-        files made for other prompts or seeds (an earlier run's settings) are left out."""
+        """The images of this run's (prompt, seed) pairs in one model's synthesized set, sorted by
+        (prompt, seed); files made for other prompts or seeds (an earlier run's settings) are left out."""
         from training.phase2.synthesize import read_records
 
         folder = self.synth_dir(method, variant, split)
-        _, prompts, seeds = next(entry for entry in self.synth_splits() if entry[0] == split)
+        _, prompts, seeds = next(entry for entry in self.synth_splits(variant) if entry[0] == split)
         wanted = {(prompt, seed) for prompt, own in zip(prompts, seeds, strict=True) for seed in own}
         files = {(r.prompt, r.seed): folder / r.file for r in read_records(folder)}
         return [files[pair] for pair in sorted(wanted) if pair in files and files[pair].exists()]
 
-    def pairs_of(self, methods: list[str] | tuple[str, ...], split: str) -> tuple[list[Path], list[Path]]:
-        """(S, S_w) of a split: the clean and the watermarked models' images, every method's together."""
+    def sets_of(self, methods: list[str] | tuple[str, ...], split: str) -> tuple[list[Path], list[Path]]:
+        """(S, S_w) of a split: the clean and the watermarked models' images, every method's together.
+        Two sets, not pairs: they share no (prompt, seed) unless ``paired_seeds``."""
         return ([path for m in methods for path in self.split_images(m, "clean", split)],
                 [path for m in methods for path in self.split_images(m, self.marked_name, split)])
 

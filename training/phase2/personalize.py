@@ -31,7 +31,8 @@ from gwm_desktop.core.devices import resolve_device
 from gwm_desktop.core.jobs import CancelToken, Progress
 from training.checkpoints import latest_checkpoint, save_checkpoint
 from training.datasets import list_images
-from training.phase2.latent_data import LatentSet, build_latent_set
+from training.phase2.cache import same_training
+from training.phase2.latent_data import TrainingSet, build_latent_set
 from training.phase2.loading import (
     EMBEDS_FILE,
     LORA_FILE,
@@ -169,7 +170,8 @@ class Personalizer:
     def checkpoint_state(self) -> dict[str, Any]:
         return {"step": self.step, "method": self.config.method, "trainable": self.trainable_state(),
                 "optimizer": self.optimizer.state_dict(), "lr_schedule": self.lr_schedule.state_dict(),
-                "rng": self.rng.get_state(), "config": asdict(self.config)}
+                "rng": self.rng.get_state(), "config": asdict(self.config),
+                "augmentation": self.config.augmentation()}
 
     def _resume(self) -> None:
         which = self.config.resume
@@ -180,6 +182,8 @@ class Personalizer:
         state = torch.load(path, map_location="cpu", weights_only=False)
         if state["method"] != self.config.method:
             raise ValueError(f"checkpoint {path} is a {state['method']} run, not {self.config.method}")
+        if which == "latest" and not same_training(state, self.config):
+            return  # left by a run with other settings (say, other augmentations): start afresh
         self.load_trainable_state(state["trainable"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_schedule.load_state_dict(state["lr_schedule"])
@@ -187,12 +191,11 @@ class Personalizer:
         self.step = int(state["step"])
 
     # -- one step ------------------------------------------------------------------------------------
-    def _noisy_batch(self, latent_set: LatentSet) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _noisy_batch(self, latent_set: TrainingSet) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(noisy latents, timesteps, target, indices) for one micro-batch drawn from ``latent_set``."""
         bsz = self.config.batch_size
-        indices = torch.randint(0, len(latent_set.mean), (bsz,), generator=self.rng)
-        posterior_noise = torch.randn((bsz, *latent_set.mean.shape[1:]), generator=self.rng)
-        latents = latent_set.sample(indices, posterior_noise) * self.vae.config.scaling_factor
+        indices = torch.randint(0, len(latent_set), (bsz,), generator=self.rng)
+        latents = latent_set.latents(self.vae, indices, self.rng) * self.vae.config.scaling_factor
         noise = torch.randn(latents.shape, generator=self.rng)
         timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (bsz,), generator=self.rng)
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
@@ -290,7 +293,8 @@ class Personalizer:
                         "steps_done": self.step, "learning_rate": self.learning_rate,
                         "mixed_precision": self.mixed_precision, "n_images": len(self.instance_paths),
                         "num_processes": self.accelerator.num_processes, "device": str(self.device),
-                        "images_dir": str(self.images_dir), "files": files, "config": asdict(cfg)}
+                        "images_dir": str(self.images_dir), "files": files, "config": asdict(cfg),
+                        "augmentation": cfg.augmentation()}
             write_atomic(self.out_dir / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
         finally:
             shutil.rmtree(staging, ignore_errors=True)

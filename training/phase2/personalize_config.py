@@ -30,8 +30,8 @@ class PersonalizeConfig:
     class_prompt: str | None = None                  # e.g. "a painting"; required with prior preservation
     class_images_dir: str | None = None              # None: out_dir/class_images (made by the base model)
     num_class_images: int = 100
-    random_flip: bool = False
-    center_crop: bool = True
+    random_flip: bool = True                         # diffusers' RandomHorizontalFlip (p = 0.5)
+    center_crop: bool = False                        # False: a random crop, as diffusers' default RandomCrop
     gradient_checkpointing: bool = False
     mixed_precision: str = "auto"                    # auto | no | fp16 | bf16; auto: bf16/fp16 on CUDA, fp32 else
     seed: int = 0
@@ -43,6 +43,10 @@ class PersonalizeConfig:
     validation_images: int = 1                       # samples written to out_dir/validation (0: none)
     validation_steps: int = 25
     threads: int = 0                                 # torch CPU threads (0: torch's default)
+
+    def augmentation(self) -> dict[str, object]:
+        """What is done to each training image (recorded with a personalization; ``cache`` compares it)."""
+        return {"random_flip": self.random_flip, "crop": "center" if self.center_crop else "random"}
 
     def resolved_steps(self) -> int:
         return self.train_steps if self.train_steps is not None else DEFAULT_STEPS[self.method]

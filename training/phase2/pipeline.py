@@ -3,7 +3,7 @@
 1. watermark the subject's images X into X_w (``watermark_fraction`` < 1: only that share of X);
 2. personalize the base model on X and on X_w with each method;
 3. synthesize S and S_w with each personalized model on training, validation and held-out prompts
-   (disjoint sets, every image with a seed of its own: ``splits``);
+   (disjoint sets, every image with a seed of its own, S_w's seeds apart from S's: ``splits``);
 4. fine-tune the detector per method (and one on all methods together: ``phase2_methods.detector_sets``);
    the validation images choose the step kept and D's decision threshold;
 5. report on the held-out images (``results``): Phase 1 detector vs each Phase 2 detector, and the
@@ -27,6 +27,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -36,7 +37,12 @@ from typing import Any
 from gwm_desktop.core.atomic import write_atomic
 from gwm_desktop.core.jobs import CancelToken, Progress
 from training.datasets import list_images
-from training.phase2.cache import SETTINGS_FILE, detector_current, personalization_current
+from training.phase2.cache import (
+    SETTINGS_FILE,
+    detector_current,
+    personalization_current,
+    personalization_stamp,
+)
 from training.phase2.config import DEFAULT_P, Phase2Config
 from training.phase2.detector_finetune import finetune_detector
 from training.phase2.layout import RunLayout
@@ -66,7 +72,8 @@ class Phase2Run(RunLayout):
     def _count_units(self) -> int:
         cfg = self.config
         steps = sum(2 * cfg.personalize_config(m).resolved_steps() for m in cfg.methods)
-        synth = 2 * len(cfg.methods) * sum(sum(map(len, seeds)) for _, _, seeds in self.synth_splits())
+        synth = len(cfg.methods) * sum(sum(map(len, seeds)) for variant in ("clean", self.marked_name)
+                                       for _, _, seeds in self.synth_splits(variant))
         detectors = len(cfg.detector_sets())
         return len(self.images) + steps + synth + detectors * cfg.finetune_steps + 1
 
@@ -135,6 +142,8 @@ class Phase2Run(RunLayout):
                 if personalization_current(folder, pconfig):
                     self.done += units
                     continue
+                # Images synthesized by an earlier model in this folder are not this model's.
+                shutil.rmtree(self.synth_dir(method, variant, "train").parent, ignore_errors=True)
                 pconfig.resume = "latest"
                 yield from self._relay(f"personalize {method} on {variant}",
                                        personalize(cfg.base, images, folder, pconfig, self.cancel), units)
@@ -154,7 +163,7 @@ class Phase2Run(RunLayout):
             pconfig = self.personalize_config_for(method)
             for variant in ("clean", self.marked_name):
                 pipeline = None
-                for split, prompts, seeds in self.synth_splits():
+                for split, prompts, seeds in self.synth_splits(variant):
                     units = sum(map(len, seeds))
                     folder = self.synth_dir(method, variant, split)
                     if pipeline is None and len(self.split_images(method, variant, split)) < units:
@@ -178,14 +187,12 @@ class Phase2Run(RunLayout):
         phase1 = list_images([Path(d) for d in cfg.phase1_data]) if cfg.phase1_data else self.images
         for name, methods in self.detector_sets().items():
             folder = self.detector_dir(name)
-            settings = {"finetune": asdict(ft), "methods": methods, "personalization_tag": cfg.tag,
-                        "train": [self.train_prompts, self.train_seeds],
-                        "validation": [self.validation_prompts, self.validation_seeds]}
+            settings = self.detector_settings(methods)
             if detector_current(folder, settings):
                 self.done += ft.steps
                 continue
-            clean, marked = self.pairs_of(methods, "train")
-            validation = self.pairs_of(methods, "validation") if self.validation_prompts else None
+            clean, marked = self.sets_of(methods, "train")
+            validation = self.sets_of(methods, "validation") if self.validation_prompts else None
             stamp = folder / SETTINGS_FILE
             stamp.unlink(missing_ok=True)
             yield from self._relay(f"fine-tune detector {name}",
@@ -193,6 +200,16 @@ class Phase2Run(RunLayout):
                                                      phase1_images=phase1, cancel=self.cancel,
                                                      validation=validation), ft.steps)
             write_atomic(stamp, (json.dumps(settings, indent=2) + "\n").encode("utf-8"))
+
+    def detector_settings(self, methods: list[str]) -> dict[str, Any]:
+        """What a detector fine-tuned on ``methods``' images depends on: reused only when all match."""
+        cfg = self.config
+        return {"finetune": asdict(cfg.finetune_config()), "methods": methods, "personalization_tag": cfg.tag,
+                "train": [self.train_prompts, self.train_seeds],
+                "validation": [self.validation_prompts, self.validation_seeds],
+                "marked_seeds": {split: self.seeds[(split, True)] for split in ("train", "validation")},
+                "personalizations": {m: {v: personalization_stamp(self.model_dir(m, v))
+                                         for v in ("clean", self.marked_name)} for m in methods}}
 
     def evaluate(self, key: bytes) -> dict[str, Any]:
         """Held-out metrics (``results.build_report``)."""

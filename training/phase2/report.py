@@ -35,6 +35,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{_seeds_each(report['prompts']['heldout_seeds'])} seeds each, "
         + ("every seed different and none used in training." if _per_prompt(report['prompts']['heldout_seeds'])
            else "the same seeds for every prompt, disjoint from training."),
+        ("S and S_w from the same (prompt, seed) pairs (paired seeds, as before issue 14)."
+         if report["prompts"].get("paired_seeds", True) else
+         "S_w's seeds are its own, none shared with S: the clean twin is not the suspect model's copy."),
         "Accuracy: at the detector's own decision (score 0.5); accuracy (CV): threshold picked on half of the "
         "held-out images, measured on the other half; TPR@1%FPR: threshold from the clean held-out images.",
         *_selection_lines(report),
@@ -53,6 +56,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         for label, m in (("Phase 1", report["phase1_detector"][method]), ("Phase 2", phase2)):
             lines.append(f"| {method} | {label} | {percent(m['accuracy'])} | {percent(m['accuracy_cv'])} | {number(m['auc'])} "
                          f"| {percent(m['tpr_at_1pct_fpr'])} | {m['n']} |")
+    lines += _verdict_lines(report.get("verdict"))
     tested = list(report["phase2_detector"])
     lines += ["", "## Cross-method (rows: fine-tuned on; columns: tested on; accuracy / AUC)", "",
               "| fine-tuned on | " + " | ".join(tested) + " |", "|---|" + "---|" * len(tested)]
@@ -61,6 +65,28 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", f"Elapsed: {report['elapsed_s']:.0f} s.", ""]
     return "\n".join(lines)
+
+
+def p_text(verdict: dict[str, Any]) -> str:
+    """A verdict's Monte Carlo p-value as the report prints it (never below 1 / (K + 1))."""
+    return f"{verdict['p_value']:.2g}"
+
+
+def _verdict_lines(verdicts: dict[str, Any] | None) -> list[str]:
+    """The model-level verdict per personalized model (``results.model_verdicts``); none in older reports."""
+    if not verdicts:
+        return []
+    alpha = next(iter(next(iter(verdicts.values())).values()))["alpha"]
+    lines = ["", "## Model-level verdict (held-out images of each model; Phase 1 detector, the run's key)", "",
+             f"`gwm verdict` on each model's held-out images: could a model that never learned this key's "
+             f"watermark make images like these? Verdict when p <= {alpha:g}.", "",
+             "| method | model | n | p-value | effect z | verdict |", "|---|---|---|---|---|---|"]
+    for method, models in verdicts.items():
+        for label, name in (("marked", "personalized on X_w"), ("clean", "clean twin (on X)")):
+            v = models[label]
+            lines.append(f"| {method} | {name} | {v['n']} | {p_text(v)} | "
+                         f"{v['effect_z']:.2f} | {'learned the watermark' if v['verdict'] else 'no verdict'} |")
+    return lines
 
 
 def _per_prompt(seeds: list[Any]) -> bool:
@@ -87,4 +113,4 @@ def write_report(report: dict[str, Any], json_path: Path, md_path: Path) -> None
         write_atomic(path, text.encode("utf-8"))
 
 
-__all__ = ["number", "percent", "render_markdown", "write_report"]
+__all__ = ["number", "p_text", "percent", "render_markdown", "write_report"]

@@ -1,4 +1,9 @@
-"""Which prompts and seeds each split of a Phase 2 run uses: disjoint prompts, never a seed twice."""
+"""Which prompts and seeds each split of a Phase 2 run uses: disjoint prompts, never a seed twice.
+
+The model personalized on X_w draws its seeds apart from its clean twin's (``MARKED_SEED_OFFSET``):
+a suspect model an artist meets is not their own clean twin sampled at the same noise, so S and S_w
+share no (prompt, seed) pair unless a run asks for the pairing of earlier runs (``paired_seeds``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import random
 
 HELDOUT_SEED_OFFSET = 100_000
 VALIDATION_SEED_OFFSET = 50_000
+MARKED_SEED_OFFSET = 1_000_000
+SPLIT_SEED_OFFSETS = {"train": 0, "validation": VALIDATION_SEED_OFFSET, "heldout": HELDOUT_SEED_OFFSET}
 
 
 def split_prompts(prompts: list[str], n_train: int, n_heldout: int, seed: int,
@@ -30,3 +37,14 @@ def distinct_seeds(first: int, n_prompts: int, per_prompt: int) -> list[list[int
     """
     return [[first + j * per_prompt + i for i in range(per_prompt)] for j in range(n_prompts)]
 
+
+
+def split_seeds(run_seed: int, split: str, marked: bool, n_prompts: int, per_prompt: int,
+                paired: bool = False) -> list[list[int]]:
+    """The seeds (one list per prompt) of one split of one model: the clean model's, or the model
+    personalized on X_w's (its own seeds unless ``paired``). Every list is disjoint from every other
+    split's and model's while a split holds fewer than ``VALIDATION_SEED_OFFSET`` images."""
+    if n_prompts * per_prompt >= VALIDATION_SEED_OFFSET:
+        raise ValueError(f"at most {VALIDATION_SEED_OFFSET - 1} images per split, got {n_prompts * per_prompt}")
+    first = run_seed + SPLIT_SEED_OFFSETS[split] + (MARKED_SEED_OFFSET if marked and not paired else 0)
+    return distinct_seeds(first, n_prompts, per_prompt)
