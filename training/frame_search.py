@@ -22,6 +22,7 @@ import math
 import sys
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -39,9 +40,11 @@ from gwm_desktop.core.spectrum import (
 SCALE_RANGE = (1.0, 2.2)   # magnification of each axis: crops keeping 45-100% of a side
 SCALE_STEPS = 25           # log-spaced: 3.3% apart, under a bin at the band's top
 ANGLES = (-4.0, -2.0, 0.0, 2.0, 4.0)  # degrees
-METHODS = ("A", "B", "C", "D")
-METHOD_NAMES = {"A": "today's scanner (views 1.0, 0.8)", "B": "+ flipped views",
-                "C": "+ flip/scale/rotation registration", "D": "+ translation search"}
+METHODS = ("A", "B", "C", "S")   # what ``design_agreement`` scores; design D joins C and S (``joined_score``)
+METHOD_NAMES = {"A": "today's scanner (views 1.0, 0.8)", "B": "A + flipped views",
+                "C": "A + the registered view (flip/scale/rotation)",
+                "S": "the registered view, matched filter searched over translations",
+                "D": "C or S, each scaled by its own null (translation search)"}
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,11 @@ class Registration:
 
     def __call__(self, grey: torch.Tensor) -> list[Frame]:
         """(B, 1, S, S) luma views -> the best-fitting frame of each."""
-        whitened = whiten(band_spectrum(grey, band_width(self.crop)), self.crop)
+        return self.from_band(band_spectrum(grey, band_width(self.crop)))
+
+    def from_band(self, band: torch.Tensor) -> list[Frame]:
+        """The same from the views' ``band_spectrum`` (which the scanner computes anyway)."""
+        whitened = whiten(band, self.crop)
         return [self.frames[int(i)] for i in self.scores(whitened).argmax(dim=1)]
 
 
@@ -189,13 +196,13 @@ def view_evidence(detector: WatermarkDetector, registration: Registration, grey:
                   flipped_views: bool = True) -> ViewEvidence:
     """(B, 1, S, S) working-size luma -> the evidence of every view the designs A-D read (design B's
     flipped views only when ``flipped_views``: C and D do without them)."""
-    found = registration(grey)
-    registered = undo_frame(grey, found)
+    width, batch = band_width(detector.spectrum_crop), grey.shape[0]
     flipped = [zoom_out(grey.flip(-1), z) for z in SCAN_ZOOMS] if flipped_views else []
-    views = [zoom_out(grey, z) for z in SCAN_ZOOMS] + flipped + [registered]
-    bands = band_spectrum(torch.cat(views), band_width(detector.spectrum_crop))
-    evidence = _evidence(detector, bands).view(len(views), grey.shape[0], -1).transpose(0, 1)
-    return ViewEvidence(evidence, bands[-grey.shape[0]:], found)
+    bands = band_spectrum(torch.cat([zoom_out(grey, z) for z in SCAN_ZOOMS] + flipped), width)
+    found = registration.from_band(bands[:batch])            # the as-is view (zoom 1.0) comes first
+    bands = torch.cat([bands, band_spectrum(undo_frame(grey, found), width)])
+    evidence = _evidence(detector, bands).view(-1, batch, 2 * detector.n_bits)
+    return ViewEvidence(evidence.transpose(0, 1), bands[-batch:], found)
 
 
 def design_agreement(detector: WatermarkDetector, evidence: ViewEvidence, message: torch.Tensor,
@@ -211,13 +218,25 @@ def design_agreement(detector: WatermarkDetector, evidence: ViewEvidence, messag
         return WatermarkDetector.best_agreement(views[:, :4], message)
     if method == "C":
         return WatermarkDetector.best_agreement(views[:, [0, 1, -1]], message)
-    if method == "D":
-        today = WatermarkDetector.best_agreement(views[:, :2], message)
+    if method == "S":
         coherent, _ = searched_coherent(detector, evidence.registered_band, message)
-        bits = views[:, -1, :n_bits]
-        searched = WatermarkDetector.agreement(torch.cat([bits, coherent], dim=-1), message)
-        return torch.maximum(today, searched)
+        return WatermarkDetector.agreement(torch.cat([views[:, -1, :n_bits], coherent], dim=-1), message)
     raise ValueError(f"unknown scan design {method!r}; choose from {', '.join(METHODS)}")
+
+
+def joined_score(scores: list[np.ndarray], nulls: list[np.ndarray]) -> np.ndarray:
+    """Join statistics whose nulls differ (C's best view, S's best shift): each score is put on its own
+    null's scale, (x - median) / (99th percentile - median), and the join is the larger.
+
+    A raw maximum would let the searched statistic's higher null set the threshold for both, losing
+    the faint watermarks that need no search; the threshold is then set on the joined scores of the
+    same negatives. NaN (not measured) stays NaN.
+    """
+    scaled = []
+    for score, null in zip(scores, nulls, strict=True):
+        median, top = np.nanquantile(null, 0.5), np.nanquantile(null, 0.99)
+        scaled.append((score - median) / max(top - median, 1e-6))
+    return np.fmax.reduce(scaled) if len(scaled) > 1 else scaled[0]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,14 @@ from gwm_desktop.core.watermark import CalibrationError, Embedder
 from gwm_desktop.core.weights import ModelBundle, load_model
 from training.datasets import list_images
 from training.evaluate import EVAL_KEY, distortion, other_key, protect_as_png, working_batch
-from training.frame_search import METHOD_NAMES, METHODS, Registration, design_agreement, view_evidence
+from training.frame_search import (
+    METHOD_NAMES,
+    METHODS,
+    Registration,
+    design_agreement,
+    joined_score,
+    view_evidence,
+)
 from training.metrics import auc
 
 CONDITIONS = ("none", "flip", "square_crop", "random_crop", "rotate5", "bucket512", "bucket512_flip_latent",
@@ -123,49 +130,66 @@ def _pick(folder: Path, count: int) -> list[Path]:
     return held_out[:count] if len(held_out) >= count else list_images([folder], "all")[:count]
 
 
+DESIGNS = ("A", "B", "C", "D")
+
+
+def design_scores(scores: np.ndarray, design: str, key: int, reference: np.ndarray) -> np.ndarray:
+    """(N, variants, conditions) key ``key``'s scores under ``design``; D scales C and S by the clean
+    images of ``reference`` (a boolean image mask: the other fold), scored the same way."""
+    if design != "D":
+        return scores[:, :, :, METHODS.index(design), key]
+    parts = [scores[:, :, :, METHODS.index(m), key] for m in ("C", "S")]
+    return joined_score(parts, [part[reference, 0] for part in parts])
+
+
 def summarise(scores: np.ndarray, config: SearchConfig) -> dict:
-    """Found %, clean and cross-key FPR at the cross-fitted 1% threshold, and AUC, per design, level, condition."""
+    """Found %, clean and cross-key FPR at the cross-fitted 1% threshold, and AUC, per design, level, condition.
+
+    Images alternate between two folds; each fold's figures use thresholds (and D's null scales) set
+    on the other fold's negatives.
+    """
     n_keys, n_levels = config.keys, len(config.levels)
     folds = np.arange(scores.shape[0]) % 2
     report: dict = {}
-    for m, method in enumerate(METHODS):
+    for design in DESIGNS:
+        per_key = []
+        for k in range(n_keys):
+            folded = []
+            for fold in (0, 1):
+                values = design_scores(scores, design, k, folds != fold)
+                folded.append((values[folds == fold], _threshold(values[folds != fold], k, n_keys, n_levels)))
+            whole = design_scores(scores, design, k, np.ones(len(folds), dtype=bool))
+            per_key.append((folded, whole))
         for li, p in enumerate(config.levels):
             for c, name in enumerate(config.conditions):
-                rows = {"found": [], "fpr_clean": [], "fpr_cross": [], "auc": []}
-                for k in range(n_keys):
-                    own = scores[:, 1 + li * n_keys + k, c, m, k]
-                    found, clean_fp, cross_fp = [], [], []
-                    for fold in (0, 1):
-                        t = _threshold(scores[folds != fold], m, k, n_keys, n_levels)
-                        here = scores[folds == fold]
-                        found.append(_above(here[:, 1 + li * n_keys + k, c, m, k], t))
-                        clean_fp.append(_above(here[:, 0, c, m, k], t))
-                        cross_fp.append(_above(_cross(here, c, m, k, n_keys, n_levels), t))
-                    rows["found"].append(_pooled(found))
-                    rows["fpr_clean"].append(_pooled(clean_fp))
-                    rows["fpr_cross"].append(_pooled(cross_fp))
-                    clean = scores[:, 0, c, m, k]
-                    ok = ~np.isnan(own) & ~np.isnan(clean)
-                    rows["auc"].append(auc(clean[ok], own[ok]) if ok.any() else float("nan"))
+                rows: dict[str, list[float]] = {"found": [], "fpr_clean": [], "fpr_cross": [], "auc": []}
+                for k, (folded, whole) in enumerate(per_key):
+                    own = 1 + li * n_keys + k
+                    rows["found"].append(_pooled([_above(v[:, own, c], t) for v, t in folded]))
+                    rows["fpr_clean"].append(_pooled([_above(v[:, 0, c], t) for v, t in folded]))
+                    rows["fpr_cross"].append(_pooled([_above(_cross(v, c, k, n_keys, n_levels), t)
+                                                      for v, t in folded]))
+                    ok = ~np.isnan(whole[:, own, c]) & ~np.isnan(whole[:, 0, c])
+                    rows["auc"].append(auc(whole[ok, 0, c], whole[ok, own, c]) if ok.any() else float("nan"))
                 found = np.asarray(rows["found"])
-                report[f"{method}|{p:g}|{name}"] = {
-                    "n": int((~np.isnan(scores[:, 1 + li * n_keys, c, m, 0])).sum()),
+                report[f"{design}|{p:g}|{name}"] = {
+                    "n": int((~np.isnan(scores[:, 1 + li * n_keys, c, 0, 0])).sum()),
                     "found_mean": float(found.mean()), "found_worst_key": float(found.min()),
                     "fpr_clean_max": float(np.max(rows["fpr_clean"])),
                     "fpr_cross_max": float(np.max(rows["fpr_cross"])), "auc_mean": float(np.mean(rows["auc"]))}
     return report
 
 
-def _cross(scores: np.ndarray, c: int, m: int, k: int, n_keys: int, n_levels: int) -> np.ndarray:
-    """Key k's agreement with images protected with every other key, at every level."""
-    return np.concatenate([scores[:, 1 + li * n_keys + j, c, m, k] for li in range(n_levels)
+def _cross(values: np.ndarray, c: int, k: int, n_keys: int, n_levels: int) -> np.ndarray:
+    """(N, variants, conditions) -> key k's scores of images protected with every other key, at every level."""
+    return np.concatenate([values[:, 1 + li * n_keys + j, c] for li in range(n_levels)
                            for j in range(n_keys) if j != k])
 
 
-def _threshold(scores: np.ndarray, m: int, k: int, n_keys: int, n_levels: int) -> float:
+def _threshold(values: np.ndarray, k: int, n_keys: int, n_levels: int) -> float:
     """1% FPR on the clean bank and on the other-key bank, each on its own (as ``profile_threshold``)."""
-    clean = scores[:, 0, :, m, k].ravel()
-    cross = np.concatenate([_cross(scores, c, m, k, n_keys, n_levels) for c in range(scores.shape[2])])
+    clean = values[:, 0].ravel()
+    cross = np.concatenate([_cross(values, c, k, n_keys, n_levels) for c in range(values.shape[2])])
     return max(threshold_for_fpr(v[~np.isnan(v)], 0.01) for v in (clean, cross))
 
 
@@ -182,16 +206,16 @@ def _pooled(parts: list[tuple[int, int]]) -> float:
 def format_table(report: dict, config: SearchConfig) -> str:
     lines = ["design | p | condition | n | found % (mean / worst key) | FPR clean / cross-key (worst key) | AUC",
              "---|---|---|---|---|---|---"]
-    for method in METHODS:
+    for design in DESIGNS:
         for p in config.levels:
             for name in config.conditions:
-                r = report[f"{method}|{p:g}|{name}"]
+                r = report[f"{design}|{p:g}|{name}"]
                 if r["n"] == 0:
                     continue
-                lines.append(f"{method} | {p:g} | {name} | {r['n']} | {100 * r['found_mean']:.0f} / "
+                lines.append(f"{design} | {p:g} | {name} | {r['n']} | {100 * r['found_mean']:.0f} / "
                              f"{100 * r['found_worst_key']:.0f} | {100 * r['fpr_clean_max']:.1f} / "
                              f"{100 * r['fpr_cross_max']:.1f} | {r['auc_mean']:.3f}")
-    legend = "; ".join(f"{k}: {v}" for k, v in METHOD_NAMES.items())
+    legend = "; ".join(f"{k}: {v}" for k, v in METHOD_NAMES.items() if k in DESIGNS)
     return legend + "\n" + "\n".join(lines)
 
 
@@ -216,7 +240,8 @@ def scan_cost(source: Path, repeats: int = 5) -> dict[str, float]:
 
     def searched(path: Path) -> None:
         evidence = view_evidence(detector, registration, luma(working(path)), flipped_views=False)
-        design_agreement(detector, evidence, message, "D")
+        design_agreement(detector, evidence, message, "C")
+        design_agreement(detector, evidence, message, "S")
 
     def bare(path: Path) -> None:
         with Image.open(path) as image:
@@ -281,7 +306,7 @@ def run(argv: list[str] | None = None) -> int:
     cost = scan_cost(Path(list_images([Path(data[0])], "all")[0]))
     print(format_table(report, config))
     print(f"scan of a 1 MP JPEG: bare decode {1000 * cost['bare_decode']:.1f} ms; today's scan (A) "
-          f"{cost['scan_A'] / cost['bare_decode']:.2f}x; design D {cost['scan_D'] / cost['bare_decode']:.2f}x "
+          f"{cost['scan_A'] / cost['bare_decode']:.2f}x; design D (C and S) {cost['scan_D'] / cost['bare_decode']:.2f}x "
           f"({cost['scan_D'] / cost['scan_A']:.2f}x today's); {time.monotonic() - started:.0f} s")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"config": vars(args), "report": report, "scan_seconds": cost},
