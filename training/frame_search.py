@@ -140,39 +140,31 @@ def undo_frame(grey: torch.Tensor, frames: list[Frame]) -> torch.Tensor:
     return torch.cat(out)
 
 
-def _weighted_band(detector: WatermarkDetector, band: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``band_spectrum`` -> ((B, K, C, C) conj(X) T_k / P / norm_k, frequencies (C,)): the matched
-    filter's per-bin terms (``WatermarkDetector.coherent`` sums them at shift 0)."""
-    crop, margin = detector.spectrum_crop, SMOOTHING_MARGIN
-    local = F.avg_pool2d(band.real**2 + band.imag**2, 2 * margin + 1, stride=1)[:, 0, :crop, :crop] + 1e-12
-    kept = band[:, 0, margin:margin + crop, margin:margin + crop]
-    templates, energy = detector._template_spectra(kept.real)
-    norm = torch.sqrt(torch.einsum("bhw,khw->bk", 1.0 / local, energy)).clamp_min(1e-12)
-    terms = (kept.conj() / local)[:, None] * templates[None] / norm[..., None, None]
-    return terms, torch.arange(crop, device=band.device) - crop // 2
-
-
 def searched_coherent(detector: WatermarkDetector, band: torch.Tensor, message: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, 1, 2h, 2h) band x (n_bits,) message -> ((B, n_bits) statistics at the best shift, (B, 2) shift).
 
-    The key's signed switched-on textures are summed into one filter, so a single FFT scores every
-    shift (x, y) in pixels of the working frame; the per-texture statistics are then read at the
-    argmax, and ``matched_agreement`` applies to them as to ``coherent``'s.
+    ``WatermarkDetector.coherent`` at every shift: the key's signed switched-on textures are summed
+    into one filter, so a single FFT scores every shift (x, y) in pixels of the working frame; the
+    per-texture statistics are then read at the argmax, and ``matched_agreement`` applies to them.
     """
-    terms, freqs = _weighted_band(detector, band)
-    size = detector.working_size
-    weights = (message > 0).to(terms.real) * texture_signs(message).to(terms.real)
-    combined = torch.einsum("bkhw,k->bhw", terms, weights.to(terms))
-    canvas = torch.zeros(band.shape[0], size, size, dtype=terms.dtype, device=band.device)
+    crop, margin, size = detector.spectrum_crop, SMOOTHING_MARGIN, detector.working_size
+    local = F.avg_pool2d(band.real**2 + band.imag**2, 2 * margin + 1, stride=1)[:, 0, :crop, :crop] + 1e-12
+    observed = band[:, 0, margin:margin + crop, margin:margin + crop].conj() / local    # (B, C, C)
+    templates, energy = detector._template_spectra(observed.real)
+    norm = torch.sqrt(torch.einsum("bhw,khw->bk", 1.0 / local, energy)).clamp_min(1e-12)
+    weights = (message > 0).to(norm) * texture_signs(message).to(norm) / norm          # (B, K)
+    combined = observed * torch.einsum("bk,khw->bhw", weights.to(templates), templates)
+    freqs = torch.arange(crop, device=band.device) - crop // 2
+    canvas = torch.zeros(band.shape[0], size, size, dtype=combined.dtype, device=band.device)
     index = freqs % size
     canvas[:, index[:, None], index[None, :]] = combined
-    surface = torch.fft.fft2(canvas).real                                     # [b, ty, tx]: sum Z e^{-2 pi i f t / N}
+    surface = torch.fft.fft2(canvas).real                                    # [b, ty, tx] = sum Z e^{-2 pi i f t / N}
     best = surface.flatten(1).argmax(dim=1)
     ty, tx = best // size, best % size
     phase = torch.exp(-2j * math.pi * (freqs[None, :, None] * ty[:, None, None]
                                        + freqs[None, None, :] * tx[:, None, None]) / size)
-    coherent = torch.einsum("bkhw,bhw->bk", terms, phase.to(terms)).real
+    coherent = torch.einsum("bhw,khw->bk", observed * phase.to(observed), templates).real / norm
     return coherent, torch.stack([tx, ty], dim=1)
 
 
