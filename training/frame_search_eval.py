@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from training.evaluate import EVAL_KEY, distortion, other_key, protect_as_png, w
 from training.frame_search import (
     METHOD_NAMES,
     METHODS,
+    Frame,
     Registration,
     design_agreement,
     joined_score,
@@ -78,7 +80,8 @@ def load_on_white(path: Path) -> LoadedImage:
 
 
 def collect(config: SearchConfig) -> Iterator[Progress]:
-    """One Progress per image; the last payload: agreements (N, 1 + L*K, C, M, K), NaN where not measured.
+    """One Progress per image; the last payload: agreements (N, 1 + L*K, C, M, K), NaN where not measured,
+    and (N, 1 + L*K, C) whether registration found the known frame (1 / 0; NaN where it is not known).
 
     Variant 0 is the clean image, 1 + l*K + j the image protected with key j at level l.
     """
@@ -90,6 +93,7 @@ def collect(config: SearchConfig) -> Iterator[Progress]:
     paths = [p for folder in config.data for p in _pick(Path(folder), config.per_folder)]
     n_var, n_keys = 1 + len(config.levels) * config.keys, config.keys
     out = np.full((len(paths), n_var, len(config.conditions), len(METHODS), n_keys), np.nan, dtype=np.float32)
+    registered = np.full(out.shape[:3], np.nan, dtype=np.float32)
     slow_images = set(np.linspace(0, len(paths) - 1, config.slow_images).round().astype(int).tolist())
     for index, path in enumerate(paths):
         try:
@@ -109,12 +113,27 @@ def collect(config: SearchConfig) -> Iterator[Progress]:
             images = [im if apply is None else apply(im) for _, im in chosen]
             grey = luma(working_batch(images, detector.working_size))
             evidence = view_evidence(detector, registration, grey)
+            truth = known_frame(name, variants[0][1].size)
+            if truth is not None:
+                registered[index, [v for v, _ in chosen], c] = [_matches(f, truth) for f in evidence.frames]
             for m, method in enumerate(METHODS):
                 for k, message in enumerate(messages):
                     out[index, [v for v, _ in chosen], c, m, k] = design_agreement(detector, evidence, message,
                                                                                     method).numpy()
         yield Progress(index + 1, len(paths), path.name)
-    yield Progress(len(paths), len(paths), "done", out)
+    yield Progress(len(paths), len(paths), "done", (out, registered))
+
+
+def known_frame(condition: str, size: tuple[int, int]) -> Frame | None:
+    """The frame a condition puts a view in, where it is known exactly (none, flip, the square crop)."""
+    width, height = size
+    return {"none": Frame(), "flip": Frame(flip=True),
+            "square_crop": Frame(sx=max(1.0, width / height), sy=max(1.0, height / width))}.get(condition)
+
+
+def _matches(found: Frame, truth: Frame, tolerance: float = 0.06) -> bool:
+    return (found.flip == truth.flip and abs(math.log(found.sx / truth.sx)) < tolerance
+            and abs(math.log(found.sy / truth.sy)) < tolerance)
 
 
 def _default_bundle() -> ModelBundle:
@@ -210,6 +229,19 @@ def _pooled(parts: list[tuple[int, int]]) -> float:
     return hits / total if total else float("nan")
 
 
+def registration_line(registered: np.ndarray, config: SearchConfig) -> str:
+    """Share of protected images whose registration found the known frame, per level and condition."""
+    parts = []
+    for li, p in enumerate(config.levels):
+        marked = registered[:, 1 + li * config.keys:1 + (li + 1) * config.keys]
+        for c, name in enumerate(config.conditions):
+            values = marked[:, :, c]
+            values = values[~np.isnan(values)]
+            if len(values):
+                parts.append(f"p {p:g} {name} {100 * values.mean():.0f}% of {len(values)}")
+    return "registration found the known frame (flip; scales within 6%): " + "; ".join(parts)
+
+
 def _fpr(r: dict) -> str:
     return (f"{100 * r['fpr_clean_mean']:.1f} / {100 * r['fpr_clean_max']:.1f}, "
             f"{100 * r['fpr_cross_mean']:.1f} / {100 * r['fpr_cross_max']:.1f}")
@@ -286,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="images that also get the TAEF2 condition (about 3 s per variant on a CPU)")
     parser.add_argument("--conditions", default=",".join(CONDITIONS), help="comma-separated condition names")
     parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
-    parser.add_argument("--cache", default=None, help="scores file (.npy): reused when present, written when not")
+    parser.add_argument("--cache", default=None,
+                        help="scores file, reused when present, written when not (.npz: with the registration check)")
     parser.add_argument("--json", dest="json_out", default=None, help="also write the report as JSON")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--cost-only", action="store_true", help="only time the scan of a 1 MP JPEG")
@@ -316,17 +349,23 @@ def run(argv: list[str] | None = None) -> int:
     if args.cost_only:
         print(_cost_line(scan_cost(Path(list_images([Path(data[0])], "all")[0])), started))
         return 0
+    registered = None
     if config.cache and Path(config.cache).is_file():
-        scores = np.load(config.cache)
+        stored = np.load(config.cache)
+        scores, registered = (stored["scores"], stored["registered"]) if config.cache.endswith(".npz") else (stored, None)
     else:
-        scores = None
         for progress in with_progress(collect(config), "frame search", "img", hide_when_piped=False):
-            scores = progress.payload if progress.payload is not None else scores
-        if config.cache:
-            np.save(config.cache, scores)
+            if progress.payload is not None:
+                scores, registered = progress.payload
+        if config.cache and config.cache.endswith(".npz"):
+            np.savez(config.cache, scores=scores, registered=registered)
+        elif config.cache:
+            np.save(config.cache, scores)   # scores only
     report = summarise(scores, config)
     cost = scan_cost(Path(list_images([Path(data[0])], "all")[0]))
     print(format_table(report, config))
+    if registered is not None:
+        print(registration_line(registered, config))
     print(_cost_line(cost, started))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"config": vars(args), "report": report, "scan_seconds": cost},
