@@ -12,8 +12,8 @@ along one axis and moves them off G's grid; D reads them where G put them. Two s
   matched filter's phase depends on the crop's offset. ``searched_coherent`` correlates the key's
   signed textures with the view at every shift at once (one FFT) and reads the textures at the best.
 
-The views, registrations and searches compose into the scan designs ``METHODS`` (A-D) that
-``training.frame_search_eval`` measures. ``python -m training.frame_search --help``.
+The views, registrations and searches give the scores ``METHODS`` (A, B, C, S); design D joins C and
+S (``joined_score``). ``training.frame_search_eval`` measures A-D: ``python -m training.frame_search --help``.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ search finds a shifted watermark, and neither gives the right key an edge on cle
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 from gwm_desktop.core.keys import message_from_key
 from gwm_desktop.core.models import WatermarkDetector, matched_agreement, networks_for_size
 from gwm_desktop.core.spectrum import band_spectrum, band_width
-from training.frame_search import Registration, searched_coherent, undo_frame
+from training.frame_search import Registration, joined_score, searched_coherent, undo_frame
 from training.frame_search_eval import run
 
 SIZE = 256
@@ -107,6 +108,16 @@ def test_search_gives_no_key_an_edge_on_clean_images(networks):
     # come from the same search, never from the scanner's bank.
     unsearched = matched_agreement(detector.coherent(images.expand(-1, 3, -1, -1)), key(0)[None])
     assert per_key[0].mean() > unsearched.mean() + 2 * spread
+
+
+def test_join_keeps_a_faint_unsearched_score_that_a_raw_maximum_would_lose():
+    rng = np.random.default_rng(0)
+    plain_null, searched_null = rng.normal(0.0, 0.05, 1000), rng.normal(0.3, 0.05, 1000)
+    faint = np.array([0.2])                 # far above the plain null, below the searched one
+    negatives = joined_score([plain_null, searched_null], [plain_null, searched_null])
+    threshold = np.quantile(negatives, 0.99)
+    assert joined_score([faint, np.array([0.3])], [plain_null, searched_null])[0] > threshold
+    assert max(faint[0], 0.3) < np.quantile(np.maximum(plain_null, searched_null), 0.99)
 
 
 def test_cli_refuses_a_missing_folder(tmp_path, capsys):
