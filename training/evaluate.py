@@ -341,10 +341,13 @@ def format_report(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     threads_text = os.environ.get("GWM_THREADS", "0")
-    if not threads_text.isdigit():
+    try:
+        threads = int(threads_text)
+    except ValueError:
+        threads = -1
+    if threads < 0:
         print(f"gwm: error: GWM_THREADS must be a whole number of threads, got {threads_text!r}", file=sys.stderr)
         return 2
-    threads = int(threads_text)
     if threads > 0:
         torch.set_num_threads(threads)
     job = calibrate(config) if config.calibrate else evaluate(config)

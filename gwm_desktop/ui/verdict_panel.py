@@ -156,6 +156,11 @@ class VerdictPanel(QFrame):
             path = Path(chosen)
             if path.suffix.lower() not in (".html", ".htm"):
                 path = path.with_name(path.name + ".html")  # a name typed without the extension
+                # The dialog asked about the name as typed; ask again for the one written.
+                if path.exists() and QMessageBox.question(
+                        self, "Replace report?", f"{path.name} already exists. Replace it?") \
+                        != QMessageBox.StandardButton.Yes:
+                    return False
         from gwm_desktop.core.evidence_report import write_evidence_report
 
         try:
