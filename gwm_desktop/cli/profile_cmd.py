@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     rename = actions.add_parser("rename", help="rename a profile")
     rename.add_argument("old")
     rename.add_argument("new")
+    rollback = actions.add_parser("rollback-detector",
+                                  help="put back the detector a Phase 2 install replaced (the replaced one is kept)")
+    rollback.add_argument("name")
     delete = actions.add_parser("delete", help="delete a profile and its key (irreversible without a backup)")
     delete.add_argument("name")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -87,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
         elif args.action == "rename":
             store.rename(args.old, args.new)
             print(f"renamed {args.old!r} to {args.new!r}")
+        elif args.action == "rollback-detector":
+            profile = store.get(args.name)
+            if not profile.can_roll_back_detector():
+                return fail(f"profile {args.name!r} has no previous detector to put back")
+            profile.roll_back_detector()
+            print(f"profile {args.name!r} scans with its previous detector again (run the command again to undo)")
         elif args.action == "delete":
             if not args.yes:
                 if not sys.stdin.isatty():

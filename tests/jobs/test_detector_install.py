@@ -57,3 +57,18 @@ def test_the_decision_and_its_explanation_agree(tmp_path: Path) -> None:
     decision, lines = detector.install_if_better(None, profile, candidate, (None, None))
     assert not decision.installed and lines[-1].startswith("Not installed: the new detector could not be evaluated")
     assert "no calibration bank" in lines[0]
+
+
+def test_gwm_profile_rollback_detector_swaps_back_and_refuses_when_there_is_nothing(tmp_path, capsys) -> None:
+    from gwm_desktop.cli.main import main
+
+    profile = ProfileStore().create("artist")  # the test's own GWM_HOME
+    assert main(["profile", "rollback-detector", "artist"]) == 2
+    assert "no previous detector" in capsys.readouterr().err
+    first, second = _model(tmp_path / "first", "1"), _model(tmp_path / "second", "2")
+    profile.install_detector_if_better(first, Evaluation("acc", 0.8), None)
+    profile.install_detector_if_better(second, Evaluation("acc", 0.9), Evaluation("acc", 0.8))
+    assert main(["profile", "rollback-detector", "artist"]) == 0
+    assert (profile.detector_path / "manifest.json").read_text() == "1"
+    assert main(["profile", "rollback-detector", "artist"]) == 0  # and back again
+    assert (profile.detector_path / "manifest.json").read_text() == "2"
