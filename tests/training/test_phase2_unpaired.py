@@ -97,3 +97,17 @@ def test_the_report_gives_each_model_its_verdict_over_its_held_out_images(tmp_pa
     assert verdicts["marked"]["n"] == verdicts["clean"]["n"] == 6          # 2 held-out prompts x 3 seeds
     assert verdicts["marked"]["verdict"] and verdicts["marked"]["p_value"] <= verdicts["marked"]["alpha"] == 0.001
     assert not verdicts["clean"]["verdict"] and verdicts["clean"]["p_value"] > 0.001
+
+
+def test_a_model_without_readable_held_out_images_gets_no_verdict_and_the_report_says_so(tmp_path, model_dir):
+    from training.phase2.report import _verdict_lines
+    from training.phase2.results import model_verdicts
+
+    run = layout(tmp_path, model_dir=str(model_dir), heldout_images_per_prompt=3)
+    verdicts = model_verdicts(run, KEY, "cpu")
+    assert verdicts["lora"] == {"marked": None, "clean": None}
+    text = "\n".join(_verdict_lines(verdicts))
+    assert "No model had readable held-out images" in text
+    one = {"lora": {"marked": None, "clean": {"n": 6, "p_value": 0.5, "effect_z": 0.1, "verdict": False,
+                                                 "alpha": 0.001}}}
+    assert "| lora | personalized on X_w | 0 | n/a | n/a | no readable held-out images |" in _verdict_lines(one)

@@ -67,16 +67,19 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def p_text(verdict: dict[str, Any]) -> str:
-    """A verdict's Monte Carlo p-value as the report prints it (never below 1 / (K + 1))."""
-    return f"{verdict['p_value']:.2g}"
+def p_text(verdict: dict[str, Any] | None) -> str:
+    """A verdict's Monte Carlo p-value as the report prints it (never below 1 / (K + 1)); "n/a" without one."""
+    return "n/a" if verdict is None else f"{verdict['p_value']:.2g}"
 
 
 def _verdict_lines(verdicts: dict[str, Any] | None) -> list[str]:
     """The model-level verdict per personalized model (``results.model_verdicts``); none in older reports."""
     if not verdicts:
         return []
-    alpha = next(iter(next(iter(verdicts.values())).values()))["alpha"]
+    decided = [v for models in verdicts.values() for v in models.values() if v is not None]
+    if not decided:
+        return ["", "## Model-level verdict", "", "No model had readable held-out images to test."]
+    alpha = decided[0]["alpha"]
     lines = ["", "## Model-level verdict (held-out images of each model; Phase 1 detector, the run's key)", "",
              f"`gwm verdict` on each model's held-out images: could a model that never learned this key's "
              f"watermark make images like these? Verdict when p <= {alpha:g}.", "",
@@ -84,6 +87,9 @@ def _verdict_lines(verdicts: dict[str, Any] | None) -> list[str]:
     for method, models in verdicts.items():
         for label, name in (("marked", "personalized on X_w"), ("clean", "clean twin (on X)")):
             v = models[label]
+            if v is None:
+                lines.append(f"| {method} | {name} | 0 | n/a | n/a | no readable held-out images |")
+                continue
             lines.append(f"| {method} | {name} | {v['n']} | {p_text(v)} | "
                          f"{v['effect_z']:.2f} | {'learned the watermark' if v['verdict'] else 'no verdict'} |")
     return lines

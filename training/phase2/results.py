@@ -69,7 +69,7 @@ VERDICT_FIELDS = ("n", "p_value", "p_tail_estimate", "effect_z", "statistic", "v
 
 
 def model_verdicts(run: RunLayout, key: bytes, device: Any) -> dict[str, dict[str, dict[str, Any]]]:
-    """{method: {"marked" | "clean": verdict}}: ``core.verdict.set_verdict`` at its default alpha over
+    """{method: {"marked" | "clean": verdict or None}}: ``core.verdict.set_verdict`` at its default alpha over
     the held-out images of the model personalized on X_w and of its clean twin, as an artist would test
     a suspect model. The evidence comes from the run's watermark model (the shipped one unless
     ``model_dir`` names another), never from a fine-tuned detector: its evidence depends on the key,
@@ -89,8 +89,9 @@ def model_verdicts(run: RunLayout, key: bytes, device: Any) -> dict[str, dict[st
             paths = run.split_images(method, variant, "heldout")
             found = [p.payload for p in evidence_of_paths(bundle.detector, paths, len(paths), device)]
             readable = [item for item in found if item.evidence is not None]
-            if not readable:
-                raise ValueError(f"no readable held-out images of the {method} {variant} model")
+            if not readable:  # recorded, not raised: the rest of the report is still worth having
+                verdicts[method][label] = None
+                continue
             result = set_verdict(np.stack([item.evidence for item in readable]), message,
                                  paths=[item.path for item in readable]).to_json()
             verdicts[method][label] = {k: result[k] for k in VERDICT_FIELDS}
