@@ -12,6 +12,7 @@ conditioning is made, what a checkpoint holds and which files the result is save
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,15 +49,16 @@ def place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> 
         module.to(dtype=dtype)
 
 
-class MethodStrategy:
-    """A UNet-training method (the default behaviour); subclasses override what differs."""
+class MethodStrategy(ABC):
+    """A UNet-training method (the default behaviour); subclasses override what differs and must say
+    what trains (``setup``) and how its weights are saved (``save_weights``)."""
 
     weight_decay = True            # AdamW weight decay (Textual Inversion trains without)
     encodes_prompts_once = True    # frozen text encoder: each prompt is encoded once, before training
 
+    @abstractmethod
     def setup(self, p: Personalizer) -> list[torch.nn.Parameter]:
         """Place the networks, choose ``p.model`` (what trains) and return the trainable parameters."""
-        raise NotImplementedError
 
     def hidden_states(self, p: Personalizer, set_index: int, batch: int) -> torch.Tensor:
         return p.prompt_embeds[set_index].expand(batch, -1, -1)
@@ -65,7 +67,7 @@ class MethodStrategy:
                 hidden: torch.Tensor) -> torch.Tensor:
         return p.model(noisy, timesteps, hidden).sample
 
-    def after_step(self, p: Personalizer) -> None:
+    def after_step(self, p: Personalizer) -> None:  # noqa: B027 - a hook: most methods do nothing here
         """Called after every optimizer step."""
 
     def trainable_state(self, p: Personalizer, model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -74,9 +76,9 @@ class MethodStrategy:
     def load_trainable_state(self, p: Personalizer, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
         model.load_state_dict(state)
 
+    @abstractmethod
     def save_weights(self, p: Personalizer, model: torch.nn.Module, staging: Path) -> list[str]:
         """Write the trained weights into ``staging``; returns the names written."""
-        raise NotImplementedError
 
     def sampling_parts(self, p: Personalizer, model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
         """(unet, text encoder) of a pipeline sampling from the model as trained so far."""
