@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageEnhance, ImageFilter
 
 from gwm_desktop.core.devices import resolve_device
+from gwm_desktop.core.distortions import TRAINING_TRANSFORMS
 from gwm_desktop.core.image_io import EncodeOptions, ImageLoadError, decode_bytes, load_image, to_rgb8
 from gwm_desktop.core.jobs import CancelToken, Progress, with_progress
 from gwm_desktop.core.keys import random_messages
@@ -37,6 +38,7 @@ from gwm_desktop.core.lpips_metric import build_lpips
 from gwm_desktop.core.watermark import CalibrationError, Embedder
 from gwm_desktop.core.weights import load_model, read_manifest, save_model
 from training.datasets import list_images
+from training.evaluate import working_batch
 
 
 @dataclass
@@ -55,6 +57,7 @@ class DetectorTuneConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0
+    training_transforms: bool = False  # also a fine-tuning script's flips, crops, rotations and buckets
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--device", default=d.device, help="auto | cuda | mps | cpu")
     parser.add_argument("--threads", type=int, default=d.threads, help="CPU threads for torch (0: default)")
+    parser.add_argument("--training-transforms", action="store_true",
+                        help="also draw SPEC section 3's training transforms (flip, crops, rotation, buckets)")
     return parser
 
 
@@ -83,9 +88,18 @@ def parse_args(argv: list[str] | None = None) -> DetectorTuneConfig:
     return DetectorTuneConfig(**{k.replace("-", "_"): v for k, v in vars(build_parser().parse_args(argv)).items()})
 
 
-def random_distortion(image: Image.Image, rng: random.Random) -> Image.Image:
+# Training transforms drawn by ``--training-transforms`` (core.distortions; the latent round trip is left
+# out: on the CPU it costs about a second an image, and it alone is survived, README).
+TUNING_TRANSFORMS = ("flip", "square_crop", "random_crop", "rotate5", "bucket512", "bucket768")
+
+
+def random_distortion(image: Image.Image, rng: random.Random, training_transforms: bool = False) -> Image.Image:
     """One SPEC section 3 distortion with randomised strength, at the image's own resolution."""
-    kind = rng.choice(["jpeg", "webp", "resize", "crop", "blur", "noise", "color", "screenshot"])
+    kinds = ["jpeg", "webp", "resize", "crop", "blur", "noise", "color", "screenshot"]
+    kind = rng.choice(kinds + list(TUNING_TRANSFORMS) if training_transforms else kinds)
+    if kind in TUNING_TRANSFORMS:
+        transformed = TRAINING_TRANSFORMS[kind](image)
+        return transformed.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else transformed
     if kind in ("jpeg", "webp", "screenshot"):
         if kind == "screenshot":
             factor = rng.uniform(0.6, 0.9)
@@ -163,16 +177,25 @@ class DetectorTuner:
 
     def _view(self, image: Image.Image) -> np.ndarray:
         if self.rng.random() >= self.config.p_identity:
-            image = random_distortion(image, self.rng)
-        size = self.detector.working_size
-        return np.asarray(image.resize((size, size), Image.Resampling.LANCZOS), dtype=np.float32) / 255.0
+            image = random_distortion(image, self.rng, self.config.training_transforms)
+        return working_batch([image], self.detector.working_size, self.detector.isotropic)[0].permute(1, 2, 0).numpy()
+
+    def _scanner_views(self, x: torch.Tensor) -> torch.Tensor:
+        """An isotropic detector reads each image as is and registered (``decode_views``): half the
+        views here are the registered one, so D learns both."""
+        if not self.detector.isotropic:
+            return x
+        with torch.no_grad():
+            registered = self.detector.registered_zoom(x)
+        pick = torch.rand(x.shape[0], generator=self.torch_rng) < 0.5
+        return torch.where(pick.view(-1, 1, 1, 1).to(x.device), registered, x)
 
     def train_step(self, optimizer: torch.optim.Optimizer) -> dict[str, float]:
         cfg = self.config
         picks = [self.rng.randrange(len(self.clean)) for _ in range(cfg.batch_size)]
         views = ([self._view(self.clean[i]) for i in picks] + [self._view(self.marked[i]) for i in picks]
                  + [self._view(self.marked[i]) for i in picks])
-        x = torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2).to(self.device)
+        x = self._scanner_views(torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2).to(self.device))
         own = torch.stack([self.messages[i] for i in picks]).to(self.device)
         other = random_messages(cfg.batch_size, self.bundle.n_bits, self.torch_rng).to(self.device)
         bits = self.detector(x)

@@ -18,10 +18,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from gwm_desktop.core.spectrum import zoom_out
+
 DISTORTION_NAMES = ("identity", "jpeg", "resize", "crop", "blur", "noise", "color", "webp", "screenshot")
 # What a fine-tuning script does before its VAE sees an image (SPEC section 3, "training transforms"):
 # opt-in, so the shipped model's recipe is unchanged. "latent" needs the layer's autoencoder.
 TRAINING_TRANSFORM_NAMES = ("flip", "random_crop", "bucket_crop", "rotate", "bucket_flip")
+# The same, as an isotropic model's detector sees them (``models.WatermarkGenerator``): a square crop or
+# bucket only moves the watermark ("shift"), and the scanner undoes a random crop's magnification by
+# zooming out by its estimate (``core.registration``), within a few per cent ("registered_crop").
+ISOTROPIC_TRANSFORM_NAMES = ("flip", "registered_crop", "shift", "rotate", "shift_flip")
 
 
 def _codec_round_trip(x: torch.Tensor, fmt: str, quality: int) -> torch.Tensor:
@@ -85,6 +91,13 @@ def training_transform(x: torch.Tensor, name: str, rng: random.Random) -> torch.
         return crop.flip(-1) if name == "bucket_flip" else crop
     if name == "rotate":
         return _rotate(x, rng.uniform(-5.0, 5.0))
+    if name in ("shift", "shift_flip"):
+        moved = x.roll((rng.randrange(x.shape[-2]), rng.randrange(x.shape[-1])), dims=(-2, -1))
+        return moved.flip(-1) if name == "shift_flip" else moved
+    if name == "registered_crop":
+        keep = rng.uniform(0.5, 0.9)
+        magnified = _crop_resized(x, keep, keep, rng)
+        return zoom_out(magnified[None], min(1.0, keep * math.exp(rng.gauss(0.0, 0.02))))[0]
     raise ValueError(f"unknown training transform {name!r}")
 
 
@@ -93,7 +106,7 @@ def distort_one(x: torch.Tensor, name: str, rng: random.Random) -> torch.Tensor:
     size = x.shape[-2:]
     if name == "identity":
         return x
-    if name in TRAINING_TRANSFORM_NAMES:
+    if name in TRAINING_TRANSFORM_NAMES + ISOTROPIC_TRANSFORM_NAMES:
         return training_transform(x, name, rng)
     if name in ("jpeg", "webp"):
         # Half the time at a smaller "native" size: artists' files are often smaller than the working
@@ -132,17 +145,19 @@ def distort_one(x: torch.Tensor, name: str, rng: random.Random) -> torch.Tensor:
 class DistortionLayer(torch.nn.Module):
     """(B, 3, S, S) -> (B, 3, S, S), a random distortion per sample (identity with ``p_identity``).
 
-    With ``training_transforms`` the draw also includes flips, crops and rotations; an ``autoencoder``
+    With ``training_transforms`` the draw also includes flips, crops and rotations (``isotropic``: as an
+    isotropic model's scanner sees them); an ``autoencoder``
     (e.g. ``core.taef2``'s, frozen) then puts a latent round trip after a share ``p_latent`` of the
     samples, differentiably, as a personalized model's VAE would.
     """
 
     def __init__(self, seed: int = 0, p_identity: float = 0.2, training_transforms: bool = False,
-                 autoencoder: torch.nn.Module | None = None, p_latent: float = 0.25) -> None:
+                 autoencoder: torch.nn.Module | None = None, p_latent: float = 0.25, isotropic: bool = False) -> None:
         super().__init__()
         self.rng = random.Random(seed)
         self.p_identity = p_identity
-        self.names = DISTORTION_NAMES[1:] + (TRAINING_TRANSFORM_NAMES if training_transforms else ())
+        transforms = ISOTROPIC_TRANSFORM_NAMES if isotropic else TRAINING_TRANSFORM_NAMES
+        self.names = DISTORTION_NAMES[1:] + (transforms if training_transforms else ())
         self.autoencoder = autoencoder
         self.p_latent = p_latent
 

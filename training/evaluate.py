@@ -48,6 +48,16 @@ CONDITION_SETS = {"standard": CONDITIONS, "training": ("none", *TRAINING_TRANSFO
                   "all": (*CONDITIONS, *TRAINING_TRANSFORMS)}
 
 
+# An isotropic model's scanner searches the frame, which raises the null of what it maximises: its bank
+# also holds the training transforms (all but the latent round trip, about a second an image on a CPU).
+ISOTROPIC_BANK_CONDITIONS = (*CONDITIONS, "flip", "square_crop", "random_crop", "rotate5", "bucket512")
+
+
+def bank_conditions(detector: WatermarkDetector) -> tuple[str, ...]:
+    """The conditions a model's calibration bank is built under."""
+    return ISOTROPIC_BANK_CONDITIONS if detector.isotropic else CONDITIONS
+
+
 def parse_conditions(text: str) -> tuple[str, ...]:
     """``standard`` | ``training`` | ``all`` | a comma-separated list of condition names."""
     if text in CONDITION_SETS:
@@ -139,10 +149,18 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
                       conditions=conditions)
 
 
-def working_batch(images: list[Image.Image], size: int) -> torch.Tensor:
-    """PIL RGB images -> (B, 3, S, S) float in [0, 1], resized as the scanner does (LANCZOS)."""
-    arrays = [np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.LANCZOS), dtype=np.float32)
-              for im in images]
+def working_batch(images: list[Image.Image], size: int, centre_square: bool = False) -> torch.Tensor:
+    """PIL RGB images -> (B, 3, S, S) float in [0, 1], resized as the scanner does (LANCZOS; an isotropic
+    detector's centred square of the shorter side)."""
+    def frame(im: Image.Image) -> Image.Image:
+        im = im.convert("RGB")
+        if not centre_square:
+            return im.resize((size, size), Image.Resampling.LANCZOS)
+        side = min(im.size)
+        left, top = (im.width - side) // 2, (im.height - side) // 2
+        return im.resize((size, size), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side))
+
+    arrays = [np.asarray(frame(im), dtype=np.float32) for im in images]
     return torch.from_numpy(np.stack(arrays) / 255.0).permute(0, 3, 1, 2)
 
 
@@ -152,7 +170,7 @@ def bits_under_conditions(detector: WatermarkDetector, image: Image.Image, devic
     """(len(conditions), views, n_bits) bit logits of one image under each condition, per scan-time view
     (what the scanner and the calibration bank use)."""
     variants = [image if distortion(name) is None else distortion(name)(image) for name in conditions]
-    return detector.decode_views(working_batch(variants, detector.working_size).to(device)).cpu()
+    return detector.decode_views(working_batch(variants, detector.working_size, detector.isotropic).to(device)).cpu()
 
 
 def protect_as_png(embedder: Embedder, loaded: Any, p: float) -> tuple[Image.Image, float]:
@@ -299,16 +317,17 @@ def calibrate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator
             faintly, _ = protect_as_png(Embedder(bundle.generator, faint_key, lpips_model, device), loaded, faintest)
         except (ImageLoadError, CalibrationError):
             continue
-        clean.append(bits_under_conditions(bundle.detector, to_rgb8(loaded.rgb), device))
-        other.append(bits_under_conditions(bundle.detector, marked, device))
-        faint.append(bits_under_conditions(bundle.detector, faintly, device))
+        conditions = bank_conditions(bundle.detector)
+        clean.append(bits_under_conditions(bundle.detector, to_rgb8(loaded.rgb), device, conditions))
+        other.append(bits_under_conditions(bundle.detector, marked, device, conditions))
+        faint.append(bits_under_conditions(bundle.detector, faintly, device, conditions))
         yield Progress(index, len(paths), path.name)
     calibration = {"clean_bits": torch.cat(clean).half(), "other_bits": torch.cat(other).half(),
                    "faint_other_bits": torch.cat(faint).half()}
     manifest = read_manifest(folder)
     extra = {k: v for k, v in manifest.items() if k not in ("format", "architecture", "files")}
     extra["calibration"] = {"images": len(clean), "split": config.split, "data": config.data,
-                            "conditions": list(CONDITIONS),
+                            "conditions": list(bank_conditions(bundle.detector)),
                             "command": "gwm eval " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["eval"] else sys.argv[1:])}
     save_model(folder, bundle.generator, bundle.detector, manifest_extra=extra, calibration=calibration)
     yield Progress(len(paths), len(paths), "calibration written", extra["calibration"])

@@ -70,6 +70,7 @@ class Phase1Config:
     training_transforms: bool = False  # flips, crops, rotations among the distortions (SPEC section 3)
     latent_autoencoder: str | None = None  # "taef2" (shipped) or a TAEF2 folder: latent round trips in training
     p_latent: float = 0.25           # share of distorted samples that also get the latent round trip
+    frame: str = "isotropic"         # "isotropic" (tile from the shorter side, mirror-symmetric) or "stretch"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="put a latent round trip (the shipped TAEF2, or a TAEF2 folder) after some distortions")
     parser.add_argument("--p-latent", type=float, default=defaults.p_latent,
                         help="share of distorted samples that also get the latent round trip")
+    parser.add_argument("--frame", choices=("isotropic", "stretch"), default=defaults.frame,
+                        help="watermark frame of a fresh model: isotropic and mirror-symmetric (new), or the "
+                             "earlier square frame stretched to the image")
     return parser
 
 
@@ -147,14 +151,16 @@ class Phase1Trainer:
             config.n_bits, config.tile = bundle.n_bits, self.generator.tile
             config.working_size = self.generator.working_size
         else:
-            self.generator, self.detector = networks_for_size(config.working_size, config.n_bits, config.tile)
+            self.generator, self.detector = networks_for_size(config.working_size, config.n_bits, config.tile,
+                                                              isotropic=config.frame == "isotropic")
         self.generator.to(self.device).train()
         self.detector.to(self.device).train()
         self.lpips = build_lpips(self.device)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_generator)
         self.opt_d = torch.optim.Adam(self.detector.parameters(), lr=config.lr_detector)
         self.distort = DistortionLayer(seed=config.seed, training_transforms=config.training_transforms,
-                                       autoencoder=self._latent_autoencoder(), p_latent=config.p_latent)
+                                       autoencoder=self._latent_autoencoder(), p_latent=config.p_latent,
+                                       isotropic=self.generator.isotropic)
         self.step = 0
         if config.resume:
             self._resume(config.resume)

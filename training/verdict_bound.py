@@ -111,7 +111,8 @@ def evidence_under(detector: torch.nn.Module, images: list, conditions: list[str
         distort = (lambda image: image) if condition == "none" else STANDARD_DISTORTIONS[condition]
         views = []
         for start in range(0, len(images), 32):
-            batch = working_batch([distort(im) for im in images[start:start + 32]], detector.working_size)
+            batch = working_batch([distort(im) for im in images[start:start + 32]], detector.working_size,
+                                  detector.isotropic)
             views.append(detector.decode_views(batch).numpy())
         out[condition] = np.concatenate(views)
     return out

@@ -112,7 +112,8 @@ class Scanner:
         paths = list(paths) if total is None else paths
         total = len(paths) if total is None else total
         done = 0
-        for item in load_in_batches(paths, self.detector.working_size, self.batch_size, cancel):
+        for item in load_in_batches(paths, self.detector.working_size, self.batch_size, cancel,
+                                    centre_square=self.detector.isotropic):
             if isinstance(item, Unreadable):
                 done += 1
                 yield Progress(done, total, item.path.name, ScanResult(item.path, None, None, False, item.reason))
@@ -131,10 +132,11 @@ class Unreadable:
     reason: str
 
 
-def load_in_batches(paths: Iterable[Path], size: int, batch_size: int,
-                    cancel: CancelToken | None = None) -> Iterator[list[tuple[Path, np.ndarray]] | Unreadable]:
+def load_in_batches(paths: Iterable[Path], size: int, batch_size: int, cancel: CancelToken | None = None,
+                    centre_square: bool = False) -> Iterator[list[tuple[Path, np.ndarray]] | Unreadable]:
     """Inputs read at ``size`` x ``size`` (uint8, (size, size, 3)) in batches of up to ``batch_size``, in
-    input order: a bad file ends the batch before it and comes as an ``Unreadable``. Stops on cancel."""
+    input order: a bad file ends the batch before it and comes as an ``Unreadable``. Stops on cancel.
+    ``centre_square``: the centred square of the shorter side (an isotropic model's frame)."""
     cancel = cancel or CancelToken()
     pending: list[tuple[Path, np.ndarray]] = []
     for path in paths:
@@ -142,7 +144,7 @@ def load_in_batches(paths: Iterable[Path], size: int, batch_size: int,
             return
         path = Path(path)
         try:
-            pending.append((path, load_rgb_resized(path, (size, size))))
+            pending.append((path, load_rgb_resized(path, (size, size), centre_square)))
         except (ImageLoadError, OSError, ValueError) as error:
             if pending:
                 yield pending

@@ -10,6 +10,7 @@ so callers import everything from `image_io`.
 from __future__ import annotations
 
 import io
+import math
 import threading
 import warnings
 from pathlib import Path
@@ -89,23 +90,32 @@ def probe_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple
         return (height, width) if _orientation(image, cheap=True) in (5, 6, 7, 8) else (width, height)
 
 
-def load_rgb_resized(path: str | Path, size: tuple[int, int]) -> np.ndarray:
+def load_rgb_resized(path: str | Path, size: tuple[int, int], centre_square: bool = False) -> np.ndarray:
     """(h, w, 3) uint8 upright image stretched to exactly `size` = (w, h), alpha dropped.
 
     Fast for the scanner: JPEGs are decoded at a reduced DCT scale (Image.draft) close to `size`, then
-    Lanczos-resampled; 16-bit sources are scaled (>> 8), not clipped.
+    Lanczos-resampled; 16-bit sources are scaled (>> 8), not clipped. ``centre_square``: the centred
+    square of the shorter side is what is resized (an isotropic model's frame), never stretched.
     """
     with _open(Path(path), DEFAULT_MAX_PIXELS) as image:
         orientation = _orientation(image, cheap=True)
         wanted = size if orientation < 5 else (size[1], size[0])
+        if centre_square:  # decode with the shorter side >= the frame
+            scale = max(wanted) / max(1, min(image.size))
+            wanted = (math.ceil(image.width * scale), math.ceil(image.height * scale))
         if image.format in ("JPEG", "MPO"):
             image.draft(None, wanted)  # decode at 1/2, 1/4 or 1/8 scale, still >= wanted
         _load_pixels(image)
         rgb = _rgb8_image(image, keep_alpha=False)
         if orientation in _TRANSPOSE:
             rgb = rgb.transpose(_TRANSPOSE[orientation])
-        if rgb.size != tuple(size):
-            rgb = rgb.resize(tuple(size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        box = None
+        if centre_square:
+            side = min(rgb.size)
+            left, top = (rgb.width - side) // 2, (rgb.height - side) // 2
+            box = (left, top, left + side, top + side)
+        if rgb.size != tuple(size) or box is not None and box != (0, 0, *rgb.size):
+            rgb = rgb.resize(tuple(size), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
         return np.asarray(rgb)
 
 

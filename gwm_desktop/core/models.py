@@ -29,6 +29,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from gwm_desktop.core.keys import texture_signs
+from gwm_desktop.core.registration import (
+    estimate_scale,
+    estimate_shift,
+    half_tile_signs,
+    mirrored_components,
+    shift_ramps,
+)
 from gwm_desktop.core.spectrum import (
     SCAN_ZOOMS,
     SMOOTHING_MARGIN,
@@ -53,27 +60,32 @@ SPECTRUM_CROP = 64
 PATTERN_BAND = (3.5 / 128, 12.0 / 128)
 
 
-def pattern_frequencies(n_patterns: int, tile: int, seed: int = 0) -> list[tuple[int, int]]:
+def pattern_frequencies(n_patterns: int, tile: int, seed: int = 0, mirrored: bool = False) -> list[tuple[int, int]]:
     """n distinct integer frequencies (u, v) in cycles per tile, spread as far apart as possible.
 
     Candidates lie in ``PATTERN_BAND`` (3.5 to 12 cycles per 128 px tile). Distance is measured in
     log-polar terms, one unit = a 1.4x change of radius (a crop's 1.25x zoom moves a peak less than
-    that) or 2.5 tile bins along the ring, and a farthest-point pass picks the spread.
+    that) or 2.5 tile bins along the ring, and a farthest-point pass picks the spread. ``mirrored``:
+    each texture also carries its mirror image (-u, v), so candidates have u, v >= 1 and a candidate's
+    distance to a chosen one is to the nearer of it and its mirror.
     """
     low, high = PATTERN_BAND[0] * tile, PATTERN_BAND[1] * tile
     while True:   # small tiles need a wider band to hold n frequencies
         reach = math.ceil(high)
         candidates = [(u, v) for u in range(-reach, reach + 1) for v in range(0, reach + 1)
-                      if (v > 0 or u > 0) and low <= math.hypot(u, v) <= high]
+                      if (v > 0 or u > 0) and low <= math.hypot(u, v) <= high
+                      and (not mirrored or (u >= 1 and v >= 1))]
         if len(candidates) >= 2 * n_patterns:
             break
         low, high = max(1.0, low * 0.8), high * 1.25
 
-    def distance(a: tuple[int, int], b: tuple[int, int]) -> float:
+    def distance(a: tuple[int, int], b: tuple[int, int], mirrored: bool = mirrored) -> float:
         radius_a, radius_b = math.hypot(*a), math.hypot(*b)
         radial = abs(math.log(radius_a / radius_b)) / math.log(1.4)
         turn = abs(math.atan2(a[1], a[0]) % math.pi - math.atan2(b[1], b[0]) % math.pi)
         along = min(turn, math.pi - turn) * (radius_a + radius_b) / 2 / 2.5
+        if mirrored and b[0]:
+            return min(math.hypot(radial, along), distance(a, (-b[0], b[1]), False))
         return math.hypot(radial, along)
 
     first = int(torch.randint(len(candidates), (1,), generator=torch.Generator().manual_seed(seed)))
@@ -86,8 +98,9 @@ def pattern_frequencies(n_patterns: int, tile: int, seed: int = 0) -> list[tuple
     return chosen
 
 
-def luma_patterns(n_patterns: int, tile: int, seed: int = 0) -> torch.Tensor:
-    """(n_patterns, 1, tile, tile) initial textures: one plane wave each, at its own frequency.
+def luma_patterns(n_patterns: int, tile: int, seed: int = 0, mirrored: bool = False) -> torch.Tensor:
+    """(n_patterns, 1, tile, tile) initial textures: one plane wave each, at its own frequency
+    (``mirrored``: the wave plus its mirror image, cos(u x) cos(v y + phase)).
 
     G adds them to R, G and B alike (grey), because JPEG and WebP subsample and coarsely quantize
     colour, and a greyscale file keeps nothing else (docs/history.md). Integer frequencies per tile, so the texture tiles
@@ -98,24 +111,29 @@ def luma_patterns(n_patterns: int, tile: int, seed: int = 0) -> torch.Tensor:
     coords = torch.arange(tile, dtype=torch.float32)
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
     patterns = []
-    for u, v in pattern_frequencies(n_patterns, tile, seed):
+    for u, v in pattern_frequencies(n_patterns, tile, seed, mirrored):
         phase = 2 * math.pi * torch.rand(1, generator=generator).item()
         wave = torch.cos(2 * math.pi * (u * xx + v * yy) / tile + phase)
+        if mirrored:
+            wave = wave + torch.cos(2 * math.pi * (-u * xx + v * yy) / tile + phase)
         patterns.append((wave / wave.std().clamp_min(1e-6))[None])
     return torch.stack(patterns)
 
 
 def networks_for_size(working_size: int = WORKING_SIZE, n_bits: int = DEFAULT_BITS,
-                      tile: int = 0) -> tuple[WatermarkGenerator, WatermarkDetector]:
+                      tile: int = 0, isotropic: bool = True) -> tuple[WatermarkGenerator, WatermarkDetector]:
     """Fresh G and D for a working size: tile half the frame (0), spectrum crop just wide enough.
 
     The crop keeps every pattern's peak with room for a 1.3x zoom (64 bins at 256 px, 128 px tiles).
+    ``isotropic``: the frame new models use (``WatermarkGenerator``); False builds the earlier form.
     """
     tile = tile or working_size // 2
-    highest = max(math.hypot(u, v) for u, v in pattern_frequencies(n_bits, tile)) * working_size / tile
+    frequencies = pattern_frequencies(n_bits, tile, mirrored=isotropic)
+    highest = max(math.hypot(u, v) for u, v in frequencies) * working_size / tile
     crop = min(working_size - 8, max(8, math.ceil(2 * 1.3 * highest / 8) * 8))
-    return (WatermarkGenerator(n_bits=n_bits, tile=tile, working_size=working_size),
-            WatermarkDetector(n_bits=n_bits, working_size=working_size, spectrum_crop=crop))
+    return (WatermarkGenerator(n_bits=n_bits, tile=tile, working_size=working_size, isotropic=isotropic),
+            WatermarkDetector(n_bits=n_bits, working_size=working_size, spectrum_crop=crop, tile=tile,
+                              isotropic=isotropic))
 
 
 class WatermarkGenerator(nn.Module):
@@ -129,11 +147,18 @@ class WatermarkGenerator(nn.Module):
     Why presence, not sign: a detector that must not care where the watermark sits (global pooling)
     cannot tell a tiled texture from its negative (a half-period shift turns one into the other), but
     it can tell whether a texture is there at all.
+
+    ``isotropic`` (new models): the tile is a fixed share of the image's *shorter* side in both
+    directions (x may be any shape), where the earlier form stretched a square frame to the image's
+    width and height; and every texture is mirror-symmetric, so a trainer's square crop, bucket or
+    flip only moves the watermark (``core.registration`` finds it again).
     """
 
     def __init__(self, n_bits: int = DEFAULT_BITS, tile: int = DEFAULT_TILE, width: int = 32,
-                 base_amplitude: float = 0.02, working_size: int = WORKING_SIZE, signed: bool = False) -> None:
+                 base_amplitude: float = 0.02, working_size: int = WORKING_SIZE, signed: bool = False,
+                 isotropic: bool = False) -> None:
         super().__init__()
+        self.isotropic = isotropic
         self.working_size = working_size
         # Signed: each switched-on texture is added with a key-derived sign (``keys.texture_signs``),
         # which the detector's matched filter reads. The power spectrum does not change.
@@ -142,7 +167,7 @@ class WatermarkGenerator(nn.Module):
         self.tile = tile
         self.base_amplitude = base_amplitude
         # (n_bits, 1, tile, tile): one learned grey texture per message bit.
-        self.patterns = nn.Parameter(luma_patterns(n_bits, tile))
+        self.patterns = nn.Parameter(luma_patterns(n_bits, tile, mirrored=isotropic))
         # Amplitude map from a 64 px view of the image: the map is smooth, so low resolution suffices.
         self.amplitude_net = nn.Sequential(
             nn.Conv2d(3, width, 3, padding=1), nn.ReLU(inplace=True),
@@ -151,26 +176,35 @@ class WatermarkGenerator(nn.Module):
             nn.Conv2d(width, 1, 3, padding=1),
         )
 
-    def pattern(self, message: torch.Tensor, size: int) -> torch.Tensor:
-        """(B, n_bits) signs -> (B, 1, size, size) unit-variance tiled texture of the switched-on bits."""
+    def textures(self) -> torch.Tensor:
+        """(n_bits, 1, tile, tile): the learned textures, made mirror-symmetric (x -> -x) when isotropic."""
+        if not self.isotropic:
+            return self.patterns
+        return (self.patterns + self.patterns.flip(-1).roll(1, dims=-1)) / 2
+
+    def pattern(self, message: torch.Tensor, height: int, width: int | None = None) -> torch.Tensor:
+        """(B, n_bits) signs -> (B, 1, height, width) unit-variance tiled texture of the switched-on bits."""
+        width = height if width is None else width
         selection = (message > 0).to(self.patterns.dtype)
         if self.signed:
             selection = selection * texture_signs(message).to(selection)
-        mixed = torch.einsum("bk,kchw->bchw", selection, self.patterns)
+        mixed = torch.einsum("bk,kchw->bchw", selection, self.textures())
         mixed = mixed - mixed.mean(dim=(1, 2, 3), keepdim=True)
         mixed = mixed / (mixed.std(dim=(1, 2, 3), keepdim=True) + 1e-6)
-        repeats = math.ceil(size / self.tile)
-        return mixed.repeat(1, 1, repeats, repeats)[..., :size, :size]
+        return mixed.repeat(1, 1, math.ceil(height / self.tile), math.ceil(width / self.tile))[..., :height, :width]
 
     def amplitude(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> (B, 1, S, S) positive map with mean 1 per image."""
-        small = F.interpolate(x * 2 - 1, size=(64, 64), mode="bilinear", antialias=True, align_corners=False)
+        """(B, 3, H, W) -> (B, 1, H, W) positive map with mean 1 per image."""
+        height, width = x.shape[-2:]
+        small_size = (64, 64) if not self.isotropic else (max(8, round(64 * height / min(height, width))),
+                                                            max(8, round(64 * width / min(height, width))))
+        small = F.interpolate(x * 2 - 1, size=small_size, mode="bilinear", antialias=True, align_corners=False)
         amp = F.softplus(self.amplitude_net(small) + 1.0)
         amp = amp / amp.mean(dim=(1, 2, 3), keepdim=True)
         return F.interpolate(amp, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
     def forward(self, x: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
-        grey = self.base_amplitude * self.amplitude(x) * self.pattern(message, x.shape[-1])
+        grey = self.base_amplitude * self.amplitude(x) * self.pattern(message, *x.shape[-2:])
         return grey.expand(-1, 3, -1, -1)
 
 
@@ -205,11 +239,16 @@ class WatermarkDetector(nn.Module):
 
     def __init__(self, n_bits: int = DEFAULT_BITS, widths: tuple[int, int, int] = (16, 32, 64),
                  spectrum_crop: int = SPECTRUM_CROP, working_size: int = WORKING_SIZE,
-                 matched_filter: bool = False, tile: int = DEFAULT_TILE) -> None:
+                 matched_filter: bool = False, tile: int = DEFAULT_TILE, isotropic: bool = False) -> None:
         super().__init__()
         if spectrum_crop % 2:
             raise ValueError(f"spectrum_crop must be even (the band is centred on zero frequency), got {spectrum_crop}")
         self.working_size = working_size
+        # Isotropic (``WatermarkGenerator``): read the centred square of the shorter side, and register
+        # the frame (``core.registration``) before reading: a registered view, four shift readings.
+        self.isotropic = isotropic
+        self.components = (mirrored_components(pattern_frequencies(n_bits, tile, mirrored=True), working_size, tile)
+                           if isotropic else None)
         self.matched_filter = matched_filter
         if matched_filter:
             # G's textures (``adopt_templates``): the matched filter correlates the image with them.
@@ -232,9 +271,13 @@ class WatermarkDetector(nn.Module):
 
     def _at_working_size(self, x: torch.Tensor) -> torch.Tensor:
         size = self.working_size
-        if x.shape[-2:] != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return x
+        if x.shape[-2:] == (size, size):
+            return x
+        if self.isotropic:  # the centred square of the shorter side, as the scanner's loader reads files
+            side = min(x.shape[-2:])
+            top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
+            x = x[..., top:top + side, left:left + side]
+        return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.features(whitened_spectrum(self._at_working_size(x), self.spectrum_crop))
@@ -245,7 +288,7 @@ class WatermarkDetector(nn.Module):
         """Copy G's textures into the matched filter (after G's training; G must be ``signed``)."""
         if not self.matched_filter:
             raise ValueError("this detector was built without a matched filter")
-        self.templates.copy_(generator.patterns.detach()[:, 0])
+        self.templates.copy_(generator.textures().detach()[:, 0])
 
     def _template_spectra(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(n_bits, crop, crop) complex spectra of the tiled textures, and their |T|^2 (cached)."""
@@ -270,27 +313,49 @@ class WatermarkDetector(nn.Module):
         """
         return self._correlate(band_spectrum(luma(x), band_width(self.spectrum_crop)))
 
-    def _correlate(self, band: torch.Tensor) -> torch.Tensor:
-        """``coherent`` from the luma's ``band_spectrum`` (which ``decode_views`` shares with the CNN)."""
+    def _correlate(self, band: torch.Tensor, register: bool = False) -> torch.Tensor:
+        """``coherent`` from the luma's ``band_spectrum`` (which ``decode_views`` shares with the CNN).
+
+        ``register``: first undo the watermark's shift (``registration.estimate_shift``), and return
+        (B, 4, n_bits): the statistics under each half-tile reading (``half_tile_signs``).
+        """
         crop, margin = self.spectrum_crop, SMOOTHING_MARGIN
         local = F.avg_pool2d(band.real**2 + band.imag**2, 2 * margin + 1, stride=1)[:, 0, :crop, :crop] + 1e-12
         kept = band[:, 0, margin:margin + crop, margin:margin + crop]
         templates, energy = self._template_spectra(kept.real)
-        numerator = torch.einsum("bhw,khw->bk", kept.conj() / local, templates).real
-        denominator = torch.sqrt(torch.einsum("bhw,khw->bk", 1.0 / local, energy))
-        return numerator / denominator.clamp_min(1e-12)  # templates never adopted: 0, not NaN
+        weighted = kept.conj() / local
+        denominator = torch.sqrt(torch.einsum("bhw,khw->bk", 1.0 / local, energy)).clamp_min(1e-12)
+        if not register:
+            return torch.einsum("bhw,khw->bk", weighted, templates).real / denominator  # never adopted: 0
+        shifts = estimate_shift(weighted, templates, local, self.components)
+        ramp_x, ramp_y = shift_ramps(shifts, crop, self.working_size)
+        aligned = weighted * ramp_y[:, :, None] * ramp_x[:, None, :]
+        coherent = torch.einsum("bhw,khw->bk", aligned, templates).real / denominator
+        return coherent[:, None] * half_tile_signs(self.components).to(coherent)[None]
 
     def _evidence_of_luma(self, grey: torch.Tensor) -> torch.Tensor:
         """(N, 1, S, S) luma -> (N, E): bit logits, then the matched filter's statistics when D has it;
-        the CNN and the matched filter share one FFT (``band_spectrum``)."""
+        the CNN and the matched filter share one FFT (``band_spectrum``). Isotropic: (N, 4, E), the
+        four half-tile readings of the registered matched filter (the bit logits repeated)."""
         band = band_spectrum(grey, band_width(self.spectrum_crop))
         evidence = self.bits(self.features(whiten(band, self.spectrum_crop)).flatten(1))
-        if self.matched_filter:
-            evidence = torch.cat([evidence, self._correlate(band)], dim=-1)
-        return evidence
+        if not self.matched_filter:
+            return evidence
+        if not self.isotropic:
+            return torch.cat([evidence, self._correlate(band)], dim=-1)
+        readings = self._correlate(band, register=True)
+        return torch.cat([evidence[:, None].expand(-1, readings.shape[1], -1), readings], dim=-1)
+
+    def registered_zoom(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, S, S) luma or RGB -> the same, each image zoomed out by its estimated crop magnification."""
+        grey = luma(x) if x.shape[1] == 3 else x
+        white = whiten(band_spectrum(grey, band_width(self.spectrum_crop)), self.spectrum_crop)
+        zooms = estimate_scale(white, self.components)
+        return torch.cat([zoom_out(x[i:i + 1], float(zoom)) for i, zoom in enumerate(zooms)])
 
     def evidence(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> (B, E): one unzoomed view's evidence, with gradients (Phase 2 trains D on it).
+        """(B, 3, S, S) -> (B, E): one unzoomed view's evidence, with gradients (Phase 2 trains D on it);
+        isotropic: (B, V, E), that view's readings (``score_logit`` takes the best).
 
         The same E as ``decode_views``: bit logits, then the matched filter's statistics when D has it,
         so the binary head learns on the agreement the scanner computes.
@@ -299,12 +364,17 @@ class WatermarkDetector(nn.Module):
 
     @torch.no_grad()
     def decode_views(self, x: torch.Tensor, zooms: tuple[float, ...] = SCAN_ZOOMS) -> torch.Tensor:
-        """(B, 3, S, S) -> (B, V, E): the evidence of each scan-time view (``SCAN_ZOOMS``).
+        """(B, 3, S, S) -> (B, V, E): the evidence of each scan-time view (``SCAN_ZOOMS``; isotropic: the
+        image as is and registered, each read under the four half-tile shifts, V = 8).
 
         E = n_bits bit logits, followed by n_bits matched-filter statistics (``coherent``) when the
         detector has the matched filter; ``agreement`` reads both.
         """
         grey = luma(self._at_working_size(x))  # zoomed once per view on one channel: the views need only luma
+        if self.isotropic:  # the image as is, and registered: zoomed out by its crop's magnification
+            evidence = self._evidence_of_luma(torch.cat([grey, self.registered_zoom(grey)]))
+            evidence = evidence[:, None] if evidence.dim() == 2 else evidence
+            return torch.cat(evidence.reshape(2, x.shape[0], -1, evidence.shape[-1]).unbind(0), dim=1)
         evidence = self._evidence_of_luma(torch.cat([zoom_out(grey, zoom) for zoom in zooms]))
         return evidence.view(len(zooms), x.shape[0], -1).transpose(0, 1)
 
@@ -331,4 +401,6 @@ class WatermarkDetector(nn.Module):
         return torch.sigmoid(self.score_scale * agreement + self.score_bias)
 
     def score_logit(self, bits: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
-        return self.score_scale * self.agreement(bits, message) + self.score_bias
+        """(B, E) or (B, V, E) evidence (the best view) x (B|1, n_bits) -> (B,) binary logit."""
+        agreement = self.best_agreement(bits, message) if bits.dim() == 3 else self.agreement(bits, message)
+        return self.score_scale * agreement + self.score_bias

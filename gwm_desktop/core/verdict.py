@@ -227,7 +227,7 @@ def evidence_of_paths(detector: WatermarkDetector, paths: Iterable[Path], total:
                       batch_size: int = 16, cancel: CancelToken | None = None) -> Iterator[Progress]:
     """One Progress per image, its payload an ImageEvidence (unreadable files carry a one-line reason)."""
     done = 0
-    for item in load_in_batches(paths, detector.working_size, batch_size, cancel):
+    for item in load_in_batches(paths, detector.working_size, batch_size, cancel, centre_square=detector.isotropic):
         if isinstance(item, Unreadable):
             done += 1
             yield Progress(done, total, item.path.name, ImageEvidence(item.path, None, item.reason))

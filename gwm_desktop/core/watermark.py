@@ -85,10 +85,15 @@ def apply_watermark(rgb: np.ndarray, w: np.ndarray, strength: float, grey: bool 
     return out
 
 
-def working_image(image: np.ndarray | Image.Image, size: int = WORKING_SIZE) -> torch.Tensor:
-    """(H, W, 3) uint8/uint16 array or RGB image -> (1, 3, S, S) float in [0, 1], stretched to the working size."""
+def working_image(image: np.ndarray | Image.Image, size: int = WORKING_SIZE, isotropic: bool = False) -> torch.Tensor:
+    """(H, W, 3) uint8/uint16 array or RGB image -> (1, 3, S, S) float in [0, 1], stretched to the working
+    size; ``isotropic``: (1, 3, h, w) with the shorter side S and the image's aspect."""
     rgb8 = image if isinstance(image, Image.Image) else to_rgb8(image)
-    small = rgb8.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    target = (size, size)
+    if isotropic:
+        scale = size / min(rgb8.size)
+        target = (max(size, round(rgb8.width * scale)), max(size, round(rgb8.height * scale)))
+    small = rgb8 if rgb8.size == target else rgb8.resize(target, Image.Resampling.BICUBIC, reducing_gap=3.0)
     return torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
 
 
@@ -119,8 +124,9 @@ class Embedder:
 
     @torch.no_grad()
     def make_watermark(self, image: np.ndarray | Image.Image) -> np.ndarray:
-        """(H, W, 3) image (or a reduced RGB copy of it) -> (3, S, S) float32 watermark shape (unscaled)."""
-        x = working_image(image, self.generator.working_size).to(self.device)
+        """(H, W, 3) image (or a reduced RGB copy of it) -> (3, S, S) float32 watermark shape (unscaled);
+        isotropic G: (3, h, w), the shorter side S and the image's aspect."""
+        x = working_image(image, self.generator.working_size, self.generator.isotropic).to(self.device)
         w = self.generator(x, self.message.to(self.device))
         return w[0].float().cpu().numpy()
 

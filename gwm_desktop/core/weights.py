@@ -69,16 +69,18 @@ def architecture_config(generator: WatermarkGenerator, detector: WatermarkDetect
         "working_size": detector.working_size,
         "signed": generator.signed,
         "matched_filter": detector.matched_filter,
+        "isotropic": generator.isotropic,
     }
 
 
 def build_networks(config: dict[str, Any]) -> tuple[WatermarkGenerator, WatermarkDetector]:
     generator = WatermarkGenerator(n_bits=config["n_bits"], tile=config["tile"], width=config["generator_width"],
                                    base_amplitude=config["base_amplitude"], working_size=config["working_size"],
-                                   signed=config.get("signed", False))
+                                   signed=config.get("signed", False), isotropic=config.get("isotropic", False))
     detector = WatermarkDetector(n_bits=config["n_bits"], widths=tuple(config["detector_widths"]),
                                  spectrum_crop=config["spectrum_crop"], working_size=config["working_size"],
-                                 matched_filter=config.get("matched_filter", False), tile=config["tile"])
+                                 matched_filter=config.get("matched_filter", False), tile=config["tile"],
+                                 isotropic=config.get("isotropic", False))
     return generator, detector
 
 

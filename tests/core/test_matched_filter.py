@@ -82,7 +82,7 @@ def test_decode_views_carries_both_kinds_of_evidence_and_agreement_reads_them():
 
 
 def test_a_detector_without_the_matched_filter_is_unchanged():
-    generator, detector = networks_for_size()
+    generator, detector = networks_for_size(isotropic=False)
     assert not generator.signed and not detector.matched_filter
     assert detector.decode_views(torch.rand(1, 3, 256, 256)).shape[-1] == DEFAULT_BITS
     assert "templates" not in detector.state_dict()
@@ -126,5 +126,5 @@ def test_training_evidence_is_the_scanners_unzoomed_view_with_gradients():
     assert torch.allclose(evidence.detach(), detector.decode_views(x.detach())[:, 0], atol=1e-4)
     evidence.sum().backward()
     assert x.grad is not None and detector.bits.weight.grad is not None
-    _, plain = networks_for_size()
+    _, plain = networks_for_size(isotropic=False)
     assert plain.evidence(x.detach()).shape == (1, DEFAULT_BITS)  # no matched filter: bit logits only

@@ -39,3 +39,5 @@ def test_random_distortions_keep_an_rgb_image():
     for _ in range(30):
         out = random_distortion(image, rng)
         assert out.mode == "RGB" and min(out.size) >= 8
+    shapes = {random_distortion(image, rng, training_transforms=True).size for _ in range(40)}
+    assert (512, 512) in shapes and (90, 90) in shapes   # a bucket and a square crop among them

@@ -46,7 +46,7 @@ def test_train_checkpoint_resume_and_export(tiny_corpus, tmp_path):
     assert bundle.detector.working_size == 64
     # Exported as shipped: key signs on, G's trained textures in D's matched filter.
     assert bundle.generator.signed and bundle.detector.matched_filter
-    assert torch.equal(bundle.detector.templates, bundle.generator.patterns.detach()[:, 0])
+    assert torch.equal(bundle.detector.templates, bundle.generator.textures().detach()[:, 0])
     assert bundle.manifest["training"]["command"].startswith("gwm train phase1 --data")
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in log] == [1, 2, 3]
@@ -66,11 +66,11 @@ def test_fine_tuning_a_matched_model_refreshes_its_templates_and_exports_checkpo
     before, after = load_model(first / "model"), load_model(tuned / "model")
     assert after.generator.signed and after.detector.matched_filter
     assert not torch.equal(after.generator.patterns, before.generator.patterns)  # G trained on
-    assert torch.equal(after.detector.templates, after.generator.patterns.detach()[:, 0])  # D follows it
+    assert torch.equal(after.detector.templates, after.generator.textures().detach()[:, 0])  # D follows it
     exported = export_checkpoint(latest_checkpoint(tuned / "checkpoints"), tmp_path / "from_checkpoint")
     assert exported["architecture"]["matched_filter"]
     again = load_model(tmp_path / "from_checkpoint")
-    assert torch.equal(again.detector.templates, again.generator.patterns.detach()[:, 0])
+    assert torch.equal(again.detector.templates, again.generator.textures().detach()[:, 0])
 
 
 def test_training_transforms_and_latent_round_trip_train_and_are_recorded(tiny_corpus, tmp_path):

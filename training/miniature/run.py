@@ -155,8 +155,8 @@ def vae_survival(vae_dir: Path, watermark_model: Path, key: Path, clean_dir: Pat
     vae = AutoencoderKL.from_pretrained(str(vae_dir)).eval()
     size = bundle.detector.working_size
     names = {p.name for p in list_images([marked_dir])}
-    clean = as_float(load_detector_images([p for p in list_images([clean_dir]) if p.name in names], size), "cpu")
-    marked = as_float(load_detector_images(list_images([marked_dir]), size), "cpu")
+    clean = as_float(load_detector_images([p for p in list_images([clean_dir]) if p.name in names], size, bundle.detector.isotropic), "cpu")
+    marked = as_float(load_detector_images(list_images([marked_dir]), size, bundle.detector.isotropic), "cpu")
     out = {}
     with torch.no_grad():
         for name, transform in (("direct", lambda x: x), ("vae_round_trip", lambda x: round_trip(vae, x))):

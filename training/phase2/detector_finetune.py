@@ -88,7 +88,7 @@ def detection_loss(detector: WatermarkDetector, evidence: torch.Tensor, labels: 
     if bit_targets is not None and bit_weight > 0:
         known = ~torch.isnan(bit_targets[:, 0])
         if known.any():
-            bits = evidence[known, :detector.n_bits]
+            bits = (evidence[:, 0] if evidence.dim() == 3 else evidence)[known, :detector.n_bits]  # views share them
             loss = loss + bit_weight * F.binary_cross_entropy_with_logits(bits, (bit_targets[known] + 1) / 2)
     return loss
 
@@ -203,11 +203,11 @@ def finetune_detector(model_dir: Path, key: bytes, clean_dir: ImageSource, marke
     generator, detector = bundle.generator, bundle.detector
     size = detector.working_size
     message = message_from_key(key, bundle.n_bits).to(device)
-    clean = load_detector_images(_image_paths(clean_dir), size)
-    marked = load_detector_images(_image_paths(marked_dir), size)
+    clean = load_detector_images(_image_paths(clean_dir), size, detector.isotropic)
+    marked = load_detector_images(_image_paths(marked_dir), size, detector.isotropic)
     if not len(clean) or not len(marked):
         raise ValueError(f"need synthesized images in both {clean_dir} (S) and {marked_dir} (S_w)")
-    phase1 = load_detector_images(list(phase1_images or []), size)
+    phase1 = load_detector_images(list(phase1_images or []), size, detector.isotropic)
     mix = config.phase1_mix if len(phase1) else 0.0
     rng = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
@@ -218,8 +218,8 @@ def finetune_detector(model_dir: Path, key: bytes, clean_dir: ImageSource, marke
     bce_before = mean_bce(detector, message, clean, marked, device)
     tracker = None
     if validation is not None:
-        tracker = ValidationTracker(detector, message, load_detector_images(_image_paths(validation[0]), size),
-                                    load_detector_images(_image_paths(validation[1]), size), device)
+        tracker = ValidationTracker(detector, message, load_detector_images(_image_paths(validation[0]), size, detector.isotropic),
+                                    load_detector_images(_image_paths(validation[1]), size, detector.isotropic), device)
         if not len(tracker.clean) or not len(tracker.marked):
             raise ValueError("need validation images of both kinds (clean S and watermarked S_w)")
         tracker.check(0)
@@ -271,7 +271,7 @@ def score_images(detector: WatermarkDetector, message: torch.Tensor, paths: list
                  device: torch.device | str = "cpu", batch: int = 64) -> np.ndarray:
     """(N,) D's score logits for this key's watermark, images read as the scanner reads them (one
     unzoomed view: the images are whole, so the scanner's crop view has nothing to undo)."""
-    return score_logits(detector, message, load_detector_images(paths, detector.working_size), device, batch).numpy()
+    return score_logits(detector, message, load_detector_images(paths, detector.working_size, detector.isotropic), device, batch).numpy()
 
 
 def _accuracy(negatives: np.ndarray, positives: np.ndarray, threshold: float) -> float:

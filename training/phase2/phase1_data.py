@@ -18,11 +18,13 @@ from training.distortion_layer import DistortionLayer
 from training.phase1 import quantize_8bit
 
 
-def load_detector_images(paths: list[Path], size: int) -> torch.Tensor:
-    """(N, 3, size, size) uint8, read exactly as the scanner reads files (``load_rgb_resized``)."""
+def load_detector_images(paths: list[Path], size: int, centre_square: bool = False) -> torch.Tensor:
+    """(N, 3, size, size) uint8, read exactly as the scanner reads files (``load_rgb_resized``; an
+    isotropic detector's ``centre_square``)."""
     if not paths:
         return torch.zeros(0, 3, size, size, dtype=torch.uint8)
-    return torch.from_numpy(np.stack([load_rgb_resized(p, (size, size)) for p in paths])).permute(0, 3, 1, 2).contiguous()
+    return torch.from_numpy(np.stack([load_rgb_resized(p, (size, size), centre_square)
+                                      for p in paths])).permute(0, 3, 1, 2).contiguous()
 
 
 def as_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
