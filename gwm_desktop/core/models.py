@@ -1,8 +1,9 @@
 """The two networks of GenWatermark: generator G (makes the watermark) and detector D (finds it).
 
-Both work at the *working resolution* ``WORKING_SIZE`` x ``WORKING_SIZE`` (256 px): an image of any
-size is stretched to it for detection, and the watermark made at it is stretched back to the image,
-so a model that resizes images for training (Stable Diffusion: 512 px) sees it near native scale.
+Both work at the *working resolution* ``WORKING_SIZE`` (256 px). New models are *isotropic*: G tiles
+its textures in square pixels of the image's shorter side (at 256 px) and the detector reads the
+centred square of the shorter side, so a trainer's square crop or bucket only moves the watermark; the
+earlier form (older manifests) stretched a 256 x 256 frame to the image's width and height.
 
 * **Key conditioning.** A profile's secret key is hashed into a message ``m`` of ``n_bits`` signs
   (``keys.message_from_key``). G's watermark is a key-weighted sum of learned patterns, so a new
@@ -14,8 +15,9 @@ so a model that resizes images for training (Stable Diffusion: 512 px) sees it n
 * **D = a small CNN on the luma's whitened power spectrum** (``spectrum.py``): shift-invariant and
   one FFT per image, so scans are fast on a CPU.
 * **Plus a matched filter** (shipped models): D also correlates the luma with G's key-signed
-  textures where G put them (``WatermarkDetector.coherent``); phase survives where the power
-  spectrum's faint peak drowns at the lowest budgets.
+  textures (``WatermarkDetector.coherent``); phase survives where the power spectrum's faint peak
+  drowns at the lowest budgets. Isotropic models register the frame first (``core.registration``:
+  mirror-symmetric textures make a flip a shift; the shift and a crop's zoom are found without the key).
 
 Why each choice, with the measurements: docs/history.md and README.
 """
@@ -46,78 +48,12 @@ from gwm_desktop.core.spectrum import (
     whitened_spectrum,
     zoom_out,
 )
+from gwm_desktop.core.textures import luma_patterns, pattern_frequencies
 
 WORKING_SIZE = 256
 DEFAULT_BITS = 32
 DEFAULT_TILE = 128
 SPECTRUM_CROP = 64
-
-
-# Watermark band in cycles per pixel of the working image (1/37 to 1/11: 7 to 24 cycles across
-# the 256 px frame). Lower, and the image's own spectrum drowns the textures; higher, and JPEG/WebP at
-# a small image's native size remove them, as does a latent autoencoder: the band's top lands at
-# 0.047 cycle/px when Stable Diffusion resizes to 512 px, under its 8x latent grid's 1/16.
-PATTERN_BAND = (3.5 / 128, 12.0 / 128)
-
-
-def pattern_frequencies(n_patterns: int, tile: int, seed: int = 0, mirrored: bool = False) -> list[tuple[int, int]]:
-    """n distinct integer frequencies (u, v) in cycles per tile, spread as far apart as possible.
-
-    Candidates lie in ``PATTERN_BAND`` (3.5 to 12 cycles per 128 px tile). Distance is measured in
-    log-polar terms, one unit = a 1.4x change of radius (a crop's 1.25x zoom moves a peak less than
-    that) or 2.5 tile bins along the ring, and a farthest-point pass picks the spread. ``mirrored``:
-    each texture also carries its mirror image (-u, v), so candidates have u, v >= 1 and a candidate's
-    distance to a chosen one is to the nearer of it and its mirror.
-    """
-    low, high = PATTERN_BAND[0] * tile, PATTERN_BAND[1] * tile
-    while True:   # small tiles need a wider band to hold n frequencies
-        reach = math.ceil(high)
-        candidates = [(u, v) for u in range(-reach, reach + 1) for v in range(0, reach + 1)
-                      if (v > 0 or u > 0) and low <= math.hypot(u, v) <= high
-                      and (not mirrored or (u >= 1 and v >= 1))]
-        if len(candidates) >= 2 * n_patterns:
-            break
-        low, high = max(1.0, low * 0.8), high * 1.25
-
-    def distance(a: tuple[int, int], b: tuple[int, int], mirrored: bool = mirrored) -> float:
-        radius_a, radius_b = math.hypot(*a), math.hypot(*b)
-        radial = abs(math.log(radius_a / radius_b)) / math.log(1.4)
-        turn = abs(math.atan2(a[1], a[0]) % math.pi - math.atan2(b[1], b[0]) % math.pi)
-        along = min(turn, math.pi - turn) * (radius_a + radius_b) / 2 / 2.5
-        if mirrored and b[0]:
-            return min(math.hypot(radial, along), distance(a, (-b[0], b[1]), False))
-        return math.hypot(radial, along)
-
-    first = int(torch.randint(len(candidates), (1,), generator=torch.Generator().manual_seed(seed)))
-    chosen = [candidates[first]]
-    nearest = [distance(c, chosen[0]) for c in candidates]
-    while len(chosen) < n_patterns:
-        pick = max(range(len(candidates)), key=nearest.__getitem__)
-        chosen.append(candidates[pick])
-        nearest = [min(d, distance(c, candidates[pick])) for d, c in zip(nearest, candidates, strict=True)]
-    return chosen
-
-
-def luma_patterns(n_patterns: int, tile: int, seed: int = 0, mirrored: bool = False) -> torch.Tensor:
-    """(n_patterns, 1, tile, tile) initial textures: one plane wave each, at its own frequency
-    (``mirrored``: the wave plus its mirror image, cos(u x) cos(v y + phase)).
-
-    G adds them to R, G and B alike (grey), because JPEG and WebP subsample and coarsely quantize
-    colour, and a greyscale file keeps nothing else (docs/history.md). Integer frequencies per tile, so the texture tiles
-    seamlessly and its power spectrum is one peak that does not move when the image shifts: the
-    detector recognises each bit wherever it sits. Training refines them.
-    """
-    generator = torch.Generator().manual_seed(seed + 1)
-    coords = torch.arange(tile, dtype=torch.float32)
-    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
-    patterns = []
-    for u, v in pattern_frequencies(n_patterns, tile, seed, mirrored):
-        phase = 2 * math.pi * torch.rand(1, generator=generator).item()
-        wave = torch.cos(2 * math.pi * (u * xx + v * yy) / tile + phase)
-        if mirrored:
-            wave = wave + torch.cos(2 * math.pi * (-u * xx + v * yy) / tile + phase)
-        patterns.append((wave / wave.std().clamp_min(1e-6))[None])
-    return torch.stack(patterns)
 
 
 def networks_for_size(working_size: int = WORKING_SIZE, n_bits: int = DEFAULT_BITS,

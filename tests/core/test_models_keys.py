@@ -38,8 +38,8 @@ def test_whitened_spectrum_finds_a_texture_at_the_same_place_wherever_it_sits():
 
 
 def test_scan_views_undo_a_crop_zoom_and_take_the_best_view():
-    from gwm_desktop.core.models import pattern_frequencies
     from gwm_desktop.core.spectrum import SCAN_ZOOMS, zoom_out
+    from gwm_desktop.core.textures import pattern_frequencies
 
     d = WatermarkDetector()
     x = torch.rand(2, 3, 256, 256)
