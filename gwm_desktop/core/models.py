@@ -51,6 +51,7 @@ from gwm_desktop.core.spectrum import (
 from gwm_desktop.core.textures import luma_patterns, pattern_frequencies
 
 WORKING_SIZE = 256
+READINGS = 5  # an isotropic matched filter's readings per view: unmoved, then four after the shift search
 DEFAULT_BITS = 32
 DEFAULT_TILE = 128
 SPECTRUM_CROP = 64
@@ -127,7 +128,13 @@ class WatermarkGenerator(nn.Module):
         mixed = torch.einsum("bk,kchw->bchw", selection, self.textures())
         mixed = mixed - mixed.mean(dim=(1, 2, 3), keepdim=True)
         mixed = mixed / (mixed.std(dim=(1, 2, 3), keepdim=True) + 1e-6)
-        return mixed.repeat(1, 1, math.ceil(height / self.tile), math.ceil(width / self.tile))[..., :height, :width]
+        if not self.isotropic:
+            return mixed.repeat(1, 1, math.ceil(height / self.tile), math.ceil(width / self.tile))[..., :height, :width]
+        # Isotropic: a tile's origin (the textures' mirror axis) sits at the image's centre, so a flip
+        # or a centred crop leaves the watermark where the scanner's unsearched reading expects it.
+        top, left = (-(height // 2)) % self.tile, (-(width // 2)) % self.tile
+        tiled = mixed.repeat(1, 1, math.ceil(height / self.tile) + 1, math.ceil(width / self.tile) + 1)
+        return tiled[..., top:top + height, left:left + width]
 
     def amplitude(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 1, H, W) positive map with mean 1 per image."""
@@ -252,8 +259,9 @@ class WatermarkDetector(nn.Module):
     def _correlate(self, band: torch.Tensor, register: bool = False) -> torch.Tensor:
         """``coherent`` from the luma's ``band_spectrum`` (which ``decode_views`` shares with the CNN).
 
-        ``register``: first undo the watermark's shift (``registration.estimate_shift``), and return
-        (B, 4, n_bits): the statistics under each half-tile reading (``half_tile_signs``).
+        ``register``: (B, 5, n_bits), the statistics where an unmoved isotropic watermark sits (its
+        origin at the frame's centre), then after undoing the shift found by
+        ``registration.estimate_shift`` under each half-tile reading (``half_tile_signs``).
         """
         crop, margin = self.spectrum_crop, SMOOTHING_MARGIN
         local = F.avg_pool2d(band.real**2 + band.imag**2, 2 * margin + 1, stride=1)[:, 0, :crop, :crop] + 1e-12
@@ -263,16 +271,21 @@ class WatermarkDetector(nn.Module):
         denominator = torch.sqrt(torch.einsum("bhw,khw->bk", 1.0 / local, energy)).clamp_min(1e-12)
         if not register:
             return torch.einsum("bhw,khw->bk", weighted, templates).real / denominator  # never adopted: 0
-        shifts = estimate_shift(weighted, templates, local, self.components)
-        ramp_x, ramp_y = shift_ramps(shifts, crop, self.working_size)
-        aligned = weighted * ramp_y[:, :, None] * ramp_x[:, None, :]
-        coherent = torch.einsum("bhw,khw->bk", aligned, templates).real / denominator
-        return coherent[:, None] * half_tile_signs(self.components).to(coherent)[None]
+        centre = float((self.working_size // 2) % self.components.tile)
+        expected = torch.full((weighted.shape[0], 2), centre, device=weighted.device)
+        found = estimate_shift(weighted, templates, local, self.components)
+        readings = []
+        for shifts in (expected, found):
+            ramp_x, ramp_y = shift_ramps(shifts, crop, self.working_size)
+            aligned = weighted * ramp_y[:, :, None] * ramp_x[:, None, :]
+            readings.append(torch.einsum("bhw,khw->bk", aligned, templates).real / denominator)
+        searched = readings[1][:, None] * half_tile_signs(self.components).to(readings[1])[None]
+        return torch.cat([readings[0][:, None], searched], dim=1)
 
     def _evidence_of_luma(self, grey: torch.Tensor) -> torch.Tensor:
         """(N, 1, S, S) luma -> (N, E): bit logits, then the matched filter's statistics when D has it;
-        the CNN and the matched filter share one FFT (``band_spectrum``). Isotropic: (N, 4, E), the
-        four half-tile readings of the registered matched filter (the bit logits repeated)."""
+        the CNN and the matched filter share one FFT (``band_spectrum``). Isotropic: (N, READINGS, E), the
+        matched filter's readings (``_correlate``), the bit logits repeated for each."""
         band = band_spectrum(grey, band_width(self.spectrum_crop))
         evidence = self.bits(self.features(whiten(band, self.spectrum_crop)).flatten(1))
         if not self.matched_filter:
@@ -301,7 +314,7 @@ class WatermarkDetector(nn.Module):
     @torch.no_grad()
     def decode_views(self, x: torch.Tensor, zooms: tuple[float, ...] = SCAN_ZOOMS) -> torch.Tensor:
         """(B, 3, S, S) -> (B, V, E): the evidence of each scan-time view (``SCAN_ZOOMS``; isotropic: the
-        image as is and registered, each read under the four half-tile shifts, V = 8).
+        image as is and registered, each read ``READINGS`` ways, V = 10).
 
         E = n_bits bit logits, followed by n_bits matched-filter statistics (``coherent``) when the
         detector has the matched filter; ``agreement`` reads both.
@@ -313,6 +326,11 @@ class WatermarkDetector(nn.Module):
             return torch.cat(evidence.reshape(2, x.shape[0], -1, evidence.shape[-1]).unbind(0), dim=1)
         evidence = self._evidence_of_luma(torch.cat([zoom_out(grey, zoom) for zoom in zooms]))
         return evidence.view(len(zooms), x.shape[0], -1).transpose(0, 1)
+
+    @property
+    def view_count(self) -> int:
+        """V of ``decode_views``: the scan-time zooms, or (isotropic) two views x ``READINGS``."""
+        return 2 * (READINGS if self.matched_filter else 1) if self.isotropic else len(SCAN_ZOOMS)
 
     @staticmethod
     def agreement(bits: torch.Tensor, message: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,7 @@ CALIBRATION_MARGIN = 0.08
 VERIFY_MARGIN = 0.03
 MAX_ATTEMPTS = 6
 ROWS_PER_STRIP = 256
+MAX_ASPECT = 16    # an isotropic watermark keeps square tiles up to this aspect ratio
 
 
 class CalibrationError(RuntimeError):
@@ -90,9 +91,9 @@ def working_image(image: np.ndarray | Image.Image, size: int = WORKING_SIZE, iso
     size; ``isotropic``: (1, 3, h, w) with the shorter side S and the image's aspect."""
     rgb8 = image if isinstance(image, Image.Image) else to_rgb8(image)
     target = (size, size)
-    if isotropic:
+    if isotropic:  # beyond MAX_ASPECT (a 1 x 10,000 strip) the long side is squeezed to bound the memory
         scale = size / min(rgb8.size)
-        target = (max(size, round(rgb8.width * scale)), max(size, round(rgb8.height * scale)))
+        target = tuple(min(MAX_ASPECT * size, max(size, round(side * scale))) for side in rgb8.size)
     small = rgb8 if rgb8.size == target else rgb8.resize(target, Image.Resampling.BICUBIC, reducing_gap=3.0)
     return torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
 

@@ -11,7 +11,6 @@ from PIL import Image
 from gwm_desktop.core.distortions import STANDARD_DISTORTIONS
 from gwm_desktop.core.image_io import EncodeOptions, decode_bytes, load_image, to_rgb8
 from gwm_desktop.core.keys import message_from_key
-from gwm_desktop.core.models import SCAN_ZOOMS
 from gwm_desktop.core.verdict import set_verdict
 
 pytestmark = pytest.mark.slow  # the shipped model and a million random keys per distortion
@@ -42,7 +41,7 @@ def test_eight_protected_images_give_p_below_one_in_a_million(engine, protected,
     distort = STANDARD_DISTORTIONS.get(condition, lambda image: image)
     detector = engine.bundle.detector
     evidence = detector.decode_views(working([distort(im) for im in images], detector.working_size))
-    assert evidence.shape[1] == len(SCAN_ZOOMS)
+    assert evidence.shape[1] == detector.view_count
     result = set_verdict(evidence.numpy(), message, null_keys=1_000_000)
     assert result.p_value < 1e-6 and result.verdict
 

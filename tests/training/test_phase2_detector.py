@@ -63,7 +63,7 @@ def test_finetune_improves_bce_on_its_pairs_and_writes_a_verified_model(sets):
     assert after.manifest["training"]["phase"] == 2
     # The bank is in the scanner's form: evidence per scan-time view, for each negative bank.
     assert set(after.calibration) == set(NEGATIVE_BANKS)
-    assert all(bank.shape[1:] == (len(SCAN_ZOOMS), after.n_bits) for bank in after.calibration.values())
+    assert all(bank.shape[1:] == (after.detector.view_count, after.n_bits) for bank in after.calibration.values())
     metrics_before = evaluate_detector(sets["model"], KEY, sets["S"], sets["S_w"])
     metrics_after = evaluate_detector(out, KEY, sets["S"], sets["S_w"])
     assert metrics_after["n"] == 16
@@ -92,7 +92,7 @@ def test_a_matched_model_keeps_its_matched_filter_through_phase_2(sets):
     list(finetune_detector(root / "matched", KEY, sets["S"], sets["S_w"], out, config, phase1_images=sets["X"]))
     after = load_model(out)
     assert after.detector.matched_filter and torch.equal(after.detector.templates, generator.patterns[:, 0])
-    assert all(bank.shape[1:] == (len(SCAN_ZOOMS), 2 * after.n_bits) for bank in after.calibration.values())
+    assert all(bank.shape[1:] == (after.detector.view_count, 2 * after.n_bits) for bank in after.calibration.values())
     # A direct copy marked by the signed G: the scanner's evidence carries the matched filter's statistics.
     message = message_from_key(KEY, after.n_bits)
     images = load_detector_images(sorted(sets["S"].glob("*.png")), 64).float() / 255

@@ -1,0 +1,29 @@
+"""Images protected with the previous default model are still found, with that model (README)."""
+
+import json
+
+import pytest
+
+from gwm_desktop.resources import resource_path
+from tests.fixtures.cli_run import run_gwm
+
+PREVIOUS = resource_path("models", "previous")
+SAMPLES = resource_path("samples")
+
+
+@pytest.mark.slow
+def test_previous_exports_are_found_by_the_previous_model_not_by_the_new_one(tmp_path, capsys):
+    out = tmp_path / "old_exports"
+    code, text = run_gwm(["protect", SAMPLES, "--out", out, "--model", PREVIOUS], capsys)
+    assert code == 0, text
+    code, text = run_gwm(["scan", out, "--model", PREVIOUS, "--json"], capsys)
+    assert code == 0, text
+    old = rows(text)
+    assert old and all(row["flagged"] for row in old)
+    code, text = run_gwm(["scan", out, "--json"], capsys)   # the new default model: another frame
+    assert code == 0, text
+    assert not any(row["flagged"] for row in rows(text))
+
+
+def rows(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
