@@ -314,23 +314,26 @@ class WatermarkDetector(nn.Module):
     @torch.no_grad()
     def decode_views(self, x: torch.Tensor, zooms: tuple[float, ...] = SCAN_ZOOMS) -> torch.Tensor:
         """(B, 3, S, S) -> (B, V, E): the evidence of each scan-time view (``SCAN_ZOOMS``; isotropic: the
-        image as is and registered, each read ``READINGS`` ways, V = 10).
+        ``SCAN_ZOOMS`` and the registered view, each read ``READINGS`` ways, V = 15).
 
         E = n_bits bit logits, followed by n_bits matched-filter statistics (``coherent``) when the
         detector has the matched filter; ``agreement`` reads both.
         """
         grey = luma(self._at_working_size(x))  # zoomed once per view on one channel: the views need only luma
-        if self.isotropic:  # the image as is, and registered: zoomed out by its crop's magnification
-            evidence = self._evidence_of_luma(torch.cat([grey, self.registered_zoom(grey)]))
+        if self.isotropic:  # as is, the fixed crop view, and registered (zoomed out by its crop's estimate)
+            views = [grey, *(zoom_out(grey, zoom) for zoom in zooms[1:]), self.registered_zoom(grey)]
+            evidence = self._evidence_of_luma(torch.cat(views))
             evidence = evidence[:, None] if evidence.dim() == 2 else evidence
-            return torch.cat(evidence.reshape(2, x.shape[0], -1, evidence.shape[-1]).unbind(0), dim=1)
+            return torch.cat(evidence.reshape(len(views), x.shape[0], -1, evidence.shape[-1]).unbind(0), dim=1)
         evidence = self._evidence_of_luma(torch.cat([zoom_out(grey, zoom) for zoom in zooms]))
         return evidence.view(len(zooms), x.shape[0], -1).transpose(0, 1)
 
     @property
     def view_count(self) -> int:
-        """V of ``decode_views``: the scan-time zooms, or (isotropic) two views x ``READINGS``."""
-        return 2 * (READINGS if self.matched_filter else 1) if self.isotropic else len(SCAN_ZOOMS)
+        """V of ``decode_views``: the scan-time zooms (isotropic: and the registered view) x ``READINGS``."""
+        if not self.isotropic:
+            return len(SCAN_ZOOMS)
+        return (len(SCAN_ZOOMS) + 1) * (READINGS if self.matched_filter else 1)
 
     @staticmethod
     def agreement(bits: torch.Tensor, message: torch.Tensor) -> torch.Tensor:

@@ -110,7 +110,7 @@ def test_evidence_for_training_is_the_scanners_first_view():
     evidence = detector.evidence(x)
     assert evidence.shape == (1, 5, 2 * DEFAULT_BITS)
     assert torch.allclose(evidence.detach(), detector.decode_views(x.detach())[:, :5], atol=1e-4)
-    assert detector.decode_views(x.detach()).shape == (1, 10, 2 * DEFAULT_BITS)
+    assert detector.decode_views(x.detach()).shape == (1, detector.view_count, 2 * DEFAULT_BITS)
 
 
 def test_the_loader_reads_the_centred_square_of_the_shorter_side(tmp_path):
