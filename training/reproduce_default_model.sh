@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild resources/models/default from scratch, exactly as shipped (about 1.5 hours on 2 cores: Phase 1
 # 31 minutes, Phase 1b 4, calibration 2, evaluations about 50). The model it replaced is kept, unchanged, in
-# resources/models/previous (README, "Images protected with the previous model").
+# resources/models/previous (README, "Known limitations").
 # Needs ../shared/data (portraits, paintings, flat_art) and the dev extras (scikit-image).
 set -euo pipefail
 cd "$(dirname "$0")/.."

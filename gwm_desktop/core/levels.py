@@ -21,7 +21,7 @@ LEVELS: tuple[Level, ...] = (
     Level("invisible", 0.01, "Hardest to see; weakest against heavy edits"),
     Level("very-subtle", 0.02, "Near invisible at full size"),
     Level("subtle", 0.03, "Hard to see without a side-by-side"),
-    Level("balanced", 0.05, "Recommended: survives recompression, resizing, small centred crops (not yet mirroring)"),
+    Level("balanced", 0.05, "Recommended: survives recompression, resizing, centred crops and mirroring (most bucket crops)"),
     Level("strong", 0.08, "Most robust; faint texture may show on flat areas"),
 )
 DEFAULT_LEVEL = "balanced"

@@ -3,7 +3,6 @@ p-value, so a million random keys: no random key may score as high as the artist
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -11,14 +10,16 @@ from PIL import Image
 from gwm_desktop.core.distortions import STANDARD_DISTORTIONS
 from gwm_desktop.core.image_io import EncodeOptions, decode_bytes, load_image, to_rgb8
 from gwm_desktop.core.keys import message_from_key
+from gwm_desktop.core.models import WatermarkDetector
 from gwm_desktop.core.verdict import set_verdict
+from training.evaluate import working_batch
 
 pytestmark = pytest.mark.slow  # the shipped model and a million random keys per distortion
 
 
-def working(images: list[Image.Image], size: int) -> torch.Tensor:
-    arrays = [np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.LANCZOS)) for im in images]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
+def working(images: list[Image.Image], detector: WatermarkDetector) -> torch.Tensor:
+    """As the scanner reads files (an isotropic model: the centred square of the shorter side)."""
+    return working_batch(images, detector.working_size, detector.isotropic)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_eight_protected_images_give_p_below_one_in_a_million(engine, protected,
     message, images = protected
     distort = STANDARD_DISTORTIONS.get(condition, lambda image: image)
     detector = engine.bundle.detector
-    evidence = detector.decode_views(working([distort(im) for im in images], detector.working_size))
+    evidence = detector.decode_views(working([distort(im) for im in images], detector))
     assert evidence.shape[1] == detector.view_count
     result = set_verdict(evidence.numpy(), message, null_keys=1_000_000)
     assert result.p_value < 1e-6 and result.verdict
@@ -51,6 +52,6 @@ def test_the_same_images_unprotected_give_no_verdict(engine, paintings):
 
     detector = engine.bundle.detector
     originals = [to_rgb8(load_image(p).rgb) for p in paintings[:8]]
-    evidence = detector.decode_views(working(originals, detector.working_size)).numpy()
+    evidence = detector.decode_views(working(originals, detector)).numpy()
     result = set_verdict(evidence, message_from_key(b"direct-copy-test-key-00000000000", 32), null_keys=10_000)
     assert not result.verdict and result.p_value > 1e-3

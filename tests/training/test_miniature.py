@@ -167,7 +167,7 @@ def test_matched_filter_check_tells_in_place_watermarks_from_clean_samples(tmp_p
     from gwm_desktop.core.weights import save_model
     from training.miniature.matched_filter_check import WATERMARK_MODEL, main, scores
 
-    generator, detector = networks_for_size(64, 16, 64)  # the miniature's shape: one 64 px tile, 16 bits
+    generator, detector = networks_for_size(64, 16, 64, isotropic=False)  # earlier runs: one 64 px tile, 16 bits
     if signed:
         from training.matched_filter import with_matched_filter
 
