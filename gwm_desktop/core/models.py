@@ -188,7 +188,7 @@ class WatermarkDetector(nn.Module):
             raise ValueError(f"spectrum_crop must be even (the band is centred on zero frequency), got {spectrum_crop}")
         self.working_size = working_size
         # Isotropic (``WatermarkGenerator``): read the centred square of the shorter side, and register
-        # the frame (``core.registration``) before reading: a registered view, four shift readings.
+        # the frame (``core.registration``) before reading (``decode_views``, ``READINGS``).
         self.isotropic = isotropic
         self.components = (mirrored_components(pattern_frequencies(n_bits, tile, mirrored=True), working_size, tile)
                            if isotropic else None)
