@@ -286,7 +286,10 @@ class WatermarkDetector(nn.Module):
         """(N, 1, S, S) luma -> (N, E): bit logits, then the matched filter's statistics when D has it;
         the CNN and the matched filter share one FFT (``band_spectrum``). Isotropic: (N, READINGS, E), the
         matched filter's readings (``_correlate``), the bit logits repeated for each."""
-        band = band_spectrum(grey, band_width(self.spectrum_crop))
+        return self._evidence_of_band(band_spectrum(grey, band_width(self.spectrum_crop)))
+
+    def _evidence_of_band(self, band: torch.Tensor) -> torch.Tensor:
+        """``_evidence_of_luma`` from the luma's ``band_spectrum``."""
         evidence = self.bits(self.features(whiten(band, self.spectrum_crop)).flatten(1))
         if not self.matched_filter:
             return evidence
@@ -295,11 +298,12 @@ class WatermarkDetector(nn.Module):
         readings = self._correlate(band, register=True)
         return torch.cat([evidence[:, None].expand(-1, readings.shape[1], -1), readings], dim=-1)
 
-    def registered_zoom(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, S, S) luma or RGB -> the same, each image zoomed out by its estimated crop magnification."""
-        grey = luma(x) if x.shape[1] == 3 else x
-        white = whiten(band_spectrum(grey, band_width(self.spectrum_crop)), self.spectrum_crop)
-        zooms = estimate_scale(white, self.components)
+    def registered_zoom(self, x: torch.Tensor, band: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, S, S) luma or RGB -> the same, each image zoomed out by its estimated crop magnification
+        (``band``: the luma's ``band_spectrum``, when the caller has it already)."""
+        if band is None:
+            band = band_spectrum(luma(x) if x.shape[1] == 3 else x, band_width(self.spectrum_crop))
+        zooms = estimate_scale(whiten(band, self.spectrum_crop), self.components)
         return torch.cat([zoom_out(x[i:i + 1], float(zoom)) for i, zoom in enumerate(zooms)])
 
     def evidence(self, x: torch.Tensor) -> torch.Tensor:
@@ -321,10 +325,12 @@ class WatermarkDetector(nn.Module):
         """
         grey = luma(self._at_working_size(x))  # zoomed once per view on one channel: the views need only luma
         if self.isotropic:  # as is, the fixed crop view, and registered (zoomed out by its crop's estimate)
-            views = [grey, *(zoom_out(grey, zoom) for zoom in zooms[1:]), self.registered_zoom(grey)]
-            evidence = self._evidence_of_luma(torch.cat(views))
+            width = band_width(self.spectrum_crop)
+            as_is = band_spectrum(grey, width)  # read, and the registration's estimate: one FFT for both
+            others = [*(zoom_out(grey, zoom) for zoom in zooms[1:]), self.registered_zoom(grey, as_is)]
+            evidence = self._evidence_of_band(torch.cat([as_is, band_spectrum(torch.cat(others), width)]))
             evidence = evidence[:, None] if evidence.dim() == 2 else evidence
-            return torch.cat(evidence.reshape(len(views), x.shape[0], -1, evidence.shape[-1]).unbind(0), dim=1)
+            return torch.cat(evidence.reshape(1 + len(others), x.shape[0], -1, evidence.shape[-1]).unbind(0), dim=1)
         evidence = self._evidence_of_luma(torch.cat([zoom_out(grey, zoom) for zoom in zooms]))
         return evidence.view(len(zooms), x.shape[0], -1).transpose(0, 1)
 

@@ -34,7 +34,9 @@ class Components:
 
     bins: (J, 2) (horizontal, vertical) integer frequencies, vertical > 0 (one of each conjugate pair);
     texture: (J,) the texture each belongs to; parity: (n_textures, 2) each texture's frequency parity
-    along x and y in cycles per tile (what a half-tile shift flips).
+    along x and y in cycles per tile (what a half-tile shift flips); shifts (G, 2) and rotations
+    (J, G): the shift search's candidates and each component's exp(-i 2 phase) at them, made once
+    (``shift_grid``) because every scan needs them.
     """
 
     bins: torch.Tensor
@@ -42,6 +44,8 @@ class Components:
     parity: torch.Tensor
     working_size: int
     tile: int
+    shifts: torch.Tensor
+    rotations: torch.Tensor
 
 
 def mirrored_components(frequencies: list[tuple[int, int]], working_size: int, tile: int) -> Components:
@@ -53,7 +57,8 @@ def mirrored_components(frequencies: list[tuple[int, int]], working_size: int, t
             bins.append((sign * u * ratio, v * ratio))
             texture.append(index)
     parity = torch.tensor([(u % 2, v % 2) for u, v in frequencies])
-    return Components(torch.tensor(bins), torch.tensor(texture), parity, working_size, tile)
+    bins = torch.tensor(bins)
+    return Components(bins, torch.tensor(texture), parity, working_size, tile, *shift_grid(bins, working_size, tile))
 
 
 def half_tile_signs(components: Components) -> torch.Tensor:
@@ -93,14 +98,13 @@ def estimate_scale(white: torch.Tensor, components: Components, scales: tuple[fl
     return torch.where(on_edge, candidates[score.argmax(dim=-1)], refined).clamp(max=1.0)
 
 
-def _shift_grid(components: Components, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def shift_grid(bins: torch.Tensor, working_size: int, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Candidate shifts (G, 2) over half a tile, and exp(-i 2 phase) for each component (J, G)."""
-    half = components.tile // 2
-    coords = torch.arange(half, dtype=torch.float32, device=device)
+    half = tile // 2
+    coords = torch.arange(half, dtype=torch.float32)
     ty, tx = torch.meshgrid(coords, coords, indexing="ij")
     shifts = torch.stack([tx.flatten(), ty.flatten()], dim=-1)
-    bins = components.bins.to(device, torch.float32)
-    doubled = 2 * 2 * math.pi * (bins @ shifts.T) / components.working_size
+    doubled = 2 * 2 * math.pi * (bins.to(torch.float32) @ shifts.T) / working_size
     return shifts, torch.polar(torch.ones_like(doubled), -doubled)
 
 
@@ -120,9 +124,9 @@ def estimate_shift(weighted: torch.Tensor, templates: torch.Tensor, local: torch
     y = weighted[:, rows, cols] * template
     scale = template.abs() / local[:, rows, cols].sqrt()
     normalised = y / scale.clamp_min(1e-12)
-    shifts, rotations = _shift_grid(components, weighted.device)
-    score = (normalised**2 @ rotations.to(normalised.dtype)).real               # (B, G)
-    return shifts[score.argmax(dim=-1)]
+    rotations = components.rotations.to(weighted.device, normalised.dtype)
+    score = (normalised**2 @ rotations).real                                    # (B, G)
+    return components.shifts.to(weighted.device)[score.argmax(dim=-1)]
 
 
 def shift_ramps(shifts: torch.Tensor, crop: int, working_size: int) -> tuple[torch.Tensor, torch.Tensor]:
