@@ -175,10 +175,10 @@ class DetectorTuner:
                 self.messages.append(message)
             yield Progress(index + 1, len(paths), f"exporting {path.name}")
 
-    def _view(self, image: Image.Image) -> np.ndarray:
+    def _view(self, image: Image.Image) -> Image.Image:
         if self.rng.random() >= self.config.p_identity:
             image = random_distortion(image, self.rng, self.config.training_transforms)
-        return working_batch([image], self.detector.working_size, self.detector.isotropic)[0].permute(1, 2, 0).numpy()
+        return image
 
     def _scanner_views(self, x: torch.Tensor) -> torch.Tensor:
         """An isotropic detector reads each image as is and registered (``decode_views``): half the
@@ -195,7 +195,7 @@ class DetectorTuner:
         picks = [self.rng.randrange(len(self.clean)) for _ in range(cfg.batch_size)]
         views = ([self._view(self.clean[i]) for i in picks] + [self._view(self.marked[i]) for i in picks]
                  + [self._view(self.marked[i]) for i in picks])
-        x = self._scanner_views(torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2).to(self.device))
+        x = self._scanner_views(working_batch(views, self.detector.working_size, self.detector.isotropic).to(self.device))
         own = torch.stack([self.messages[i] for i in picks]).to(self.device)
         other = random_messages(cfg.batch_size, self.bundle.n_bits, self.torch_rng).to(self.device)
         bits = self.detector(x)

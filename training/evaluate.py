@@ -31,7 +31,14 @@ from gwm_desktop.core.atomic import write_atomic
 from gwm_desktop.core.detect import profile_threshold, threshold_for_fpr
 from gwm_desktop.core.devices import resolve_device
 from gwm_desktop.core.distortions import STANDARD_DISTORTIONS, TRAINING_TRANSFORMS, Distortion
-from gwm_desktop.core.image_io import EncodeOptions, ImageLoadError, decode_bytes, load_image, to_rgb8
+from gwm_desktop.core.image_io import (
+    EncodeOptions,
+    ImageLoadError,
+    centred_square,
+    decode_bytes,
+    load_image,
+    to_rgb8,
+)
 from gwm_desktop.core.jobs import CancelToken, Progress, with_progress
 from gwm_desktop.core.keys import message_from_key
 from gwm_desktop.core.levels import LEVELS, level_by_name
@@ -141,7 +148,7 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     except ValueError as error:
         parser.error(str(error))
     if args.calibrate and conditions != CONDITIONS:
-        parser.error("--calibrate always uses the standard conditions (the bank the scanner reads)")
+        parser.error("--calibrate always uses the bank's own conditions (what the scanner reads against)")
     return EvalConfig(model=args.model or str(default_model_dir()), data=args.data, split=split,
                       levels=[parse_level(t) for t in args.levels.split(",") if t.strip()],
                       max_images=args.max_images, other_keys=args.other_keys, device=args.device,
@@ -152,15 +159,9 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
 def working_batch(images: list[Image.Image], size: int, centre_square: bool = False) -> torch.Tensor:
     """PIL RGB images -> (B, 3, S, S) float in [0, 1], resized as the scanner does (LANCZOS; an isotropic
     detector's centred square of the shorter side)."""
-    def frame(im: Image.Image) -> Image.Image:
-        im = im.convert("RGB")
-        if not centre_square:
-            return im.resize((size, size), Image.Resampling.LANCZOS)
-        side = min(im.size)
-        left, top = (im.width - side) // 2, (im.height - side) // 2
-        return im.resize((size, size), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side))
-
-    arrays = [np.asarray(frame(im), dtype=np.float32) for im in images]
+    arrays = [np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.LANCZOS,
+                                                  box=centred_square(im.size) if centre_square else None),
+                         dtype=np.float32) for im in images]
     return torch.from_numpy(np.stack(arrays) / 255.0).permute(0, 3, 1, 2)
 
 
@@ -305,6 +306,7 @@ def calibrate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator
     if config.max_images:
         paths = paths[: config.max_images]
     faintest = min(level.p for level in LEVELS)
+    conditions = bank_conditions(bundle.detector)
     clean, other, faint = [], [], []
     for index, path in enumerate(paths, start=1):
         cancel.raise_if_cancelled()
@@ -317,7 +319,6 @@ def calibrate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator
             faintly, _ = protect_as_png(Embedder(bundle.generator, faint_key, lpips_model, device), loaded, faintest)
         except (ImageLoadError, CalibrationError):
             continue
-        conditions = bank_conditions(bundle.detector)
         clean.append(bits_under_conditions(bundle.detector, to_rgb8(loaded.rgb), device, conditions))
         other.append(bits_under_conditions(bundle.detector, marked, device, conditions))
         faint.append(bits_under_conditions(bundle.detector, faintly, device, conditions))
@@ -327,7 +328,7 @@ def calibrate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator
     manifest = read_manifest(folder)
     extra = {k: v for k, v in manifest.items() if k not in ("format", "architecture", "files")}
     extra["calibration"] = {"images": len(clean), "split": config.split, "data": config.data,
-                            "conditions": list(bank_conditions(bundle.detector)),
+                            "conditions": list(conditions),
                             "command": "gwm eval " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["eval"] else sys.argv[1:])}
     save_model(folder, bundle.generator, bundle.detector, manifest_extra=extra, calibration=calibration)
     yield Progress(len(paths), len(paths), "calibration written", extra["calibration"])

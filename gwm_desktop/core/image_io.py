@@ -37,7 +37,7 @@ from gwm_desktop.core.image_encode import (
 from gwm_desktop.core.loaded_image import LoadedImage
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "EncodeOptions", "ImageLoadError", "LoadedImage", "decode_bytes",
+    "IMAGE_EXTENSIONS", "EncodeOptions", "ImageLoadError", "LoadedImage", "centred_square", "decode_bytes",
     "encode_image", "encode_png16", "iter_image_files", "load_image", "load_image_bytes", "load_rgb_resized",
     "load_thumbnail", "output_extension", "output_format", "output_names", "output_path_for", "probe_image",
     "to_rgb8",
@@ -90,6 +90,14 @@ def probe_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple
         return (height, width) if _orientation(image, cheap=True) in (5, 6, 7, 8) else (width, height)
 
 
+def centred_square(size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(width, height) -> the (left, top, right, bottom) box of the centred square of the shorter side:
+    what an isotropic model's detector reads."""
+    side = min(size)
+    left, top = (size[0] - side) // 2, (size[1] - side) // 2
+    return left, top, left + side, top + side
+
+
 def load_rgb_resized(path: str | Path, size: tuple[int, int], centre_square: bool = False) -> np.ndarray:
     """(h, w, 3) uint8 upright image stretched to exactly `size` = (w, h), alpha dropped.
 
@@ -109,11 +117,7 @@ def load_rgb_resized(path: str | Path, size: tuple[int, int], centre_square: boo
         rgb = _rgb8_image(image, keep_alpha=False)
         if orientation in _TRANSPOSE:
             rgb = rgb.transpose(_TRANSPOSE[orientation])
-        box = None
-        if centre_square:
-            side = min(rgb.size)
-            left, top = (rgb.width - side) // 2, (rgb.height - side) // 2
-            box = (left, top, left + side, top + side)
+        box = centred_square(rgb.size) if centre_square else None
         if rgb.size != tuple(size) or box is not None and box != (0, 0, *rgb.size):
             rgb = rgb.resize(tuple(size), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
         return np.asarray(rgb)
