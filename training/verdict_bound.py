@@ -31,7 +31,7 @@ from gwm_desktop.core.verdict import NULL_SEED, MessageTable, decide, set_verdic
 from gwm_desktop.core.watermark import CalibrationError, Embedder
 from gwm_desktop.core.weights import load_model
 from training.datasets import list_images
-from training.evaluate import EVAL_KEY, other_key, protect_as_png, working_batch
+from training.evaluate import EVAL_KEY, distortion, other_key, parse_conditions, protect_as_png, working_batch
 from training.verdict_sets import SetScores, clopper_pearson
 
 DEFAULT_DATA = ["../shared/data/portraits", "../shared/data/paintings", "../shared/data/flat_art"]
@@ -68,9 +68,9 @@ def parse_args(argv: list[str] | None = None) -> BoundConfig:
     parser.add_argument("--sets", type=int, default=2000, help="random null sets per size and condition")
     parser.add_argument("--sizes", default="4,16,64", help="null set sizes")
     parser.add_argument("--null-keys", type=int, default=10_000, help="random keys per verdict")
-    parser.add_argument("--null-conditions", default="none,jpeg75,resize0.5,crop0.8,screenshot",
-                        help="conditions of the clean null sets ('none' or SPEC distortion names)")
-    parser.add_argument("--other-conditions", default="none,jpeg75,crop0.8",
+    parser.add_argument("--null-conditions", default="none,jpeg75,resize0.5,crop0.8,screenshot,flip,bucket512",
+                        help="conditions of the clean null sets ('none', SPEC distortions or training transforms)")
+    parser.add_argument("--other-conditions", default="none,jpeg75,crop0.8,flip,bucket512",
                         help="conditions of the other-key null sets")
     parser.add_argument("--other-keys", type=int, default=8, help="other profiles' keys the images are protected with")
     parser.add_argument("--direct-images", type=int, default=96, help="images protected with the tested key")
@@ -86,11 +86,10 @@ def parse_args(argv: list[str] | None = None) -> BoundConfig:
         parser.error("--null-keys must be at least 999: alpha 0.001 needs a p-value that can reach it")
 
     def names(text: str) -> list[str]:
-        chosen = [t.strip() for t in text.split(",") if t.strip()]
-        unknown = [t for t in chosen if t != "none" and t not in STANDARD_DISTORTIONS]
-        if unknown:
-            parser.error(f"unknown condition(s) {unknown}; choose from none, {', '.join(STANDARD_DISTORTIONS)}")
-        return chosen
+        try:
+            return list(parse_conditions(text))
+        except ValueError as error:
+            parser.error(str(error))
 
     return BoundConfig(args.model, args.data or DEFAULT_DATA, args.max_per_source, args.sets,
                        [int(t) for t in args.sizes.split(",")], args.null_keys, names(args.null_conditions),
@@ -108,7 +107,7 @@ def evidence_under(detector: torch.nn.Module, images: list, conditions: list[str
     """{condition: (N, V, E)} evidence of PIL images, distorted at full resolution, then scanned."""
     out = {}
     for condition in conditions:
-        distort = (lambda image: image) if condition == "none" else STANDARD_DISTORTIONS[condition]
+        distort = distortion(condition) or (lambda image: image)
         views = []
         for start in range(0, len(images), 32):
             batch = working_batch([distort(im) for im in images[start:start + 32]], detector.working_size,

@@ -122,6 +122,20 @@ def test_quick_world_runs_end_to_end(tmp_path: Path) -> None:
     assert {item.kind for item in corpus["train"]} <= {"photo", "painting", "object"}
     assert (tmp_path / "mini" / "summary_quick.json").exists()
 
+    # the verdict's power and false-alarm measurement runs on the finished world, from its recorded config
+    from training.miniature.verdict_power import main as verdict_power
+
+    out = tmp_path / "power.json"
+    assert verdict_power([str(tmp_path / "mini"), "--images", "4", "--sizes", "2,4", "--bound-sizes", "2",
+                          "--sets", "20", "--null-keys", "200", "--threads", "2", "--json", str(out)]) == 0
+    power = json.loads(out.read_text())
+    rows = power["models"][str(tmp_path / "mini")]["lora"]
+    assert rows["marked"]["images"] == rows["clean"]["images"] == 4
+    assert set(rows["clean"]) >= {"2", "4", "all_images"} and rows["marked"]["2"]["sets"] == 20
+    assert 0 <= power["bound"]["fresh random keys"]["2"]["0.001"]["share"] <= 1
+    made = sorted((tmp_path / "mini" / "phase2" / "synth" / "lora" / "clean" / "verdict").glob("*.png"))
+    assert len(made) == 4           # cached beside the run's own splits, on seeds none of them used
+
 
 def test_personalization_overrides_parse_numbers_and_refuse_unknown_methods(tmp_path: Path) -> None:
     from training.miniature.run import full_config, override_personalization

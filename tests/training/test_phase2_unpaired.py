@@ -13,6 +13,7 @@ from PIL import Image
 from tests.training.phase2_tiny import write_subject_images
 from training.phase2.config import Phase2Config
 from training.phase2.layout import RunLayout
+from training.phase2.splits import split_seeds
 from training.phase2.synthesize import RECORDS_FILE, image_name
 
 KEY = b"phase2-verdict-test-key-00000000"
@@ -43,6 +44,9 @@ def test_every_split_of_every_model_has_seeds_of_its_own(tmp_path):
     assert record["marked"]["heldout"] == run.seeds[("heldout", True)] != record["clean"]["heldout"]
     paired = layout(tmp_path, paired_seeds=True)                         # the pairing of earlier runs, on request
     assert all(paired.seeds[(split, True)] == paired.seeds[(split, False)] for split in ("train", "heldout"))
+    # the extra held-out images a verdict measurement makes (training.miniature.verdict_power) are new too
+    extra = [flat(split_seeds(0, "verdict", marked, 2, 40)) for marked in (False, True)]
+    assert not extra[0] & extra[1] and all(not e & s for e in extra for s in sets.values())
 
 
 def write_split(run: RunLayout, variant: str, split: str, images: list[Image.Image],

@@ -39,10 +39,10 @@ def test_script_writes_the_figures(tmp_path, portraits):
 
     out = tmp_path / "bound.json"
     assert main(["--data", str(portraits[0].parent), "--max-per-source", "10", "--sets", "40", "--sizes", "4",
-                 "--null-keys", "999", "--null-conditions", "none", "--other-conditions", "jpeg75",
+                 "--null-keys", "999", "--null-conditions", "none,flip", "--other-conditions", "jpeg75",
                  "--other-keys", "2", "--direct-images", "8", "--direct-levels", "0.05", "--direct-sets", "5",
                  "--power-sizes", "4", "--power-conditions", "crop0.8", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert report["null"]["clean"]["none"]["4"]["0.001"]["sets"] == 40
+    assert all(report["null"]["clean"][c]["4"]["0.001"]["sets"] == 40 for c in ("none", "flip"))
     assert report["direct"]["0.05"]["crop0.8"]["share_at_floor"] == 1.0  # p = 1 / 1000, the least 999 keys give
     assert report["power"]["crop0.8"]["4"]["0.001"] == 1.0

@@ -11,8 +11,10 @@ import random
 
 HELDOUT_SEED_OFFSET = 100_000
 VALIDATION_SEED_OFFSET = 50_000
+VERDICT_SEED_OFFSET = 150_000   # extra held-out images for measuring the model-level verdict (miniature)
 MARKED_SEED_OFFSET = 1_000_000
-SPLIT_SEED_OFFSETS = {"train": 0, "validation": VALIDATION_SEED_OFFSET, "heldout": HELDOUT_SEED_OFFSET}
+SPLIT_SEED_OFFSETS = {"train": 0, "validation": VALIDATION_SEED_OFFSET, "heldout": HELDOUT_SEED_OFFSET,
+                      "verdict": VERDICT_SEED_OFFSET}
 
 
 def split_prompts(prompts: list[str], n_train: int, n_heldout: int, seed: int,

@@ -1,0 +1,207 @@
+"""The model-level verdict measured on finished miniature runs: its power against set size on each
+model personalized on X_w, and its false-alarm rate on the clean twins' images.
+
+    python -m training.miniature.verdict_power runs/miniature [more runs ...] --json runs/verdict_power.json
+
+Each personalized model (and its clean twin) makes ``--images`` more images from its run's held-out
+prompts, on seeds no split of the run used (``splits.split_seeds(..., "verdict", ...)``), cached in the
+run's ``phase2/synth/<method>/<variant>/verdict``. Every image's evidence comes from the run's watermark
+model, as ``gwm verdict`` reads it (key-independent), and is scored once; random sets of each size then
+give the share of sets with p <= alpha (``training.verdict_sets``: the app's statistic exactly). The
+clean twins' images, pooled over runs, give the bound: sets tested against fresh random keys and
+against the runs' own key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gwm_desktop.core.atomic import write_atomic
+from gwm_desktop.core.keys import message_from_key, random_messages
+from gwm_desktop.core.verdict import NULL_SEED, MessageTable, decide, evidence_of_paths, set_verdict
+from gwm_desktop.core.weights import load_model
+from training.phase2.config import Phase2Config
+from training.phase2.layout import RunLayout
+from training.phase2.loading import load_personalized
+from training.phase2.splits import split_seeds
+from training.phase2.synthesize import image_name, synthesize
+from training.verdict_sets import SetScores, clopper_pearson
+
+ALPHAS = (0.01, 0.001)
+
+
+@dataclass
+class PowerConfig:
+    runs: list[str]
+    images: int
+    sizes: list[int]
+    bound_sizes: list[int]
+    sets: int
+    null_keys: int
+    seed: int
+    threads: int
+    json_out: str | None
+
+
+def parse_args(argv: list[str] | None = None) -> PowerConfig:
+    parser = argparse.ArgumentParser(prog="python -m training.miniature.verdict_power", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="miniature output folders (each with phase2/report.json)")
+    parser.add_argument("--images", type=int, default=128, help="images per model (a multiple of the held-out prompts)")
+    parser.add_argument("--sizes", default="4,8,16,32,64", help="set sizes for the power")
+    parser.add_argument("--bound-sizes", default="4,16,64", help="set sizes for the clean twins' false-alarm bound")
+    parser.add_argument("--sets", type=int, default=2000, help="random sets per size")
+    parser.add_argument("--null-keys", type=int, default=10_000, help="random keys each set is ranked among")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sets and of the fresh keys")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", dest="json_out", default=None, help="write every figure here")
+    a = parser.parse_args(argv)
+    return PowerConfig(runs=a.runs, images=a.images, sizes=[int(s) for s in a.sizes.split(",")],
+                       bound_sizes=[int(s) for s in a.bound_sizes.split(",")], sets=a.sets, null_keys=a.null_keys,
+                       seed=a.seed, threads=a.threads, json_out=a.json_out)
+
+
+def load_runs(run_dir: Path) -> list[tuple[RunLayout, bytes]]:
+    """Every finished Phase 2 run of a miniature folder (the fully watermarked one first, then e.g. the
+    1/4 case, ``report_wf0.25.json``), each from the config its report recorded."""
+    names = {f.name for f in fields(Phase2Config)}
+    key_file = run_dir / "subject.key"
+    runs = []
+    for report in sorted((run_dir / "phase2").glob("report*.json"), key=lambda path: (path.stem != "report", path)):
+        saved = json.loads(report.read_text(encoding="utf-8"))["config"]
+        config = Phase2Config(**{k: tuple(v) if k == "methods" else v for k, v in saved.items() if k in names},
+                              key_file=str(key_file))
+        runs.append((RunLayout(config), key_file.read_bytes()))
+    if not runs or runs[0][0].config.tag:
+        raise SystemExit(f"{run_dir}: no finished Phase 2 run (phase2/report.json)")
+    return runs
+
+
+def model_images(layout: RunLayout, method: str, variant: str, count: int, log: Any) -> list[Path]:
+    """``count`` images of one personalized model on the held-out prompts and the "verdict" seeds."""
+    cfg = layout.config
+    prompts = layout.heldout_prompts
+    seeds = split_seeds(cfg.seed, "verdict", variant != "clean", len(prompts), math.ceil(count / len(prompts)),
+                        cfg.paired_seeds)
+    folder = layout.synth_dir(method, variant, "verdict")
+    pipeline = load_personalized(cfg.base, layout.model_dir(method, variant))
+    started = time.monotonic()
+    for progress in synthesize(pipeline, prompts, seeds, folder, steps=cfg.synth_steps, guidance=cfg.guidance,
+                               resolution=cfg.synth_resolution or cfg.resolution, batch_size=cfg.synth_batch_size,
+                               negative_prompt=cfg.negative_prompt):
+        last = progress
+    log(f"  {method} {variant}: {last.done} images ({time.monotonic() - started:.0f} s)")
+    return [folder / image_name(pi, seed) for pi, own in enumerate(seeds) for seed in own]
+
+
+def model_evidence(detector: Any, paths: list[Path]) -> np.ndarray:
+    found = [p.payload for p in evidence_of_paths(detector, paths, len(paths), "cpu")]
+    missing = [item.path.name for item in found if item.evidence is None]
+    if missing:
+        raise RuntimeError(f"unreadable synthesized images: {missing[:3]}")
+    return np.stack([item.evidence for item in found])
+
+
+def shares(p_values: np.ndarray) -> dict[str, Any]:
+    """Share of sets with a verdict at each alpha, with its 95% Clopper-Pearson interval."""
+    row: dict[str, Any] = {"sets": len(p_values)}
+    for alpha in ALPHAS:
+        hits = int(decide(p_values, alpha).sum())
+        row[str(alpha)] = {"share": hits / len(p_values), "ci95": list(clopper_pearson(hits, len(p_values)))}
+    return row
+
+
+def model_row(config: PowerConfig, rng: np.random.Generator, evidence: np.ndarray, message: torch.Tensor,
+              null_table: MessageTable, own: MessageTable) -> dict[str, Any]:
+    """One model's figures: the verdict on all its images (the app's 100,000 keys) and, per set size,
+    the share of random sets with a verdict (``config.null_keys`` keys); "evidence" is for the caller."""
+    whole = set_verdict(evidence, message).to_json()
+    scores = SetScores.build(torch.from_numpy(evidence), null_table, own)
+    row: dict[str, Any] = {"images": len(evidence), "evidence": evidence, "all_images": {
+        k: whole[k] for k in ("n", "p_value", "p_tail_estimate", "effect_z", "verdict")}}
+    for size in (s for s in config.sizes if s <= len(evidence)):
+        sets = random_sets(rng, len(evidence), size, config.sets)
+        p_mc, _, _ = scores.p_values(sets, np.zeros(len(sets), dtype=int))
+        row[str(size)] = shares(p_mc)
+    return row
+
+
+def random_sets(rng: np.random.Generator, pool: int, size: int, count: int) -> np.ndarray:
+    return np.stack([rng.choice(pool, size, replace=False) for _ in range(count)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    torch.set_num_threads(config.threads)
+    started = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.0f} s] {message}", flush=True)
+
+    rng = np.random.default_rng(config.seed)
+    report: dict[str, Any] = {"config": vars(config), "models": {}, "bound": {}}
+    clean_pool: list[np.ndarray] = []
+    run_messages: set[tuple[int, ...]] = set()
+    null_table, n_bits = None, 0
+    for run in map(Path, config.runs):
+        for layout, key in load_runs(run):
+            bundle = load_model(layout.watermark_model_dir(), "cpu")
+            message = message_from_key(key, bundle.n_bits)
+            run_messages.add(tuple(message.int().tolist()))
+            if null_table is None:
+                n_bits = bundle.n_bits
+                null_table = MessageTable.of(random_messages(config.null_keys, n_bits,
+                                                             torch.Generator().manual_seed(NULL_SEED)))
+            own = MessageTable.of(message.view(1, -1))
+            log(f"{run}{layout.config.tag}: watermark model {layout.watermark_model_dir()}")
+            # the clean twins are the same models in every case of a folder: measured with the first
+            variants = ("clean", layout.marked_name) if not layout.config.tag else (layout.marked_name,)
+            for method in layout.config.methods:
+                for variant in variants:
+                    paths = model_images(layout, method, variant, config.images, log)
+                    row = model_row(config, rng, model_evidence(bundle.detector, paths), message, null_table, own)
+                    label = "clean" if variant == "clean" else variant
+                    report["models"].setdefault(str(run), {}).setdefault(method, {})[label] = row
+                    log(f"  {method} {label}: all {row['images']} p = {row['all_images']['p_value']:.2g} "
+                        f"(z {row['all_images']['effect_z']:.2f}); " + ", ".join(
+                            f"n={s}: {row[str(s)]['0.001']['share']:.3f}" for s in config.sizes if str(s) in row)
+                        + " at alpha 0.001")
+                    if variant == "clean":
+                        clean_pool.append(row.pop("evidence"))
+                    else:
+                        row.pop("evidence")
+    if len(run_messages) > 1:
+        raise SystemExit("the runs used different keys; the pooled bound against the run's key needs one")
+    pool = np.concatenate(clean_pool)
+    tested = random_messages(config.sets, n_bits, torch.Generator().manual_seed(config.seed + 1))
+    against = {"fresh random keys": (MessageTable.of(tested), np.arange(config.sets)),
+               "the runs' key": (own, np.zeros(config.sets, dtype=int))}
+    for name, (table, index) in against.items():
+        scores = SetScores.build(torch.from_numpy(pool), null_table, table)
+        for size in config.bound_sizes:
+            p_mc, _, _ = scores.p_values(random_sets(rng, len(pool), size, config.sets), index)
+            report["bound"].setdefault(name, {})[str(size)] = shares(p_mc)
+            row = report["bound"][name][str(size)]
+            log(f"bound, clean twins' {len(pool)} images vs {name}, n={size}: " + "  ".join(
+                f"alpha {a}: {row[str(a)]['share']:.4f} [{row[str(a)]['ci95'][0]:.4f}, {row[str(a)]['ci95'][1]:.4f}]"
+                for a in ALPHAS))
+    report["seconds"] = round(time.monotonic() - started, 1)
+    if config.json_out:
+        Path(config.json_out).parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(Path(config.json_out), (json.dumps(report, indent=2) + "\n").encode("utf-8"))
+    log("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
