@@ -32,7 +32,7 @@ from gwm_desktop.core.watermark import CalibrationError, Embedder
 from gwm_desktop.core.weights import load_model
 from training.datasets import list_images
 from training.evaluate import EVAL_KEY, distortion, other_key, parse_conditions, protect_as_png, working_batch
-from training.verdict_sets import SetScores, clopper_pearson
+from training.verdict_sets import SetScores, clopper_pearson, random_sets
 
 DEFAULT_DATA = ["../shared/data/portraits", "../shared/data/paintings", "../shared/data/flat_art"]
 
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         for condition, ev in by_condition.items():
             scores = SetScores.build(torch.from_numpy(ev), null_table, MessageTable.of(tested))
             for size in config.sizes:
-                sets = np.stack([rng.choice(len(ev), size, replace=False) for _ in range(config.sets)])
+                sets = random_sets(rng, len(ev), size, config.sets)
                 p_mc, p_tail, _ = scores.p_values(sets, np.arange(config.sets))
                 if not checked:  # the shortcut must be the app's statistic exactly
                     for j in range(3):
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     for p, by_condition in direct_evidence.items():
         for condition, ev in by_condition.items():
             scores = SetScores.build(torch.from_numpy(ev), null_table, own_table)
-            sets = np.stack([rng.choice(len(ev), min(8, len(ev)), replace=False) for _ in range(config.direct_sets)])
+            sets = random_sets(rng, len(ev), min(8, len(ev)), config.direct_sets)
             p_mc, p_tail, _ = scores.p_values(sets, np.zeros(len(sets), dtype=int))
             floor = 1 / (config.null_keys + 1)
             report["direct"].setdefault(str(p), {})[condition] = {
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             if p == min(config.direct_levels) and condition in config.power_conditions:
                 for size in config.power_sizes:
                     size = min(size, len(ev))
-                    sets = np.stack([rng.choice(len(ev), size, replace=False) for _ in range(config.direct_sets)])
+                    sets = random_sets(rng, len(ev), size, config.direct_sets)
                     p_mc, p_tail, _ = scores.p_values(sets, np.zeros(len(sets), dtype=int))
                     report["power"].setdefault(condition, {})[str(size)] = {
                         str(a): float(decide(p_mc, a).mean()) for a in alphas}

@@ -53,6 +53,11 @@ def clopper_pearson(hits: int, trials: int, confidence: float = 0.95) -> tuple[f
     return low, high
 
 
+def random_sets(rng: np.random.Generator, pool: int, size: int, count: int) -> np.ndarray:
+    """(count, size) image indices: ``count`` random sets of ``size`` distinct images from ``pool``."""
+    return np.stack([rng.choice(pool, size, replace=False) for _ in range(count)])
+
+
 @dataclass
 class SetScores:
     null: np.ndarray    # (N, K) each image's best-view agreement with each random message

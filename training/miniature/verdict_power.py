@@ -35,7 +35,7 @@ from training.phase2.layout import RunLayout
 from training.phase2.loading import load_personalized
 from training.phase2.splits import split_seeds
 from training.phase2.synthesize import image_name, synthesize
-from training.verdict_sets import SetScores, clopper_pearson
+from training.verdict_sets import SetScores, clopper_pearson, random_sets
 
 ALPHAS = (0.01, 0.001)
 
@@ -124,20 +124,16 @@ def shares(p_values: np.ndarray) -> dict[str, Any]:
 def model_row(config: PowerConfig, rng: np.random.Generator, evidence: np.ndarray, message: torch.Tensor,
               null_table: MessageTable, own: MessageTable) -> dict[str, Any]:
     """One model's figures: the verdict on all its images (the app's 100,000 keys) and, per set size,
-    the share of random sets with a verdict (``config.null_keys`` keys); "evidence" is for the caller."""
+    the share of random sets with a verdict (``config.null_keys`` keys)."""
     whole = set_verdict(evidence, message).to_json()
     scores = SetScores.build(torch.from_numpy(evidence), null_table, own)
-    row: dict[str, Any] = {"images": len(evidence), "evidence": evidence, "all_images": {
+    row: dict[str, Any] = {"images": len(evidence), "all_images": {
         k: whole[k] for k in ("n", "p_value", "p_tail_estimate", "effect_z", "verdict")}}
     for size in (s for s in config.sizes if s <= len(evidence)):
         sets = random_sets(rng, len(evidence), size, config.sets)
         p_mc, _, _ = scores.p_values(sets, np.zeros(len(sets), dtype=int))
         row[str(size)] = shares(p_mc)
     return row
-
-
-def random_sets(rng: np.random.Generator, pool: int, size: int, count: int) -> np.ndarray:
-    return np.stack([rng.choice(pool, size, replace=False) for _ in range(count)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,13 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(config.seed)
     report: dict[str, Any] = {"config": vars(config), "models": {}, "bound": {}}
     clean_pool: list[np.ndarray] = []
-    run_messages: set[tuple[int, ...]] = set()
+    tested_key: bytes | None = None   # the pooled bound against the runs' key needs them to share one
     null_table, n_bits = None, 0
     for run in map(Path, config.runs):
         for layout, key in load_runs(run):
+            if tested_key not in (None, key):
+                raise SystemExit(f"{run} used another key than the runs before it; give runs of one key")
+            tested_key = key
             bundle = load_model(layout.watermark_model_dir(), "cpu")
             message = message_from_key(key, bundle.n_bits)
-            run_messages.add(tuple(message.int().tolist()))
             if null_table is None:
                 n_bits = bundle.n_bits
                 null_table = MessageTable.of(random_messages(config.null_keys, n_bits,
@@ -168,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             variants = ("clean", layout.marked_name) if not layout.config.tag else (layout.marked_name,)
             for method in layout.config.methods:
                 for variant in variants:
-                    paths = model_images(layout, method, variant, config.images, log)
-                    row = model_row(config, rng, model_evidence(bundle.detector, paths), message, null_table, own)
+                    evidence = model_evidence(bundle.detector, model_images(layout, method, variant, config.images, log))
+                    row = model_row(config, rng, evidence, message, null_table, own)
                     label = "clean" if variant == "clean" else variant
                     report["models"].setdefault(str(run), {}).setdefault(method, {})[label] = row
                     log(f"  {method} {label}: all {row['images']} p = {row['all_images']['p_value']:.2g} "
@@ -177,11 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                             f"n={s}: {row[str(s)]['0.001']['share']:.3f}" for s in config.sizes if str(s) in row)
                         + " at alpha 0.001")
                     if variant == "clean":
-                        clean_pool.append(row.pop("evidence"))
-                    else:
-                        row.pop("evidence")
-    if len(run_messages) > 1:
-        raise SystemExit("the runs used different keys; the pooled bound against the run's key needs one")
+                        clean_pool.append(evidence)
     pool = np.concatenate(clean_pool)
     tested = random_messages(config.sets, n_bits, torch.Generator().manual_seed(config.seed + 1))
     against = {"fresh random keys": (MessageTable.of(tested), np.arange(config.sets)),
