@@ -172,6 +172,20 @@ def test_phase2_overrides_reach_the_phase2_config_and_refuse_unknown_fields(tmp_
             override_phase2(cfg, wrong)
 
 
+def test_watermark_overrides_give_longer_runs_folders_of_their_own(tmp_path: Path) -> None:
+    from training.miniature.run import full_config, override_watermark
+
+    cfg = full_config(tmp_path, threads=1)
+    assert (cfg.watermark.tag, cfg.watermark.autoencoder_tag) == ("b16_t64", "_ae")   # earlier runs' folders
+    override_watermark(cfg, "steps=4000")
+    override_watermark(cfg, "autoencoder_steps=1000")
+    assert (cfg.watermark.steps, cfg.watermark.autoencoder_steps, cfg.watermark.batch_size) == (4000, 1000, 16)
+    assert (cfg.watermark.tag, cfg.watermark.autoencoder_tag) == ("b16_t64_s4000", "_ae1000")
+    for wrong in ("step=4000", "steps"):
+        with pytest.raises(SystemExit):
+            override_watermark(cfg, wrong)
+
+
 @pytest.mark.parametrize("signed", [False, True], ids=["plain G (earlier runs)", "key-signed G"])
 def test_matched_filter_check_tells_in_place_watermarks_from_clean_samples(tmp_path: Path, signed: bool) -> None:
     from PIL import Image

@@ -21,7 +21,7 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -220,10 +220,8 @@ def run(cfg: MiniatureConfig) -> dict[str, Any]:
     base = timed("prior + text encoder", ensure_base_pipeline, world, cfg.prior, vae_dir, log)
     standard_watermark = timed("watermark model", ensure_watermark_model, world, cfg.watermark, log)
     data = [world.portraits] + [p for p in world.extra if Path(p).is_dir()]
-    wm = cfg.watermark
     watermark_model = timed("watermark model + autoencoder round trip", ensure_autoencoder_aware_watermark, out,
-                            data, world.resolution, standard_watermark, vae_dir, wm.autoencoder_steps,
-                            wm.autoencoder_batch_size, wm.autoencoder_share, wm.max_images, log)
+                            data, world.resolution, standard_watermark, vae_dir, cfg.watermark, log)
     subject = out / "subject" / "X"
     prepare_subject(world.paintings, subject, count=cfg.subject_count)
     key = demo_key(out)
@@ -298,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--phase2", action="append", default=[], metavar="FIELD=VALUE",
                         help="override one Phase2Config setting, e.g. images_per_prompt=24 or p=0.01 "
                              "(repeatable; not the fields the miniature sets itself)")
+    parser.add_argument("--watermark", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override one watermark-model stage setting, e.g. steps=4000 or autoencoder_steps=1000 "
+                             "(repeatable; non-default step counts get folders of their own)")
     return parser
 
 
@@ -318,6 +319,15 @@ def override_personalization(cfg: MiniatureConfig, item: str) -> None:
         raise SystemExit(f"--personalize {item!r}: expected METHOD.FIELD=VALUE with METHOD in "
                          f"{', '.join(cfg.personalization)}")
     cfg.personalization[method] = {**cfg.personalization[method], name: _parse_value(value)}
+
+
+def override_watermark(cfg: MiniatureConfig, item: str) -> None:
+    """Apply one ``FIELD=VALUE`` (e.g. ``steps=4000``) to the watermark-model stage's config."""
+    name, _, value = item.partition("=")
+    if name not in {f.name for f in fields(WatermarkStageConfig)} or not value:
+        raise SystemExit(f"--watermark {item!r}: expected FIELD=VALUE with FIELD one of "
+                         f"{', '.join(f.name for f in fields(WatermarkStageConfig))}")
+    cfg.watermark = replace(cfg.watermark, **{name: _parse_value(value)})
 
 
 # Phase2Config fields the miniature itself decides (its world, its subject, the two cases it runs).
@@ -353,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         override_personalization(cfg, item)
     for item in args.phase2:
         override_phase2(cfg, item)
+    for item in args.watermark:
+        override_watermark(cfg, item)
     run(cfg)
     return 0
 

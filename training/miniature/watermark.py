@@ -20,6 +20,7 @@ import torch
 from diffusers import AutoencoderKL
 
 from training.distortion_layer import DistortionLayer
+from training.miniature.world import WatermarkStageConfig
 
 
 class AutoencoderRoundTrip(torch.nn.Module):
@@ -59,17 +60,18 @@ class AutoencoderRoundTrip(torch.nn.Module):
 
 
 def ensure_autoencoder_aware_watermark(out: Path, data: list[Path], resolution: int, base_model: Path, vae_dir: Path,
-                                       steps: int, batch_size: int, share: float = 0.5, max_images: int = 0,
-                                       log: Any = print) -> Path:
+                                       stage: WatermarkStageConfig, log: Any = print) -> Path:
     """Fine-tune ``base_model`` (a Phase 1 model folder) with the round trip; returns the new model folder."""
     from training.phase1 import Phase1Config, Phase1Trainer
 
-    folder = out / f"{Path(base_model).parent.name}_ae"   # e.g. watermark64_b16_t64_ae
+    folder = out / f"{Path(base_model).parent.name}{stage.autoencoder_tag}"   # e.g. watermark64_b16_t64_ae
     if (folder / "model" / "manifest.json").exists():
         return folder / "model"
-    config = Phase1Config(data=[str(d) for d in data], out=str(folder), steps=steps, warmup_steps=0,
-                          batch_size=batch_size, working_size=resolution, checkpoint_every=50, resume="latest",
-                          init_from=str(base_model), device="cpu", max_images=max_images)
+    config = Phase1Config(data=[str(d) for d in data], out=str(folder), steps=stage.autoencoder_steps,
+                          warmup_steps=0, batch_size=stage.autoencoder_batch_size, working_size=resolution,
+                          checkpoint_every=50, resume="latest", init_from=str(base_model), device="cpu",
+                          max_images=stage.max_images)
+    share = stage.autoencoder_share
     trainer = Phase1Trainer(config)
     vae = AutoencoderKL.from_pretrained(str(vae_dir))
     trainer.distort = AutoencoderRoundTrip(trainer.distort, vae, share, config.seed)

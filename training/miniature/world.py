@@ -95,7 +95,16 @@ class WatermarkStageConfig:
 
     @property
     def tag(self) -> str:
-        return f"b{self.n_bits}_t{self.tile}"
+        """Bits and tile, plus the step count when it is not the default, so runs of different lengths
+        never share a folder."""
+        steps = "" if self.steps == WatermarkStageConfig.steps else f"_s{self.steps}"
+        return f"b{self.n_bits}_t{self.tile}{steps}"
+
+    @property
+    def autoencoder_tag(self) -> str:
+        """Suffix of the autoencoder-aware model's folder (its step count when not the default)."""
+        default = WatermarkStageConfig.autoencoder_steps
+        return "_ae" if self.autoencoder_steps == default else f"_ae{self.autoencoder_steps}"
 
 
 def ensure_watermark_model(config: WorldConfig, stage: WatermarkStageConfig, log: Log = print) -> Path:
