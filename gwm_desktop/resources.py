@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 INSTALLED_NAME = "_resources"  # resources/ inside an installed package (setup.py)
@@ -29,3 +30,24 @@ def resources_dir() -> Path:
 
 def resource_path(*parts: str) -> Path:
     return resources_dir().joinpath(*parts)
+
+
+@dataclass(frozen=True)
+class EarlierModel:
+    """A shipped model older exports may carry: a short label (a menu entry) and the long form (reports)."""
+
+    label: str
+    description: str
+
+
+# By folder under resources/models ("default" is the engine's own model).
+EARLIER_MODELS = {"previous": EarlierModel("Exports before 2 Dec 2026",
+                                           "exports made before 2 December 2026 (the previous watermark)")}
+
+
+def earlier_model_dir(name: str) -> Path | None:
+    """The shipped folder of an earlier model, or None when this build does not carry it."""
+    if name not in EARLIER_MODELS:
+        raise ValueError(f"unknown shipped model {name!r}; choose from {', '.join(EARLIER_MODELS)}")
+    folder = resource_path("models", name)
+    return folder if (folder / "manifest.json").exists() else None

@@ -132,6 +132,27 @@ def main() -> int:
         path = OUT / f"verdict-{name}.png"
         window.grab().save(str(path))
         print(path)
+    # Older exports: images protected by the previous version, scanned with "Look for" set to it.
+    from gwm_desktop.core.engine import Engine
+    from gwm_desktop.resources import earlier_model_dir
+
+    previous = earlier_model_dir("previous")
+    if previous is not None:
+        older = home / "exported-last-year"
+        list(Engine(previous, "cpu").protect_files(images, older, window.context.profile(), 0.05))
+        panel.details_button.setChecked(False)
+        scan.clear_inputs()
+        scan.add_paths([older])
+        scan.model_combo.setCurrentIndex(scan.model_combo.findData("previous"))
+        scan.start_scan()
+        pump(lambda: panel.result is not None and not panel.busy and not scan.runner.busy)
+        pump(lambda: False, 1.5)  # thumbnails
+        for name in ("light", "dark"):
+            window.set_theme(name)
+            pump(lambda: False, 0.6)
+            path = OUT / f"scan-previous-{name}.png"
+            window.grab().save(str(path))
+            print(path)
     window.shutdown(60)
     return 0
 

@@ -30,7 +30,7 @@ from gwm_desktop.core.protection_log import record_export
 from gwm_desktop.core.verdict import DEFAULT_ALPHA, DEFAULT_NULL_KEYS, verdict_job
 from gwm_desktop.core.watermark import CalibrationError, Embedder
 from gwm_desktop.core.weights import ModelBundle, load_model
-from gwm_desktop.resources import resource_path
+from gwm_desktop.resources import earlier_model_dir, resource_path
 
 
 def default_model_dir() -> Path:
@@ -63,22 +63,39 @@ class Engine:
         self.bundle: ModelBundle = load_model(self.model_dir, self.device)
         self.lpips = build_lpips(self.device)
         self._profile_bundles: dict[Path, ModelBundle] = {}
-        # Scanners by (profile key, FPR): the threshold reads the whole calibration bank (~7 ms), which
-        # a scan of a few images would otherwise pay on every call.
-        self._scanners: dict[tuple[bytes, float], tuple[ModelBundle, Scanner]] = {}
+        self._earlier_bundles: dict[str, ModelBundle] = {}
+        # Scanners by (profile key, FPR, earlier model): the threshold reads the whole calibration bank
+        # (~7 ms), which a scan of a few images would otherwise pay on every call.
+        self._scanners: dict[tuple[bytes, float, str | None], tuple[ModelBundle, Scanner]] = {}
 
     @property
     def device_description(self) -> str:
         return describe_device(self.device)
 
-    def bundle_for(self, profile: Profile) -> ModelBundle:
-        """The profile's own fine-tuned detector if it has one, else the shipped model."""
+    def bundle_for(self, profile: Profile, earlier: str | None = None) -> ModelBundle:
+        """The profile's own fine-tuned detector if it has one, else the shipped model; ``earlier``: that
+        earlier shipped model (``EARLIER_MODELS``; a profile's fine-tuned detector belongs to this one)."""
+        if earlier is not None:
+            return self.shipped(earlier)
         folder = profile.detector_folder
         if folder is None:
             return self.bundle
         if folder not in self._profile_bundles:
             self._profile_bundles[folder] = load_model(folder, self.device)
         return self._profile_bundles[folder]
+
+    def shipped(self, earlier: str | None = None) -> ModelBundle:
+        """This engine's shipped model, or an earlier one (verified and loaded on first use) for the
+        exports it made."""
+        if earlier is None:
+            return self.bundle
+        name = earlier
+        if name not in self._earlier_bundles:
+            folder = earlier_model_dir(name)
+            if folder is None:
+                raise FileNotFoundError(f"this build does not include the {name} model (resources/models/{name})")
+            self._earlier_bundles[name] = load_model(folder, self.device)
+        return self._earlier_bundles[name]
 
     def invalidate_profile(self, profile: Profile) -> None:
         """Forget a cached profile detector (after one is installed or rolled back)."""
@@ -89,13 +106,13 @@ class Engine:
         message = message_from_key(profile.key, self.bundle.n_bits)
         return Embedder(self.bundle.generator, message, self.lpips, self.device)
 
-    def scanner(self, profile: Profile, fpr: float = DEFAULT_FPR) -> Scanner:
-        bundle = self.bundle_for(profile)
-        cached = self._scanners.get((profile.key, fpr))
+    def scanner(self, profile: Profile, fpr: float = DEFAULT_FPR, earlier: str | None = None) -> Scanner:
+        bundle = self.bundle_for(profile, earlier)
+        cached = self._scanners.get((profile.key, fpr, earlier))
         if cached is None or cached[0] is not bundle:
             message = message_from_key(profile.key, bundle.n_bits)
             cached = (bundle, Scanner(bundle.detector, message, bundle.calibration, self.device, fpr))
-            self._scanners[(profile.key, fpr)] = cached
+            self._scanners[(profile.key, fpr, earlier)] = cached
         return cached[1]
 
     def protect_files(self, inputs: Iterable[str | Path], out_dir: Path, profile: Profile, p: float,
@@ -148,21 +165,25 @@ class Engine:
             yield Progress(index, len(files), source.name, item)
 
     def scan_files(self, inputs: Iterable[str | Path], profile: Profile, fpr: float = DEFAULT_FPR,
-                   cancel: CancelToken | None = None) -> Iterator[Progress]:
-        """Score every image in ``inputs``; one Progress (payload ScanResult) per file."""
+                   cancel: CancelToken | None = None, earlier: str | None = None) -> Iterator[Progress]:
+        """Score every image in ``inputs``; one Progress (payload ScanResult) per file. ``earlier``: look
+        for the watermark an earlier shipped model made (``EARLIER_MODELS``) instead of this one's."""
         files = list(iter_image_files(inputs, empty_folders=True))
-        yield from self.scanner(profile, fpr).scan_paths(files, len(files), cancel)
+        yield from self.scanner(profile, fpr, earlier).scan_paths(files, len(files), cancel)
 
     def verdict_files(self, inputs: Iterable[str | Path], profile: Profile, alpha: float = DEFAULT_ALPHA,
-                      null_keys: int = DEFAULT_NULL_KEYS, cancel: CancelToken | None = None) -> Iterator[Progress]:
+                      null_keys: int = DEFAULT_NULL_KEYS, cancel: CancelToken | None = None,
+                      earlier: str | None = None) -> Iterator[Progress]:
         """The model-level verdict over every image in ``inputs`` (``core.verdict.verdict_job``).
 
-        Always the shipped model's detector: a profile's fine-tuned detector learned this key's
-        watermark, so its evidence depends on the key and the random-key comparison would not hold.
+        Always a shipped model's detector (this one, or ``earlier``): a profile's fine-tuned detector
+        learned this key's watermark, so its evidence depends on the key and the random-key comparison
+        would not hold.
         """
+        bundle = self.shipped(earlier)
         files = list(iter_image_files(inputs))
-        message = message_from_key(profile.key, self.bundle.n_bits)
-        yield from verdict_job(self.bundle.detector, message, files, self.device, alpha, null_keys, cancel=cancel)
+        message = message_from_key(profile.key, bundle.n_bits)
+        yield from verdict_job(bundle.detector, message, files, self.device, alpha, null_keys, cancel=cancel)
 
 
 def set_torch_threads(threads: int) -> None:

@@ -49,7 +49,10 @@ def thumbnail_uri(path: Path) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def write_html(results: Sequence[ScanResult], path: Path, profile_name: str, fpr: float) -> None:
+def write_html(results: Sequence[ScanResult], path: Path, profile_name: str, fpr: float,
+               watermark: str | None = None) -> None:
+    """``watermark``: which one was looked for, when not this version's (e.g. an earlier model's)."""
+    looked_for = f"Looked for the watermark of {html.escape(watermark)}.\n" if watermark else ""
     flagged = sum(r.flagged for r in results)
     errors = sum(bool(r.error) for r in results)
     rows = []
@@ -71,7 +74,7 @@ img {{ max-width: 96px; max-height: 96px; }}
 </style></head><body>
 <h1>GenWatermark scan report</h1>
 <p>Profile <b>{html.escape(as_utf8(profile_name))}</b>, verdicts at a false-positive rate of {fpr:.2%}.
-{len(results)} images: <b>{flagged}</b> carry this profile's watermark, {errors} could not be read.
+{looked_for}{len(results)} images: <b>{flagged}</b> carry this profile's watermark, {errors} could not be read.
 Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>
 <table><thead><tr><th></th><th>Path</th><th>Score</th><th>Verdict</th><th>Error</th></tr></thead>
 <tbody>
@@ -81,11 +84,12 @@ Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>
     _write_text(Path(path), document)
 
 
-def write_report(results: Sequence[ScanResult], path: Path, profile_name: str, fpr: float) -> None:
+def write_report(results: Sequence[ScanResult], path: Path, profile_name: str, fpr: float,
+                 watermark: str | None = None) -> None:
     suffix = Path(path).suffix.lower()
     if suffix == ".csv":
         write_csv(results, path)
     elif suffix in (".html", ".htm"):
-        write_html(results, path, profile_name, fpr)
+        write_html(results, path, profile_name, fpr, watermark)
     else:
         raise ValueError(f"report must end in .csv or .html, got {path}")

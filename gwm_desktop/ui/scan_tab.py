@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from gwm_desktop.core.jobs import eta_seconds
 from gwm_desktop.core.scan_verdict import VERDICT_TEXT
+from gwm_desktop.resources import EARLIER_MODELS, earlier_model_dir
 from gwm_desktop.ui.context import AppContext, format_eta
 from gwm_desktop.ui.drop_helpers import install_drop
 from gwm_desktop.ui.models import (
@@ -64,6 +65,7 @@ class ScanTab(QWidget):
         self._started = 0.0
         self._last_progress: Any = None
         self._inputs_used: list[Path] = []
+        self._earlier_used: str | None = None
         self.flush_timer = QTimer(self)
         self.flush_timer.setInterval(FLUSH_MS)
         self.flush_timer.timeout.connect(self._flush)
@@ -78,6 +80,7 @@ class ScanTab(QWidget):
         self.add_folder_button.clicked.connect(self.choose_folder)
         self.inputs_label = QLabel("Nothing to scan yet: drop suspect images or folders here")
         self.inputs_label.setAccessibleName("Scan inputs")
+        self.inputs_label.setWordWrap(True)  # wraps rather than widen the window past 1280 px
         self.clear_inputs_button = QPushButton("Clear")
         self.clear_inputs_button.clicked.connect(self.clear_inputs)
         self.fpr_combo = QComboBox()
@@ -88,6 +91,20 @@ class ScanTab(QWidget):
             self.fpr_combo.addItem(text, value)
         saved = self.settings.get("scan_fpr")
         self.fpr_combo.setCurrentIndex(max(0, next((i for i, (v, _) in enumerate(FPR_CHOICES) if abs(v - saved) < 1e-9), 1)))
+        # Which watermark to look for: this version's, or an earlier shipped model's (older exports).
+        self.model_combo = QComboBox()
+        self.model_combo.setAccessibleName("Watermark to look for")
+        self.model_combo.setToolTip("Exports carry the watermark of the app version that made them. To check "
+                                    "images protected with an earlier version, choose it here.")
+        self.model_combo.addItem("This version's watermark", None)
+        for name, earlier in EARLIER_MODELS.items():
+            if earlier_model_dir(name) is not None:
+                self.model_combo.addItem(earlier.label, name)
+                self.model_combo.setItemData(self.model_combo.count() - 1, earlier.description[0].upper()
+                                             + earlier.description[1:], Qt.ItemDataRole.ToolTipRole)
+        self.model_label = QLabel("Look for:")
+        for widget in (self.model_label, self.model_combo):
+            widget.setVisible(self.model_combo.count() > 1)
         self.scan_button = QPushButton("Scan")
         self.scan_button.setDefault(True)
         self.scan_button.setToolTip("Look for this profile's watermark (Ctrl+Return)")
@@ -98,6 +115,8 @@ class ScanTab(QWidget):
         for widget in (self.add_files_button, self.add_folder_button, self.clear_inputs_button):
             top.addWidget(widget)
         top.addWidget(self.inputs_label, 1)
+        top.addWidget(self.model_label)
+        top.addWidget(self.model_combo)
         top.addWidget(QLabel("False positives:"))
         top.addWidget(self.fpr_combo)
         top.addWidget(self.scan_button)
@@ -228,7 +247,8 @@ class ScanTab(QWidget):
         self.scan_button.setEnabled(ready and not busy and bool(self.inputs))
         self.scan_button.setText("Scan" if ready else "Loading model…")
         self.cancel_button.setEnabled(busy)
-        for widget in (self.add_files_button, self.add_folder_button, self.clear_inputs_button, self.fpr_combo):
+        for widget in (self.add_files_button, self.add_folder_button, self.clear_inputs_button, self.fpr_combo,
+                       self.model_combo):
             widget.setEnabled(not busy)
         self.report_button.setEnabled(not busy and self.model.rowCount() > 0)
         has_rows = self.model.rowCount() > 0 or busy
@@ -249,8 +269,9 @@ class ScanTab(QWidget):
         self._fpr_used = self.fpr()
         self._profile_used = self.context.profile()
         self._inputs_used = list(self.inputs)
-        inputs, profile, fpr = list(self.inputs), self._profile_used, self._fpr_used
-        worker = self.runner.start(lambda cancel: engine.scan_files(inputs, profile, fpr, cancel), "scan")
+        self._earlier_used = self.model_combo.currentData()
+        inputs, profile, fpr, earlier = list(self.inputs), self._profile_used, self._fpr_used, self._earlier_used
+        worker = self.runner.start(lambda cancel: engine.scan_files(inputs, profile, fpr, cancel, earlier), "scan")
         worker.yielded.connect(self._on_progress)
         worker.errored.connect(lambda message, _t: self._done(f"Scan stopped: {message}"))
         worker.aborted.connect(lambda: self._done("Scan cancelled"))
@@ -283,7 +304,8 @@ class ScanTab(QWidget):
         text = f"{counts['found']} with watermark · {counts['clean']} without"
         if counts["error"]:
             text += f" · {counts['error']} unreadable"
-        self.counts_label.setText(text + f"  (false-positive rate {self._fpr_used * 100:g} %)")
+        earlier = "; previous watermark" if self._earlier_used else ""
+        self.counts_label.setText(text + f"  (false-positive rate {self._fpr_used * 100:g} %{earlier})")
 
     def _done(self, stopped: str | None) -> None:
         self.flush_timer.stop()
@@ -302,7 +324,7 @@ class ScanTab(QWidget):
     def _verdict_switched(self, on: bool) -> None:
         """Switched on with results in the table (or a scan just finished): test them as one model's images."""
         if on and self._inputs_used and self.model.rowCount() and not self.runner.busy:
-            self.verdict_panel.start(self._inputs_used, self._profile_used)
+            self.verdict_panel.start(self._inputs_used, self._profile_used, self._earlier_used)
 
     def cancel_scan(self) -> None:
         if self.runner.busy:
@@ -339,7 +361,8 @@ class ScanTab(QWidget):
         from gwm_desktop.core.reports import write_report
 
         try:
-            write_report(self.model.results, Path(path), self._profile_used.name, self._fpr_used)
+            watermark = EARLIER_MODELS[self._earlier_used].description if self._earlier_used else None
+            write_report(self.model.results, Path(path), self._profile_used.name, self._fpr_used, watermark)
         except (OSError, ValueError) as error:
             QMessageBox.warning(self, "Report not saved", f"Could not save the report:\n{error}")
             return False

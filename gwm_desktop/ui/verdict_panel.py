@@ -39,6 +39,7 @@ class VerdictPanel(QFrame):
         self.runner = JobRunner(self)
         self.result: Any = None
         self._profile: Any = None
+        self._earlier: str | None = None
         self._build()
         self._show_result(None)
 
@@ -92,16 +93,17 @@ class VerdictPanel(QFrame):
     def busy(self) -> bool:
         return self.runner.busy
 
-    def start(self, inputs: list[Path], profile: Any) -> bool:
-        """Run the verdict over ``inputs`` for ``profile`` on a worker; False when it cannot start."""
+    def start(self, inputs: list[Path], profile: Any, earlier: str | None = None) -> bool:
+        """Run the verdict over ``inputs`` for ``profile`` on a worker (``earlier``: with that earlier
+        shipped model, as the scan was); False when it cannot start."""
         engine = self.context.engine
         if engine is None or not inputs or self.runner.busy:
             return False
-        self._profile = profile
+        self._profile, self._earlier = profile, earlier
         self._show_result(None)
         self.status.setText("Testing the images together against random keys…")
-        worker = self.runner.start(lambda cancel: engine.verdict_files(list(inputs), profile, cancel=cancel),
-                                   "verdict")
+        worker = self.runner.start(lambda cancel: engine.verdict_files(list(inputs), profile, cancel=cancel,
+                                                                       earlier=earlier), "verdict")
         worker.yielded.connect(self._on_progress)
         worker.errored.connect(lambda message, _t: self._finish(f"Verdict stopped: {message}"))
         worker.aborted.connect(lambda: self._finish("Verdict cancelled"))
@@ -164,8 +166,8 @@ class VerdictPanel(QFrame):
         from gwm_desktop.core.evidence_report import write_evidence_report
 
         try:
-            json_path = write_evidence_report(self.result, self._profile, self.context.engine.bundle.manifest,
-                                              Path(path))
+            manifest = self.context.engine.shipped(self._earlier).manifest
+            json_path = write_evidence_report(self.result, self._profile, manifest, Path(path))
         except (OSError, ValueError) as error:
             QMessageBox.warning(self, "Report not saved", f"Could not save the evidence report:\n{error}")
             return False

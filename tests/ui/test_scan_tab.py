@@ -65,3 +65,44 @@ def test_mixed_folder_scan_shows_right_verdicts(window, qtbot, tmp_path: Path) -
     # sorted by score, highest first: watermarked images on top
     top = scan.proxy.index(0, 1).data()
     assert any(r.flagged and Path(r.path).name == top for r in scan.model.results)
+
+
+@pytest.mark.slow
+def test_older_exports_are_found_when_the_previous_watermark_is_chosen(window, qtbot, tmp_path: Path, capsys) -> None:
+    from gwm_desktop.resources import earlier_model_dir
+    from tests.fixtures.cli_run import run_gwm
+
+    previous = earlier_model_dir("previous")
+    assert previous is not None, "the build ships resources/models/previous"
+    scan = window.scan_tab
+    assert not scan.model_combo.isHidden()             # shown: this build carries an earlier model
+    assert scan.model_combo.findData("previous") > 0 and scan.model_combo.currentData() is None
+    art = write_images(tmp_path / "art", 3, size=(384, 320), seed=20)
+    profile = window.context.profile()
+    # An export made by the previous version: the same profile key, the previous model.
+    code, text = run_gwm(["protect", *art, "--out", tmp_path / "old", "--model", previous,
+                          "--profile", profile.name, "--level", "strong"], capsys)
+    assert code == 0, text
+    scan.add_paths([tmp_path / "old"])
+    scan.verdict_panel.switch.setChecked(True)        # the model-level verdict follows the same choice
+    with qtbot.waitSignal(scan.verdict_panel.verdict_finished, timeout=120_000) as verdict:
+        scan_and_wait(qtbot, scan)
+    assert len(scan.model.results) == 3 and not any(r.flagged for r in scan.model.results)  # another frame
+    assert not verdict.args[0].verdict
+    scan.model_combo.setCurrentIndex(scan.model_combo.findData("previous"))
+    with qtbot.waitSignal(scan.verdict_panel.verdict_finished, timeout=120_000) as verdict:
+        scan_and_wait(qtbot, scan)
+    assert all(r.flagged for r in scan.model.results), [r.score for r in scan.model.results]
+    assert verdict.args[0].verdict and verdict.args[0].p_value < 1e-3
+    assert "previous watermark" in scan.counts_label.text()
+    assert scan.save_report(tmp_path / "report.html")
+    assert "exports made before 2 December 2026" in (tmp_path / "report.html").read_text()
+    # The evidence report names the model whose detector gave the evidence: the previous one.
+    import json
+
+    from gwm_desktop.core.evidence_report import model_version
+
+    assert scan.verdict_panel.save_report(tmp_path / "evidence.html")
+    manifest = json.loads((previous / "manifest.json").read_text())
+    assert model_version(manifest) in (tmp_path / "evidence.html").read_text()
+    assert model_version(manifest) != model_version(window.context.engine.bundle.manifest)
