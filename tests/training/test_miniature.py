@@ -127,12 +127,15 @@ def test_quick_world_runs_end_to_end(tmp_path: Path) -> None:
 
     out = tmp_path / "power.json"
     assert verdict_power([str(tmp_path / "mini"), "--images", "4", "--sizes", "2,4", "--bound-sizes", "2",
-                          "--sets", "20", "--null-keys", "200", "--threads", "2", "--json", str(out)]) == 0
+                          "--sets", "20", "--null-keys", "200", "--null-draws", "3", "--threads", "2",
+                          "--json", str(out)]) == 0
     power = json.loads(out.read_text())
     rows = power["models"][str(tmp_path / "mini")]["lora"]
     assert rows["marked"]["images"] == rows["clean"]["images"] == 4
     assert set(rows["clean"]) >= {"2", "4", "all_images"} and rows["marked"]["2"]["sets"] == 20
-    assert 0 <= power["bound"]["fresh random keys"]["2"]["0.001"]["share"] <= 1
+    fresh = power["bound"]["fresh random keys"]["2"]
+    assert fresh["sets"] == 3 * 20 and len(fresh["per_draw"]["0.01"]) == 3 and 0 <= fresh["0.001"]["share"] <= 1
+    assert power["bound"]["the runs' key"]["2"]["sets"] == 20      # one key, the app's own null table
     made = sorted((tmp_path / "mini" / "phase2" / "synth" / "lora" / "clean" / "verdict").glob("*.png"))
     assert len(made) == 4           # cached beside the run's own splits, on seeds none of them used
 
