@@ -89,13 +89,12 @@ class Engine:
         exports it made."""
         if earlier is None:
             return self.bundle
-        name = earlier
-        if name not in self._earlier_bundles:
-            folder = earlier_model_dir(name)
+        if earlier not in self._earlier_bundles:
+            folder = earlier_model_dir(earlier)
             if folder is None:
-                raise FileNotFoundError(f"this build does not include the {name} model (resources/models/{name})")
-            self._earlier_bundles[name] = load_model(folder, self.device)
-        return self._earlier_bundles[name]
+                raise FileNotFoundError(f"this build does not include the {earlier} model (resources/models/{earlier})")
+            self._earlier_bundles[earlier] = load_model(folder, self.device)
+        return self._earlier_bundles[earlier]
 
     def invalidate_profile(self, profile: Profile) -> None:
         """Forget a cached profile detector (after one is installed or rolled back)."""
