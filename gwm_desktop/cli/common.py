@@ -45,6 +45,14 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
                         help="CPU threads for torch (0: torch's default; env GWM_THREADS)")
 
 
+def add_earlier_option(parser: argparse.ArgumentParser) -> None:
+    from gwm_desktop.resources import EARLIER_MODELS
+
+    choices = ", ".join(f"{name}: {model.description}" for name, model in EARLIER_MODELS.items())
+    parser.add_argument("--earlier", choices=sorted(EARLIER_MODELS), default=None,
+                        help=f"look for the watermark an earlier version made, with its shipped model ({choices})")
+
+
 def thread_count(text: str) -> int:
     """--threads / GWM_THREADS: a whole number >= 0 (argparse turns the error into one usage line)."""
     try:
@@ -68,4 +76,5 @@ def make_engine(args: argparse.Namespace) -> Engine:
     return engine
 
 
-__all__ = ["EngineError", "ProfileError", "add_engine_options", "fail", "make_engine", "resolve_profile"]
+__all__ = ["EngineError", "ProfileError", "add_earlier_option", "add_engine_options", "fail", "make_engine",
+           "resolve_profile"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gwm_desktop.cli.common import (
     EngineError,
+    add_earlier_option,
     add_engine_options,
     fail,
     make_engine,
@@ -26,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--fpr", type=float, default=0.01, help="false-positive rate of the verdict (default 0.01)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
     parser.add_argument("--report", type=Path, default=None, help="write a .csv or .html report")
+    add_earlier_option(parser)
     add_engine_options(parser)
     parser.set_defaults(handler=run)
 
@@ -38,11 +40,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         profile = resolve_profile(ProfileStore(), args.profile, create_default=False)
         engine = make_engine(args)
-        engine.scanner(profile, args.fpr)  # fails early and clearly on a model without calibration
-    except (ProfileError, EngineError, RuntimeError) as error:
+        engine.scanner(profile, args.fpr, args.earlier)  # fails early and clearly on a model without calibration
+    except (ProfileError, EngineError, RuntimeError, OSError) as error:
         return fail(str(error))
     results = []
-    for progress in with_progress(engine.scan_files(args.inputs, profile, args.fpr), "scan", "img"):
+    scan = engine.scan_files(args.inputs, profile, args.fpr, earlier=args.earlier)
+    for progress in with_progress(scan, "scan", "img"):
         result = progress.payload
         results.append(result)
         if args.json:
@@ -59,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
         from gwm_desktop.core.reports import write_report
 
         try:
-            write_report(results, args.report, profile.name, args.fpr)
+            from gwm_desktop.resources import EARLIER_MODELS
+
+            watermark = EARLIER_MODELS[args.earlier].description if args.earlier else None
+            write_report(results, args.report, profile.name, args.fpr, watermark)
         except OSError as error:
             return fail(f"cannot write the report {args.report}: {error.strerror or error}")
         print(f"report written to {args.report}", file=sys.stderr)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gwm_desktop.cli.common import (
     EngineError,
+    add_earlier_option,
     add_engine_options,
     fail,
     make_engine,
@@ -33,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="write an evidence report (.html, with a .json beside it)")
     parser.add_argument("--null-keys", type=int, default=DEFAULT_NULL_KEYS,
                         help=f"random keys to compare with (default {DEFAULT_NULL_KEYS:,})")
+    add_earlier_option(parser)
     add_engine_options(parser)
     parser.set_defaults(handler=run)
 
@@ -53,13 +55,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         profile = resolve_profile(ProfileStore(), args.profile, create_default=False)
         engine = make_engine(args)
-    except (ProfileError, EngineError, RuntimeError) as error:
+        shipped = engine.shipped(args.earlier)  # the detector that gives the evidence
+    except (ProfileError, EngineError, RuntimeError, OSError) as error:
         return fail(str(error))
     from gwm_desktop.core.verdict import ImageEvidence
     from gwm_desktop.core.verdict_text import details, headline
 
     result = None
-    job = engine.verdict_files(args.inputs, profile, args.alpha, args.null_keys)
+    job = engine.verdict_files(args.inputs, profile, args.alpha, args.null_keys, earlier=args.earlier)
     for progress in with_progress(job, "verdict", "img"):
         item = progress.payload
         if not isinstance(item, ImageEvidence):
@@ -80,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         from gwm_desktop.core.evidence_report import write_evidence_report
 
         try:
-            json_path = write_evidence_report(result, profile, engine.bundle.manifest, args.report)
+            json_path = write_evidence_report(result, profile, shipped.manifest, args.report)
         except (OSError, ValueError) as error:
             return fail(f"cannot write the report: {error}")
         print(f"evidence report written to {args.report} (and {json_path})", file=sys.stderr)

@@ -23,6 +23,14 @@ def test_previous_exports_are_found_by_the_previous_model_not_by_the_new_one(tmp
     code, text = run_gwm(["scan", out, "--json"], capsys)   # the new default model: another frame
     assert code == 0, text
     assert not any(row["flagged"] for row in rows(text))
+    # --earlier previous: the same as naming the folder, and the report says which watermark it was
+    code, text = run_gwm(["scan", out, "--earlier", "previous", "--json", "--report", tmp_path / "r.html"], capsys)
+    assert code == 0, text
+    assert rows(text) == old
+    assert "exports made before 2 December 2026" in (tmp_path / "r.html").read_text()
+    code, text = run_gwm(["verdict", out, "--earlier", "previous", "--json"], capsys)
+    assert code == 0, text
+    assert json.loads(next(line for line in text.splitlines() if line.startswith("{")))["verdict"]
 
 
 def rows(text: str) -> list[dict]:
