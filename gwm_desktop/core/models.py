@@ -32,7 +32,8 @@ from torch import nn
 
 from gwm_desktop.core.keys import texture_signs
 from gwm_desktop.core.registration import (
-    estimate_scale,
+    SMALLEST_TURN,
+    estimate_frame,
     estimate_shift,
     half_tile_signs,
     mirrored_components,
@@ -44,6 +45,7 @@ from gwm_desktop.core.spectrum import (
     band_spectrum,
     band_width,
     luma,
+    rotate_about_centre,
     whiten,
     whitened_spectrum,
     zoom_out,
@@ -300,11 +302,14 @@ class WatermarkDetector(nn.Module):
 
     def registered_zoom(self, x: torch.Tensor, band: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, S, S) luma or RGB -> the same, each image zoomed out by its estimated crop magnification
-        (``band``: the luma's ``band_spectrum``, when the caller has it already)."""
+        and turned back by its estimated rotation (``band``: the luma's ``band_spectrum``, when the caller
+        has it already)."""
         if band is None:
             band = band_spectrum(luma(x) if x.shape[1] == 3 else x, band_width(self.spectrum_crop))
-        zooms = estimate_scale(whiten(band, self.spectrum_crop), self.components)
-        return torch.cat([zoom_out(x[i:i + 1], float(zoom)) for i, zoom in enumerate(zooms)])
+        zooms, angles = estimate_frame(whiten(band, self.spectrum_crop), self.components)
+        angles = torch.where(angles.abs() < SMALLEST_TURN, torch.zeros_like(angles), angles)
+        return torch.cat([rotate_about_centre(zoom_out(x[i:i + 1], float(zoom)), float(angle))
+                          for i, (zoom, angle) in enumerate(zip(zooms, angles, strict=True))])
 
     def evidence(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B, E): one unzoomed view's evidence, with gradients (Phase 2 trains D on it);

@@ -4,8 +4,9 @@ A trainer's crop magnifies the watermark (fewer cycles across the working frame)
 square crop, a bucket or a flip only moves it (a mirror-symmetric texture, flipped, is the same texture
 shifted). Every key draws from the same textures, so both are found from the image alone:
 
-* **scale** (``estimate_scale``): the zoom at which the whitened spectrum holds the most power at the
-  textures' frequencies (the mean of the strongest half, which any key switches on);
+* **scale and rotation** (``estimate_frame``): the zoom and the turn at which the whitened spectrum
+  holds the most power at the textures' frequencies (the mean of the strongest half, which any key
+  switches on); a rotation about the centre, as an editor's or a trainer's, leaves the centre anchor;
 * **shift** (``estimate_shift``): the translation that lines up the textures' phases once each is
   squared (squaring removes the key's signs). Squaring halves the period, so a shift of half a tile
   on either axis is left open: it flips the sign of the textures with an odd frequency on that axis
@@ -26,6 +27,9 @@ import torch.nn.functional as F
 # Zooms searched for a crop's magnification: from a crop keeping 45% of the shorter side to none,
 # in steps of about 2% (a texture's peak stays inside its main lobe).
 SCALES = tuple(float(s) for s in torch.exp(torch.linspace(math.log(0.45), 0.0, 41)))
+# Rotations searched: a trainer's or an editor's small turn, up to 6 degrees either way, a quarter apart.
+ANGLES = tuple(0.25 * k for k in range(-24, 25))
+SMALLEST_TURN = 0.15  # degrees: a smaller turn moves the frame's edge by under a third of a pixel
 
 
 @dataclass(frozen=True)
@@ -68,34 +72,81 @@ def half_tile_signs(components: Components) -> torch.Tensor:
 
 
 def estimate_scale(white: torch.Tensor, components: Components, scales: tuple[float, ...] = SCALES) -> torch.Tensor:
-    """(B, 1, crop, crop) whitened log spectrum -> (B,) the zoom that best explains the textures' peaks.
+    """(B, 1, crop, crop) whitened log spectrum -> (B,) the zoom that best explains the textures' peaks
+    (``estimate_frame`` with no rotation)."""
+    return estimate_frame(white, components, scales, (0.0,))[0]
 
-    A crop keeping a share c of the frame moves a texture at f to c f; the strongest half of the
-    textures (any key switches on half) scores each candidate c.
+
+def estimate_frame(white: torch.Tensor, components: Components, scales: tuple[float, ...] = SCALES,
+                   angles: tuple[float, ...] = ANGLES) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 1, crop, crop) whitened log spectrum -> (B,) zoom and (B,) rotation in degrees (the frame's
+    coordinates, x right and y down; ``spectrum.rotate_about_centre`` undoes it) that best explain the
+    textures' peaks.
+
+    A crop keeping a share c of the frame moves a texture at f to c f, and a rotation by a turns f by
+    a; the strongest half of the textures (any key switches on half) scores each candidate (c, a).
+    Coarse to fine: every zoom at every fourth angle, then every zoom at the angles around the best.
     """
+    zooms = torch.tensor(scales, dtype=white.dtype, device=white.device)
+    grid = torch.tensor(angles, dtype=white.dtype, device=white.device)
+    coarse = grid[::4] if len(angles) > 8 else grid
+    score = _frame_scores(white, components, zooms, coarse.expand(white.shape[0], -1))
+    rows = torch.arange(white.shape[0], device=white.device)
+    if len(coarse) < len(grid):   # the angles around the coarse best, at the grid's own step
+        step = grid[1] - grid[0]
+        centre = coarse[score.flatten(1).argmax(dim=-1) // len(scales)]
+        centre = centre.clamp(float(grid[0] + 4 * step), float(grid[-1] - 4 * step))
+        fine = centre[:, None] + step * torch.arange(-4, 5, device=white.device, dtype=white.dtype)[None]
+        score = _frame_scores(white, components, zooms, fine)
+    else:
+        fine = coarse.expand(white.shape[0], -1)
+    best = score.flatten(1).argmax(dim=-1)
+    best_angle, best_zoom = best // len(scales), best % len(scales)
+    # Parabolas through the best candidate and its neighbours refine both between grid steps (the zoom
+    # in log zoom, the grid being log-spaced): a 1% error already costs the matched filter much of
+    # its phase, and so does a quarter degree at the frame's edge.
+    zoom = _refine(score[rows, best_angle], best_zoom, zooms.log()).exp().clamp(max=1.0)
+    angle = fine[rows, best_angle]
+    if fine.shape[1] >= 3:
+        step = fine[:, 1] - fine[:, 0]
+        local = score[rows, :, best_zoom]
+        offset = _refine(local, best_angle, torch.arange(fine.shape[1], dtype=white.dtype, device=white.device))
+        angle = fine[:, 0] + offset * step
+    return zoom, angle
+
+
+def _frame_scores(white: torch.Tensor, components: Components, zooms: torch.Tensor,
+                  degrees: torch.Tensor) -> torch.Tensor:
+    """(B, 1, crop, crop), (K,) zooms, (B, A) angles per image -> (B, A, K) each candidate's texture score."""
     crop = white.shape[-1]
-    candidates = torch.tensor(scales, dtype=white.dtype, device=white.device)
-    points = candidates[:, None, None] * components.bins.to(white)[None]         # (K, J, 2): (x, y) bins
-    grid = (points + crop / 2) / (crop - 1) * 2 - 1
-    samples = F.grid_sample(white, grid[None].expand(white.shape[0], -1, -1, -1), mode="bilinear",
-                            align_corners=True)[:, 0]                           # (B, K, J)
+    turns = degrees.deg2rad()
+    rotations = torch.stack([torch.stack([turns.cos(), -turns.sin()], -1),
+                             torch.stack([turns.sin(), turns.cos()], -1)], -2)       # (B, A, 2, 2)
+    bins = torch.einsum("baij,nj->bani", rotations, components.bins.to(white))      # (B, A, J, 2): (x, y)
+    points = zooms[None, None, :, None, None] * bins[:, :, None]                     # (B, A, K, J, 2)
+    grid = (points.flatten(1, 2) + crop / 2) / (crop - 1) * 2 - 1
+    samples = F.grid_sample(white, grid, mode="bilinear", align_corners=True)[:, 0]  # (B, A K, J)
     n_textures = components.parity.shape[0]
     texture = components.texture.to(white.device)
     per_texture = torch.zeros(*samples.shape[:2], n_textures, dtype=white.dtype, device=white.device)
     per_texture.index_add_(2, texture, samples)
     per_texture = per_texture / torch.bincount(texture, minlength=n_textures).to(white)
-    score = per_texture.topk(max(1, n_textures // 2), dim=-1).values.mean(-1)   # (B, K)
-    # A parabola through the best candidate and its neighbours refines the zoom between grid steps
-    # (log-spaced, so in log zoom): a 1% error already costs the matched filter much of its phase.
-    best = score.argmax(dim=-1).clamp(1, len(scales) - 2)
-    rows = torch.arange(score.shape[0], device=white.device)
-    left, centre, right = score[rows, best - 1], score[rows, best], score[rows, best + 1]
+    score = per_texture.topk(max(1, n_textures // 2), dim=-1).values.mean(-1)   # (B, A K)
+    return score.view(white.shape[0], degrees.shape[1], len(zooms))
+
+
+def _refine(score: torch.Tensor, best: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """(B, N) scores along an evenly spaced ``grid`` (N,), (B,) index of the best -> (B,) the parabola's peak."""
+    if len(grid) < 3:
+        return grid[best]
+    rows = torch.arange(score.shape[0], device=score.device)
+    inner = best.clamp(1, len(grid) - 2)
+    left, centre, right = score[rows, inner - 1], score[rows, inner], score[rows, inner + 1]
     curvature = left - 2 * centre + right
     offset = torch.where(curvature < 0, 0.5 * (left - right) / curvature.clamp_max(-1e-12), torch.zeros_like(centre))
-    step = math.log(scales[1] / scales[0])
-    refined = candidates[best] * torch.exp(offset.clamp(-1, 1) * step)
-    on_edge = (score.argmax(dim=-1) == 0) | (score.argmax(dim=-1) == len(scales) - 1)
-    return torch.where(on_edge, candidates[score.argmax(dim=-1)], refined).clamp(max=1.0)
+    refined = grid[inner] + offset.clamp(-1, 1) * (grid[1] - grid[0])
+    on_edge = (best == 0) | (best == len(grid) - 1)
+    return torch.where(on_edge, grid[best], refined)
 
 
 def shift_grid(bins: torch.Tensor, working_size: int, tile: int) -> tuple[torch.Tensor, torch.Tensor]:

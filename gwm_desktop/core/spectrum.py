@@ -8,6 +8,8 @@ G's textures. ``zoom_out`` makes the scan-time views that undo a crop's magnific
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -71,6 +73,20 @@ def whitened_spectrum(x: torch.Tensor, crop: int) -> torch.Tensor:
 # the best view, and the calibration bank is built the same way, so the false-positive rate stays
 # the one asked for.
 SCAN_ZOOMS = (1.0, 0.8)
+
+
+def rotate_about_centre(x: torch.Tensor, degrees: float) -> torch.Tensor:
+    """(B, C, S, S) -> each output pixel read from the input at its position turned by ``degrees`` about
+    the centre (x right, y down): undoes the turn ``registration.estimate_frame`` reports as ``degrees``.
+    Corners from outside the frame get each image's mean colour, as ``zoom_out``'s surround."""
+    if abs(degrees) < 1e-3:
+        return x
+    turn = math.radians(degrees)
+    theta = torch.tensor([[math.cos(turn), -math.sin(turn), 0.0], [math.sin(turn), math.cos(turn), 0.0]],
+                         dtype=x.dtype, device=x.device)[None].expand(x.shape[0], -1, -1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    return F.grid_sample(x - mean, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + mean
 
 
 def zoom_out(x: torch.Tensor, zoom: float) -> torch.Tensor:

@@ -91,6 +91,32 @@ def test_a_random_crops_magnification_is_estimated_and_undone():
     assert float(matched_agreement(registered, own.view(1, 1, -1)).amax()) > 0.4
 
 
+def test_a_rotation_about_the_centre_is_estimated_and_turned_back():
+    """An editor's or a trainer's small turn (with the crop that removes the corners, as SPEC's
+    rotation) moves every texture off its bin; the registered view finds the angle to a fraction of a
+    degree and reads the key again, where the unregistered views do not."""
+    from gwm_desktop.core.registration import estimate_frame
+
+    generator, detector = isotropic_networks()
+    own = message_from_key(OWN_KEY, DEFAULT_BITS)
+    x = natural_image(6, 256, 256)
+    with torch.no_grad():
+        marked = (x + generator(x, own[None])).clamp(0, 1)
+    picture = Image.fromarray((marked[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    turned = picture.rotate(4.0, resample=Image.Resampling.BICUBIC).crop((18, 18, 238, 238))
+    frame = torch.from_numpy(np.array(turned.resize((256, 256), Image.Resampling.LANCZOS))).permute(2, 0, 1)[None]
+    frame = frame.float() / 255
+    white = whiten(band_spectrum(luma(frame), band_width(detector.spectrum_crop)), detector.spectrum_crop)
+    zoom, angle = estimate_frame(white, detector.components)
+    # PIL turns counter-clockwise on screen: -4 degrees in the frame's own (y down) coordinates
+    assert abs(float(angle[0]) + 4.0) < 0.3 and abs(float(zoom[0]) / (220 / 256) - 1) < 0.03
+    with torch.no_grad():
+        views = detector.decode_views(frame)[..., DEFAULT_BITS:]
+    per_view = matched_agreement(views, own.view(1, 1, -1))[0]
+    registered, others = float(per_view[-5:].max()), float(per_view[:-5].max())
+    assert registered > 0.4 and registered > others + 0.2, (registered, others)
+
+
 def test_random_keys_stay_below_the_true_key_on_a_searched_reading():
     """The searches take a maximum: the null is raised, but another key does not reach the true one."""
     generator, detector = isotropic_networks()
