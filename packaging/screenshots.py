@@ -123,15 +123,20 @@ def main() -> int:
     panel.switch.setChecked(True)  # with results in the table this tests them at once: let it finish
     pump(lambda: not panel.busy)
     window.tabs.setCurrentIndex(1)
-    scan.start_scan()
-    pump(lambda: panel.result is not None and not panel.busy and not scan.runner.busy)
-    pump(lambda: False, 1.5)  # thumbnails
-    for name in ("light", "dark"):
-        window.set_theme(name)
-        pump(lambda: False, 0.6)
-        path = OUT / f"verdict-{name}.png"
-        window.grab().save(str(path))
-        print(path)
+
+    def scan_with_verdict_and_shoot(stem: str) -> None:
+        """Scan the inputs (the verdict follows), then one screenshot per theme: ``stem``-light/dark.png."""
+        scan.start_scan()
+        pump(lambda: panel.result is not None and not panel.busy and not scan.runner.busy)
+        pump(lambda: False, 1.5)  # thumbnails
+        for name in ("light", "dark"):
+            window.set_theme(name)
+            pump(lambda: False, 0.6)
+            path = OUT / f"{stem}-{name}.png"
+            window.grab().save(str(path))
+            print(path)
+
+    scan_with_verdict_and_shoot("verdict")
     # Older exports: images protected by the previous version, scanned with "Look for" set to it.
     from gwm_desktop.core.engine import Engine
     from gwm_desktop.resources import earlier_model_dir
@@ -144,15 +149,7 @@ def main() -> int:
         scan.clear_inputs()
         scan.add_paths([older])
         scan.model_combo.setCurrentIndex(scan.model_combo.findData("previous"))
-        scan.start_scan()
-        pump(lambda: panel.result is not None and not panel.busy and not scan.runner.busy)
-        pump(lambda: False, 1.5)  # thumbnails
-        for name in ("light", "dark"):
-            window.set_theme(name)
-            pump(lambda: False, 0.6)
-            path = OUT / f"scan-previous-{name}.png"
-            window.grab().save(str(path))
-            print(path)
+        scan_with_verdict_and_shoot("scan-previous")
     window.shutdown(60)
     return 0
 
