@@ -93,6 +93,10 @@ class Scanner:
         # Score images the way the bank was built: per scan-time view (shipped model) or one view
         # (a bank written by an older or a Phase 2 job), or the threshold would not mean the FPR.
         self.use_views = calibration["clean_bits"].dim() == 3
+        if self.use_views and calibration["clean_bits"].shape[1] != detector.view_count:
+            raise CalibrationMissing(f"this model's calibration bank holds {calibration['clean_bits'].shape[1]} views "
+                                     f"per image where its scanner reads {detector.view_count}; recalibrate it "
+                                     "with `gwm eval --calibrate`")
 
     @torch.no_grad()
     def score_arrays(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

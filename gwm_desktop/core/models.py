@@ -30,13 +30,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gwm_desktop.core.agreement import MATCHED_WEIGHT, matched_agreement
 from gwm_desktop.core.keys import texture_signs
 from gwm_desktop.core.registration import (
     SMALLEST_TURN,
+    best_alignment,
+    coherence_zoom,
     estimate_frame,
-    estimate_shift,
+    estimate_shifts,
     half_tile_signs,
     mirrored_components,
+    normalised_components,
     shift_ramps,
 )
 from gwm_desktop.core.spectrum import (
@@ -54,6 +58,9 @@ from gwm_desktop.core.textures import luma_patterns, pattern_frequencies
 
 WORKING_SIZE = 256
 READINGS = 5  # an isotropic matched filter's readings per view: unmoved, then four after the shift search
+# New models' second registered view (``WatermarkDetector.registration_peaks``): the phases' zoom
+# estimate, read at the shift search's best three peaks (docs/history.md has the choice).
+REGISTRATION_PEAKS = 3
 DEFAULT_BITS = 32
 DEFAULT_TILE = 128
 SPECTRUM_CROP = 64
@@ -72,7 +79,7 @@ def networks_for_size(working_size: int = WORKING_SIZE, n_bits: int = DEFAULT_BI
     crop = min(working_size - 8, max(8, math.ceil(2 * 1.3 * highest / 8) * 8))
     return (WatermarkGenerator(n_bits=n_bits, tile=tile, working_size=working_size, isotropic=isotropic),
             WatermarkDetector(n_bits=n_bits, working_size=working_size, spectrum_crop=crop, tile=tile,
-                              isotropic=isotropic))
+                              isotropic=isotropic, registration_peaks=REGISTRATION_PEAKS if isotropic else 0))
 
 
 class WatermarkGenerator(nn.Module):
@@ -153,23 +160,6 @@ class WatermarkGenerator(nn.Module):
         return grey.expand(-1, 3, -1, -1)
 
 
-# How the matched filter's statistics become an agreement (``matched_agreement``), chosen on 60 eval
-# portraits at p = 0.01 (README, "Matched filter"): the switched-on textures should correlate with the
-# key's signs (tanh(c / 2)); a switched-off texture found with either sign (|c| > 2) is another key's.
-MATCHED_WEIGHT = 0.6     # share of the matched filter in the combined agreement
-MATCHED_PRESENT = 2.0    # |c| above which a switched-off texture counts against the key
-
-
-def matched_agreement(coherent: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
-    """(..., n_bits) statistics x (..., n_bits) message -> (...) in [-2, 1]."""
-    on = (message > 0).to(coherent.dtype)
-    off = 1 - on
-    signed = coherent * texture_signs(message).to(coherent)
-    present = torch.tanh(signed / 2) * on
-    stray = torch.relu(torch.tanh((coherent.abs() - MATCHED_PRESENT) / 2)) * off
-    return present.sum(-1) / on.sum(-1).clamp_min(1) - stray.sum(-1) / off.sum(-1).clamp_min(1)
-
-
 class WatermarkDetector(nn.Module):
     """D: image -> message logits, and the binary "watermarked with this key?" logit.
 
@@ -184,7 +174,8 @@ class WatermarkDetector(nn.Module):
 
     def __init__(self, n_bits: int = DEFAULT_BITS, widths: tuple[int, int, int] = (16, 32, 64),
                  spectrum_crop: int = SPECTRUM_CROP, working_size: int = WORKING_SIZE,
-                 matched_filter: bool = False, tile: int = DEFAULT_TILE, isotropic: bool = False) -> None:
+                 matched_filter: bool = False, tile: int = DEFAULT_TILE, isotropic: bool = False,
+                 registration_peaks: int = 0) -> None:
         super().__init__()
         if spectrum_crop % 2:
             raise ValueError(f"spectrum_crop must be even (the band is centred on zero frequency), got {spectrum_crop}")
@@ -192,6 +183,8 @@ class WatermarkDetector(nn.Module):
         # Isotropic (``WatermarkGenerator``): read the centred square of the shorter side, and register
         # the frame (``core.registration``) before reading (``decode_views``, ``READINGS``).
         self.isotropic = isotropic
+        # 0: the one registered view and shift peak of models calibrated before 2 Dec 2026 (``view_count``)
+        self.registration_peaks = registration_peaks
         self.components = (mirrored_components(pattern_frequencies(n_bits, tile, mirrored=True), working_size, tile)
                            if isotropic else None)
         self.matched_filter = matched_filter
@@ -258,31 +251,43 @@ class WatermarkDetector(nn.Module):
         """
         return self._correlate(band_spectrum(luma(x), band_width(self.spectrum_crop)))
 
-    def _correlate(self, band: torch.Tensor, register: bool = False) -> torch.Tensor:
+    def _correlate(self, band: torch.Tensor, register: bool = False, peaks: int = 1) -> torch.Tensor:
         """``coherent`` from the luma's ``band_spectrum`` (which ``decode_views`` shares with the CNN).
 
-        ``register``: (B, 5, n_bits), the statistics where an unmoved isotropic watermark sits (its
-        origin at the frame's centre), then after undoing the shift found by
-        ``registration.estimate_shift`` under each half-tile reading (``half_tile_signs``).
+        ``register``: (B, 1 + 4 peaks, n_bits), the statistics where an unmoved isotropic watermark sits
+        (its origin at the frame's centre), then after undoing each of the ``peaks`` best shifts of
+        ``registration.estimate_shifts`` under each half-tile reading (``half_tile_signs``).
         """
-        crop, margin = self.spectrum_crop, SMOOTHING_MARGIN
-        local = F.avg_pool2d(band.real**2 + band.imag**2, 2 * margin + 1, stride=1)[:, 0, :crop, :crop] + 1e-12
-        kept = band[:, 0, margin:margin + crop, margin:margin + crop]
-        templates, energy = self._template_spectra(kept.real)
-        weighted = kept.conj() / local
-        denominator = torch.sqrt(torch.einsum("bhw,khw->bk", 1.0 / local, energy)).clamp_min(1e-12)
+        weighted, local, denominator = self._whitened_correlation(band)
+        templates, _ = self._template_spectra(weighted.real)
         if not register:
             return torch.einsum("bhw,khw->bk", weighted, templates).real / denominator  # never adopted: 0
         centre = float((self.working_size // 2) % self.components.tile)
-        expected = torch.full((weighted.shape[0], 2), centre, device=weighted.device)
-        found = estimate_shift(weighted, templates, local, self.components)
-        readings = []
-        for shifts in (expected, found):
-            ramp_x, ramp_y = shift_ramps(shifts, crop, self.working_size)
-            aligned = weighted * ramp_y[:, :, None] * ramp_x[:, None, :]
-            readings.append(torch.einsum("bhw,khw->bk", aligned, templates).real / denominator)
-        searched = readings[1][:, None] * half_tile_signs(self.components).to(readings[1])[None]
-        return torch.cat([readings[0][:, None], searched], dim=1)
+        expected = torch.full((weighted.shape[0], 1, 2), centre, device=weighted.device)
+        found = estimate_shifts(normalised_components(weighted, templates, local, self.components),
+                                self.components, peaks)
+        shifts = torch.cat([expected, found], dim=1)                                  # (B, 1 + peaks, 2)
+        ramp_x, ramp_y = shift_ramps(shifts.flatten(0, 1), weighted.shape[-1], self.working_size)
+        aligned = weighted.repeat_interleave(shifts.shape[1], 0) * ramp_y[:, :, None] * ramp_x[:, None, :]
+        readings = (torch.einsum("bhw,khw->bk", aligned, templates).real
+                    / denominator.repeat_interleave(shifts.shape[1], 0)).view(*shifts.shape[:2], -1)
+        signs = half_tile_signs(self.components).to(readings)                         # (4, n_bits)
+        searched = (readings[:, 1:, None] * signs[None, None]).flatten(1, 2)          # (B, 4 peaks, n_bits)
+        return torch.cat([readings[:, :1], searched], dim=1)
+
+    def _whitened_correlation(self, band: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The kept band's conj(X) / P, the local power P and each texture's normaliser (``coherent``)."""
+        crop, margin = self.spectrum_crop, SMOOTHING_MARGIN
+        local = F.avg_pool2d(band.real**2 + band.imag**2, 2 * margin + 1, stride=1)[:, 0, :crop, :crop] + 1e-12
+        kept = band[:, 0, margin:margin + crop, margin:margin + crop]
+        _, energy = self._template_spectra(kept.real)
+        denominator = torch.sqrt(torch.einsum("bhw,khw->bk", 1.0 / local, energy)).clamp_min(1e-12)
+        return kept.conj() / local, local, denominator
+
+    def _shift_coherence(self, grey: torch.Tensor) -> torch.Tensor:
+        """(N, 1, s, s) luma views -> (N,) the shift search's best alignment (``registration.coherence_zoom``)."""
+        band = band_spectrum(grey, band_width(self.spectrum_crop))
+        return best_alignment(band, self._template_spectra(band.real)[0], self.components, SMOOTHING_MARGIN)
 
     def _evidence_of_luma(self, grey: torch.Tensor) -> torch.Tensor:
         """(N, 1, S, S) luma -> (N, E): bit logits, then the matched filter's statistics when D has it;
@@ -290,26 +295,32 @@ class WatermarkDetector(nn.Module):
         matched filter's readings (``_correlate``), the bit logits repeated for each."""
         return self._evidence_of_band(band_spectrum(grey, band_width(self.spectrum_crop)))
 
-    def _evidence_of_band(self, band: torch.Tensor) -> torch.Tensor:
-        """``_evidence_of_luma`` from the luma's ``band_spectrum``."""
+    def _evidence_of_band(self, band: torch.Tensor, peaks: int = 1) -> torch.Tensor:
+        """``_evidence_of_luma`` from the luma's ``band_spectrum``; isotropic: ``peaks`` shifts read."""
         evidence = self.bits(self.features(whiten(band, self.spectrum_crop)).flatten(1))
         if not self.matched_filter:
             return evidence
         if not self.isotropic:
             return torch.cat([evidence, self._correlate(band)], dim=-1)
-        readings = self._correlate(band, register=True)
+        readings = self._correlate(band, register=True, peaks=peaks)
         return torch.cat([evidence[:, None].expand(-1, readings.shape[1], -1), readings], dim=-1)
 
     def registered_zoom(self, x: torch.Tensor, band: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, S, S) luma or RGB -> the same, each image zoomed out by its estimated crop magnification
         and turned back by its estimated rotation (``band``: the luma's ``band_spectrum``, when the caller
-        has it already)."""
+        has it already); with ``phase_registration``, (2 B, ...): also zoomed out by the phases' estimate
+        (``registration.coherence_zoom``, at half the frame where the band fits) after the same turn."""
         if band is None:
             band = band_spectrum(luma(x) if x.shape[1] == 3 else x, band_width(self.spectrum_crop))
         zooms, angles = estimate_frame(whiten(band, self.spectrum_crop), self.components)
         angles = torch.where(angles.abs() < SMALLEST_TURN, torch.zeros_like(angles), angles)
-        return torch.cat([rotate_about_centre(zoom_out(x[i:i + 1], float(zoom)), float(angle))
-                          for i, (zoom, angle) in enumerate(zip(zooms, angles, strict=True))])
+        turned = torch.cat([rotate_about_centre(x[i:i + 1], float(angle)) for i, angle in enumerate(angles)])
+        if self.phase_registration:
+            grey = luma(turned) if turned.shape[1] == 3 else turned
+            size = self.working_size // (2 if 4 * band_width(self.spectrum_crop) <= self.working_size else 1)
+            zooms = torch.cat([zooms, coherence_zoom(self._shift_coherence, grey, size)])
+            turned = torch.cat([turned, turned])
+        return torch.cat([zoom_out(turned[i:i + 1], float(zoom)) for i, zoom in enumerate(zooms)])
 
     def evidence(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B, E): one unzoomed view's evidence, with gradients (Phase 2 trains D on it);
@@ -323,28 +334,40 @@ class WatermarkDetector(nn.Module):
     @torch.no_grad()
     def decode_views(self, x: torch.Tensor, zooms: tuple[float, ...] = SCAN_ZOOMS) -> torch.Tensor:
         """(B, 3, S, S) -> (B, V, E): the evidence of each scan-time view (``SCAN_ZOOMS``; isotropic: the
-        ``SCAN_ZOOMS`` and the registered view, each read ``READINGS`` ways, V = 15).
+        ``SCAN_ZOOMS`` and the registered view, each read ``READINGS`` ways, then with
+        ``phase_registration`` the phases' registered view read 1 + 4 ``registration_peaks`` ways).
 
         E = n_bits bit logits, followed by n_bits matched-filter statistics (``coherent``) when the
         detector has the matched filter; ``agreement`` reads both.
         """
         grey = luma(self._at_working_size(x))  # zoomed once per view on one channel: the views need only luma
-        if self.isotropic:  # as is, the fixed crop view, and registered (zoomed out by its crop's estimate)
-            width = band_width(self.spectrum_crop)
-            as_is = band_spectrum(grey, width)  # read, and the registration's estimate: one FFT for both
-            others = [*(zoom_out(grey, zoom) for zoom in zooms[1:]), self.registered_zoom(grey, as_is)]
-            evidence = self._evidence_of_band(torch.cat([as_is, band_spectrum(torch.cat(others), width)]))
-            evidence = evidence[:, None] if evidence.dim() == 2 else evidence
-            return torch.cat(evidence.reshape(1 + len(others), x.shape[0], -1, evidence.shape[-1]).unbind(0), dim=1)
-        evidence = self._evidence_of_luma(torch.cat([zoom_out(grey, zoom) for zoom in zooms]))
-        return evidence.view(len(zooms), x.shape[0], -1).transpose(0, 1)
+        if not self.isotropic:
+            evidence = self._evidence_of_luma(torch.cat([zoom_out(grey, zoom) for zoom in zooms]))
+            return evidence.view(len(zooms), x.shape[0], -1).transpose(0, 1)
+        width = band_width(self.spectrum_crop)
+        as_is = band_spectrum(grey, width)  # read, and the registration's estimate: one FFT for both
+        fixed = band_spectrum(torch.cat([zoom_out(grey, zoom) for zoom in zooms[1:]]), width)
+        registered = band_spectrum(self.registered_zoom(grey, as_is), width)
+        parts = [self._evidence_of_band(torch.cat([as_is, fixed, registered[:x.shape[0]]]))]
+        if self.phase_registration:   # the phases' view, read at more peaks: a batch of its own
+            parts.append(self._evidence_of_band(registered[x.shape[0]:], self.registration_peaks))
+        views = []
+        for evidence in (part[:, None] if part.dim() == 2 else part for part in parts):
+            views.extend(evidence.reshape(-1, x.shape[0], *evidence.shape[1:]).unbind(0))
+        return torch.cat(views, dim=1)
 
     @property
     def view_count(self) -> int:
-        """V of ``decode_views``: the scan-time zooms (isotropic: and the registered view) x ``READINGS``."""
+        """V of ``decode_views``: the scan-time zooms (isotropic: and the registered views) x their readings."""
         if not self.isotropic:
             return len(SCAN_ZOOMS)
-        return (len(SCAN_ZOOMS) + 1) * (READINGS if self.matched_filter else 1)
+        unregistered = (len(SCAN_ZOOMS) + 1) * (READINGS if self.matched_filter else 1)
+        return unregistered + (1 + 4 * self.registration_peaks if self.phase_registration else 0)
+
+    @property
+    def phase_registration(self) -> bool:
+        """Whether the scan adds the phases' zoom and reads ``registration_peaks`` shifts (matched filter only)."""
+        return bool(self.registration_peaks and self.matched_filter)
 
     @staticmethod
     def agreement(bits: torch.Tensor, message: torch.Tensor) -> torch.Tensor:

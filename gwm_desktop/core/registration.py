@@ -7,7 +7,9 @@ shifted). Every key draws from the same textures, so both are found from the ima
 * **scale and rotation** (``estimate_frame``): the zoom and the turn at which the whitened spectrum
   holds the most power at the textures' frequencies (the mean of the strongest half, which any key
   switches on); a rotation about the centre, as an editor's or a trainer's, leaves the centre anchor;
-* **shift** (``estimate_shift``): the translation that lines up the textures' phases once each is
+* **zoom, again** (``coherence_zoom``): the zoom at which the shift search below lines the textures'
+  phases up best, a sharper measure than the power's;
+* **shift** (``estimate_shifts``): the translation that lines up the textures' phases once each is
   squared (squaring removes the key's signs). Squaring halves the period, so a shift of half a tile
   on either axis is left open: it flips the sign of the textures with an odd frequency on that axis
   (``half_tile_signs``), and the scanner keeps all four readings as views.
@@ -19,10 +21,13 @@ search (``WatermarkDetector.decode_views``) and the false-positive rate stays th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from gwm_desktop.core.spectrum import zoom_out
 
 # Zooms searched for a crop's magnification: from a crop keeping 45% of the shorter side to none,
 # in steps of about 2% (a texture's peak stays inside its main lobe).
@@ -159,25 +164,94 @@ def shift_grid(bins: torch.Tensor, working_size: int, tile: int) -> tuple[torch.
     return shifts, torch.polar(torch.ones_like(doubled), -doubled)
 
 
-def estimate_shift(weighted: torch.Tensor, templates: torch.Tensor, local: torch.Tensor,
-                   components: Components) -> torch.Tensor:
-    """(B, crop, crop) conj(X) / P, (n, crop, crop) template spectra, (B, crop, crop) local power
-    -> (B, 2) the shift (x, y) in working pixels, modulo half a tile, that best aligns the textures.
-
-    Each component's normalised correlation y = conj(X) T / P / (|T| / sqrt(P)) turns by 2 pi f.t / S
-    under a shift t and carries the key's sign; y^2 carries neither sign, so the sum of y^2 e^{-2i 2 pi
-    f.t / S} peaks at the true shift whatever the key.
-    """
+def normalised_components(weighted: torch.Tensor, templates: torch.Tensor, local: torch.Tensor,
+                          components: Components) -> torch.Tensor:
+    """(B, crop, crop) conj(X) / P, (n, crop, crop) template spectra, (B, crop, crop) local power -> (B, J)
+    each component's normalised correlation y = conj(X) T / P / (|T| / sqrt(P)), what ``shift_scores`` reads."""
     crop = weighted.shape[-1]
     cols = components.bins[:, 0].to(weighted.device) + crop // 2
     rows = components.bins[:, 1].to(weighted.device) + crop // 2
     template = templates[components.texture.to(weighted.device), rows, cols]    # (J,)
-    y = weighted[:, rows, cols] * template
     scale = template.abs() / local[:, rows, cols].sqrt()
-    normalised = y / scale.clamp_min(1e-12)
-    rotations = components.rotations.to(weighted.device, normalised.dtype)
-    score = (normalised**2 @ rotations).real                                    # (B, G)
-    return components.shifts.to(weighted.device)[score.argmax(dim=-1)]
+    return weighted[:, rows, cols] * template / scale.clamp_min(1e-12)
+
+
+def shift_scores(normalised: torch.Tensor, components: Components, step: int = 1) -> torch.Tensor:
+    """(B, J) ``normalised_components`` -> (B, G) how well each candidate shift (``Components.shifts``,
+    modulo half a tile; ``step``: every step-th along each axis) aligns the textures.
+
+    Each y turns by 2 pi f.t / S under a shift t and carries the key's sign; y^2 carries neither sign,
+    so the sum of y^2 e^{-2i 2 pi f.t / S} peaks at the true shift whatever the key.
+    """
+    rotations = components.rotations
+    if step > 1:
+        half = components.tile // 2
+        rotations = rotations.view(-1, half, half)[:, ::step, ::step].flatten(1)
+    return (normalised**2 @ rotations.to(normalised.device, normalised.dtype)).real
+
+
+def estimate_shifts(normalised: torch.Tensor, components: Components, count: int = 1) -> torch.Tensor:
+    """(B, J) ``normalised_components`` -> (B, count, 2) the ``count`` best shifts (x, y) in working
+    pixels, modulo half a tile, each the highest within 2 px of itself (the score's peaks are about 4 px
+    wide).
+
+    A faint or cropped watermark's true shift is often the second or third peak rather than the first;
+    reading a few peaks finds it, and the bank, built with the same readings, prices the search.
+    """
+    half = components.tile // 2
+    score = shift_scores(normalised, components).view(-1, 1, half, half)      # [ty, tx]
+    if count > 1:
+        wrapped = F.pad(score, (2, 2, 2, 2), mode="circular")
+        peak = score >= F.max_pool2d(wrapped, 5, stride=1)
+        score = torch.where(peak, score, torch.full_like(score, -torch.inf))
+    best = score.flatten(1).topk(count, dim=-1).indices
+    return components.shifts.to(normalised.device)[best]
+
+
+def best_alignment(band: torch.Tensor, templates: torch.Tensor, components: Components, margin: int) -> torch.Tensor:
+    """(N, 1, crop + 2 margin, ...) ``band_spectrum``, (n, crop, crop) template spectra -> (N,) the best
+    ``shift_scores``, from the textures' own bins and their local power alone (``coherence_zoom`` reads
+    many views; the whole band's whitening is not needed for these few bins)."""
+    band, crop = band[:, 0], templates.shape[-1]
+    rows = components.bins[:, 1].to(band.device) + crop // 2                      # kept-band coordinates
+    cols = components.bins[:, 0].to(band.device) + crop // 2
+    template = templates[components.texture.to(band.device), rows, cols]
+    window = torch.arange(2 * margin + 1, device=band.device)
+    power = band.real**2 + band.imag**2
+    local = power[:, (rows[:, None] + window)[:, :, None], (cols[:, None] + window)[:, None, :]].mean((-1, -2))
+    normalised = band[:, rows + margin, cols + margin].conj() * template / template.abs().clamp_min(1e-12)
+    # every other shift: the score's peaks are about 4 px wide, and only the best one's height is used
+    return shift_scores(normalised / (local + 1e-12).sqrt(), components, step=2).amax(dim=-1)
+
+
+# Zooms the key-independent phase search (``coherence_zoom``) tries: those of ``SCALES``, 0.5% apart,
+# visited every 3% first (the score's peak is wider than that), then finely around the best.
+PHASE_ZOOMS = tuple(float(s) for s in torch.exp(torch.linspace(math.log(0.45), 0.0, 121)))
+PHASE_COARSE_EVERY = 6
+
+
+def coherence_zoom(score: Callable[[torch.Tensor], torch.Tensor], grey: torch.Tensor, size: int,
+                   zooms: tuple[float, ...] = PHASE_ZOOMS, every: int = PHASE_COARSE_EVERY) -> torch.Tensor:
+    """(B, 1, S, S) luma -> (B,) the zoom-out at which ``score`` ((N, 1, S, S) views -> (N,)) is highest.
+
+    ``score`` is the shift search's best alignment: the textures' phases, squared, line up only where
+    the frame is right to within a fraction of a period at the frame's edge, so it finds a crop's
+    magnification far more sharply than the power spectrum's peaks (``estimate_frame``), which a
+    strong image texture can pull off by 10% or more. The search runs at ``size`` px (the detector
+    passes half the working size where its band fits: the textures lie well below its Nyquist frequency).
+    """
+    small = grey if size == grey.shape[-1] else F.interpolate(grey, size=(size, size), mode="bilinear",
+                                                              antialias=True, align_corners=False)
+    grid = torch.tensor(zooms)
+    coarse = list(range(0, len(zooms), every))
+    coarse_scores = score(torch.cat([zoom_out(small, zooms[k]) for k in coarse])).view(len(coarse), -1)
+    nearby = []  # per image, the fine grid around its coarse best: one batch for all images
+    for best in coarse_scores.argmax(dim=0).tolist():
+        centre = coarse[best]
+        nearby.append(list(range(max(0, centre - every + 1), min(len(zooms), centre + every))))
+    views = torch.cat([zoom_out(small[i:i + 1], zooms[k]) for i, near in enumerate(nearby) for k in near])
+    fine_scores = score(views).split([len(near) for near in nearby])
+    return torch.stack([grid[near[int(found.argmax())]] for near, found in zip(nearby, fine_scores, strict=True)]).to(grey)
 
 
 def shift_ramps(shifts: torch.Tensor, crop: int, working_size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gwm_desktop.core.agreement import MATCHED_PRESENT, MATCHED_WEIGHT
 from gwm_desktop.core.detect import Unreadable, load_in_batches
 from gwm_desktop.core.jobs import CancelToken, Progress
 from gwm_desktop.core.keys import random_messages, texture_signs
-from gwm_desktop.core.models import MATCHED_PRESENT, MATCHED_WEIGHT, WatermarkDetector
+from gwm_desktop.core.models import WatermarkDetector
 
 DEFAULT_ALPHA = 0.001
 DEFAULT_NULL_KEYS = 100_000

@@ -70,6 +70,7 @@ def architecture_config(generator: WatermarkGenerator, detector: WatermarkDetect
         "signed": generator.signed,
         "matched_filter": detector.matched_filter,
         "isotropic": generator.isotropic,
+        "registration_peaks": detector.registration_peaks,
     }
 
 
@@ -80,7 +81,8 @@ def build_networks(config: dict[str, Any]) -> tuple[WatermarkGenerator, Watermar
     detector = WatermarkDetector(n_bits=config["n_bits"], widths=tuple(config["detector_widths"]),
                                  spectrum_crop=config["spectrum_crop"], working_size=config["working_size"],
                                  matched_filter=config.get("matched_filter", False), tile=config["tile"],
-                                 isotropic=config.get("isotropic", False))
+                                 isotropic=config.get("isotropic", False),
+                                 registration_peaks=config.get("registration_peaks", 0))
     return generator, detector
 
 

@@ -6,15 +6,18 @@ textures), read by the matched filter alone, so they check the geometry, not tra
 """
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from gwm_desktop.core.agreement import matched_agreement
+from gwm_desktop.core.detect import NEGATIVE_BANKS
 from gwm_desktop.core.image_io import load_rgb_resized
 from gwm_desktop.core.keys import message_from_key, random_messages
-from gwm_desktop.core.models import DEFAULT_BITS, matched_agreement, networks_for_size
-from gwm_desktop.core.registration import estimate_scale
-from gwm_desktop.core.spectrum import band_spectrum, band_width, luma, whiten, zoom_out
+from gwm_desktop.core.models import DEFAULT_BITS, READINGS, REGISTRATION_PEAKS, networks_for_size
+from gwm_desktop.core.registration import coherence_zoom, estimate_scale
+from gwm_desktop.core.spectrum import SCAN_ZOOMS, band_spectrum, band_width, luma, whiten, zoom_out
 from training.matched_filter import with_matched_filter
 
 OWN_KEY, OTHER_KEY = b"registration-test-key-a" + bytes(9), b"registration-test-key-b" + bytes(9)
@@ -91,6 +94,35 @@ def test_a_random_crops_magnification_is_estimated_and_undone():
     assert float(matched_agreement(registered, own.view(1, 1, -1)).amax()) > 0.4
 
 
+def test_an_off_centre_crops_zoom_is_found_from_the_phases_and_read_at_a_shift_peak():
+    """The power's estimate above is a few per cent off; the phases' (``coherence_zoom``) about 1%,
+    and the registered views, read at the shift search's best peaks, find the key there."""
+    generator, detector = isotropic_networks()
+    own = message_from_key(OWN_KEY, DEFAULT_BITS)
+    x = natural_image(4, 256, 384)
+    with torch.no_grad():
+        marked = (x + generator(x, own[None])).clamp(0, 1)
+        frame = F.interpolate(marked[..., 40:40 + 160, 125:125 + 160], size=(256, 256), mode="bilinear",
+                              antialias=True)
+        zoom = float(coherence_zoom(detector._shift_coherence, luma(frame), 128)[0])
+        per_view = matched_agreement(detector.decode_views(frame)[..., DEFAULT_BITS:], own.view(1, 1, -1))[0]
+    assert abs(zoom / (160 / 256) - 1) < 0.015, zoom
+    assert per_view.shape[0] == detector.view_count == (len(SCAN_ZOOMS) + 1) * READINGS + 1 + 4 * REGISTRATION_PEAKS
+    unregistered = len(SCAN_ZOOMS) * READINGS
+    assert float(per_view[unregistered:].max()) > 0.4 > float(per_view[:unregistered].max()), per_view
+
+
+def test_a_bank_from_another_registration_is_refused():
+    """A bank holds one scanner's views; read against another's, its threshold would not be the FPR."""
+    from gwm_desktop.core.detect import CalibrationMissing, Scanner
+
+    _, detector = isotropic_networks()
+    message = message_from_key(OWN_KEY, DEFAULT_BITS)
+    old_bank = {name: torch.zeros(10, (len(SCAN_ZOOMS) + 1) * READINGS, 2 * DEFAULT_BITS) for name in NEGATIVE_BANKS}
+    with pytest.raises(CalibrationMissing, match="recalibrate"):
+        Scanner(detector, message, old_bank)
+
+
 def test_a_rotation_about_the_centre_is_estimated_and_turned_back():
     """An editor's or a trainer's small turn (with the crop that removes the corners, as SPEC's
     rotation) moves every texture off its bin; the registered view finds the angle to a fraction of a
@@ -113,7 +145,8 @@ def test_a_rotation_about_the_centre_is_estimated_and_turned_back():
     with torch.no_grad():
         views = detector.decode_views(frame)[..., DEFAULT_BITS:]
     per_view = matched_agreement(views, own.view(1, 1, -1))[0]
-    registered, others = float(per_view[-5:].max()), float(per_view[:-5].max())
+    unregistered = len(SCAN_ZOOMS) * READINGS                   # the views before the registered ones
+    registered, others = float(per_view[unregistered:].max()), float(per_view[:unregistered].max())
     assert registered > 0.4 and registered > others + 0.2, (registered, others)
 
 

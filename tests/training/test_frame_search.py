@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gwm_desktop.core.agreement import matched_agreement
 from gwm_desktop.core.keys import message_from_key
-from gwm_desktop.core.models import WatermarkDetector, matched_agreement, networks_for_size
+from gwm_desktop.core.models import WatermarkDetector, networks_for_size
 from gwm_desktop.core.spectrum import band_spectrum, band_width
 from training.frame_search import Registration, joined_score, searched_coherent, undo_frame
 from training.frame_search_eval import run

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gwm_desktop.core.agreement import matched_agreement
 from gwm_desktop.core.keys import message_from_key, texture_signs
-from gwm_desktop.core.models import WatermarkDetector, matched_agreement
+from gwm_desktop.core.models import WatermarkDetector
 from gwm_desktop.core.weights import load_model
 from training.matched_filter import with_matched_filter
 from training.metrics import auc
