@@ -5,6 +5,8 @@
 - protect: Engine.protect_files (PNG output) vs a bare loop of Pillow decode + PNG encode;
 - scan: Engine.scan_files vs a bare loop of Pillow decode (full ``load()``);
   both on 1 MP and 12 MP JPEGs made from a real painting (../shared/data) or a synthetic photo;
+- the detector's views of one working frame with the model's readings vs with its phase-registered
+  view left out (``registration_peaks`` 0, the 15 readings of models before it): what that view costs;
 - peak RSS of protecting one 64 MP image, in a fresh process.
 Prints ratios (lower is better; 1.0 = as fast as the bare loop). Timings depend on the machine.
 """
@@ -88,6 +90,26 @@ def peak_rss_protect(path: Path, out: Path, threads: int) -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
+def views_cost(detector, repeats: int) -> None:
+    """decode_views on one frame, as shipped and without the phase-registered view (restored after)."""
+    import torch
+
+    frame = torch.rand(1, 3, detector.working_size, detector.working_size)
+    shipped_peaks, times = detector.registration_peaks, {}
+    try:
+        for peaks in dict.fromkeys((shipped_peaks, 0)):
+            detector.registration_peaks = peaks
+            detector.decode_views(frame)  # warm up
+            times[detector.view_count] = timed(lambda: [detector.decode_views(frame) for _ in range(10)], repeats) / 10
+    finally:
+        detector.registration_peaks = shipped_peaks
+    (shipped, ours), *rest = times.items()
+    line = f"detector views: {shipped} readings {ours * 1000:.1f} ms/frame"
+    for readings, seconds in rest:
+        line += f"; {readings} readings {seconds * 1000:.1f} ms ({ours / seconds:.2f}x)"
+    print(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=0)
@@ -131,6 +153,7 @@ def main() -> None:
                   f"bare decode+PNG encode ({bare_pe / count * 1000:.0f} ms)")
             print(f"{megapixels:>4g} MP  scan    {ours_s / count * 1000:7.0f} ms/img = {ours_s / bare_d:5.2f}x "
                   f"bare decode ({bare_d / count * 1000:.0f} ms)")
+        views_cost(engine.shipped().detector, args.repeats)
         if not args.skip_64mp:
             big = make_jpegs(tmp_path, 64.0, 1)[0]
             rss = peak_rss_protect(big, tmp_path, args.threads or torch.get_num_threads())
