@@ -35,6 +35,7 @@ DEFAULT_ALPHA = 0.001
 DEFAULT_NULL_KEYS = 100_000
 NULL_SEED = 14_2026  # fixed, so the same images and key always give the same verdict
 _CHUNK_ELEMENTS = 8_000_000  # scores held at once (images x views x messages), ~64 MB in float64
+_KEPT_SCORES = 16_000_000  # best-view scores (images x messages) kept between the two passes, ~128 MB
 
 
 @dataclass
@@ -195,9 +196,13 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
     total = len(table) + 1
     sums, squares = true_scores.clone(), true_scores**2
     image_exceed = torch.zeros(n_images, dtype=torch.float64)
+    # the first pass's scores, kept for the second where they fit (a few images x many keys): half the work
+    kept: list[torch.Tensor] | None = [] if n_images * len(table) <= _KEPT_SCORES else None
     for start, stop in _chunks(n_images, n_views, len(table)):
         cancel.raise_if_cancelled()
         scores = message_scores(evidence, table.rows(start, stop))
+        if kept is not None:
+            kept.append(scores)
         sums += scores.sum(-1)
         squares += (scores**2).sum(-1)
         image_exceed += (scores >= true_scores[:, None]).double().sum(-1)
@@ -207,9 +212,9 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
     scale = torch.where(sd > 0, 1 / sd.clamp_min(1e-300), torch.zeros_like(sd))
     observed = float(((true_scores - mean) * scale).sum() / math.sqrt(n_images))
     statistics = torch.empty(len(table), dtype=torch.float64)
-    for start, stop in _chunks(n_images, n_views, len(table)):
+    for index, (start, stop) in enumerate(_chunks(n_images, n_views, len(table))):
         cancel.raise_if_cancelled()
-        scores = message_scores(evidence, table.rows(start, stop))
+        scores = kept[index] if kept is not None else message_scores(evidence, table.rows(start, stop))
         statistics[start:stop] = ((scores - mean[:, None]) * scale[:, None]).sum(0) / math.sqrt(n_images)
     null = statistics.numpy()
     exceed = int((null >= observed).sum())
