@@ -51,6 +51,17 @@ def test_same_images_and_key_give_the_same_verdict():
     assert first.to_json() == second.to_json()
 
 
+def test_keeping_the_first_pass_scores_changes_nothing(monkeypatch):
+    """Small sets keep the first pass's scores for the second (half the work); large ones recompute."""
+    import gwm_desktop.core.verdict as verdict
+
+    evidence = key_independent_evidence(6, 3)
+    message = message_from_key(b"kept" * 8, N_BITS)
+    kept = set_verdict(evidence, message, null_keys=3000)
+    monkeypatch.setattr(verdict, "_KEPT_SCORES", 0)
+    assert set_verdict(evidence, message, null_keys=3000).to_json() == kept.to_json()
+
+
 def test_false_alarm_rate_is_at_most_alpha_when_evidence_ignores_the_key():
     # Under the null, the rank p-value is super-uniform: P(p <= a) <= a for every a.
     evidence = key_independent_evidence(8, 1)
