@@ -33,6 +33,7 @@ from gwm_desktop.core.spectrum import (
     SMOOTHING_MARGIN,
     band_spectrum,
     band_width,
+    box_mean,
     whiten,
     zoom_out,
 )
@@ -149,7 +150,7 @@ def searched_coherent(detector: WatermarkDetector, band: torch.Tensor, message: 
     per-texture statistics are then read at the argmax, and ``matched_agreement`` applies to them.
     """
     crop, margin, size = detector.spectrum_crop, SMOOTHING_MARGIN, detector.working_size
-    local = F.avg_pool2d(band.real**2 + band.imag**2, 2 * margin + 1, stride=1)[:, 0, :crop, :crop] + 1e-12
+    local = box_mean(band.real**2 + band.imag**2, 2 * margin + 1)[:, 0, :crop, :crop] + 1e-12
     observed = band[:, 0, margin:margin + crop, margin:margin + crop].conj() / local    # (B, C, C)
     templates, energy = detector._template_spectra(observed.real)
     norm = torch.sqrt(torch.einsum("bhw,khw->bk", 1.0 / local, energy)).clamp_min(1e-12)

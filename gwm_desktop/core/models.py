@@ -48,6 +48,7 @@ from gwm_desktop.core.spectrum import (
     SMOOTHING_MARGIN,
     band_spectrum,
     band_width,
+    box_mean,
     luma,
     rotate_about_centre,
     whiten,
@@ -278,7 +279,7 @@ class WatermarkDetector(nn.Module):
     def _whitened_correlation(self, band: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The kept band's conj(X) / P, the local power P and each texture's normaliser (``coherent``)."""
         crop, margin = self.spectrum_crop, SMOOTHING_MARGIN
-        local = F.avg_pool2d(band.real**2 + band.imag**2, 2 * margin + 1, stride=1)[:, 0, :crop, :crop] + 1e-12
+        local = box_mean(band.real**2 + band.imag**2, 2 * margin + 1)[:, 0, :crop, :crop] + 1e-12
         kept = band[:, 0, margin:margin + crop, margin:margin + crop]
         _, energy = self._template_spectra(kept.real)
         denominator = torch.sqrt(torch.einsum("bhw,khw->bk", 1.0 / local, energy)).clamp_min(1e-12)

@@ -202,7 +202,7 @@ def estimate_shifts(normalised: torch.Tensor, components: Components, count: int
     score = shift_scores(normalised, components).view(-1, 1, half, half)      # [ty, tx]
     if count > 1:
         wrapped = F.pad(score, (2, 2, 2, 2), mode="circular")
-        peak = score >= F.max_pool2d(wrapped, 5, stride=1)
+        peak = score >= wrapped.unfold(-2, 5, 1).amax(-1).unfold(-1, 5, 1).amax(-1)  # each 5 x 5's max
         score = torch.where(peak, score, torch.full_like(score, -torch.inf))
     best = score.flatten(1).topk(count, dim=-1).indices
     return components.shifts.to(normalised.device)[best]
@@ -216,9 +216,11 @@ def best_alignment(band: torch.Tensor, templates: torch.Tensor, components: Comp
     rows = components.bins[:, 1].to(band.device) + crop // 2                      # kept-band coordinates
     cols = components.bins[:, 0].to(band.device) + crop // 2
     template = templates[components.texture.to(band.device), rows, cols]
-    window = torch.arange(2 * margin + 1, device=band.device)
-    power = band.real**2 + band.imag**2
-    local = power[:, (rows[:, None] + window)[:, :, None], (cols[:, None] + window)[:, None, :]].mean((-1, -2))
+    window = torch.arange(2 * margin + 1, device=band.device)  # each bin's (2 margin + 1)^2 neighbourhood,
+    width = band.shape[-1]                                      # read as one flat gather (the cheapest)
+    around = ((rows[:, None] + window)[:, :, None] * width + (cols[:, None] + window)[:, None, :]).flatten()
+    power = (band.real**2 + band.imag**2).flatten(1).index_select(1, around)
+    local = power.view(band.shape[0], rows.shape[0], -1).mean(-1)
     normalised = band[:, rows + margin, cols + margin].conj() * template / template.abs().clamp_min(1e-12)
     # every other shift: the score's peaks are about 4 px wide, and only the best one's height is used
     return shift_scores(normalised / (local + 1e-12).sqrt(), components, step=2).amax(dim=-1)

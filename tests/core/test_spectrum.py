@@ -1,0 +1,31 @@
+"""The scan's fast spectrum helpers give the numbers of the torch operations they stand in for."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gwm_desktop.core.spectrum import box_mean, whiten, zoom_out
+
+
+def test_box_mean_is_the_stride_one_average_pool():
+    x = torch.rand(3, 1, 40, 33, dtype=torch.float64)
+    assert torch.allclose(box_mean(x, 7), F.avg_pool2d(x, 7, stride=1))
+    assert box_mean(x, 1).equal(x)
+
+
+def test_whiten_subtracts_each_bins_neighbourhood_mean():
+    band = torch.randn(2, 1, 22, 22, dtype=torch.complex128)
+    region = torch.log(band.real**2 + band.imag**2 + 1e-8)
+    assert torch.allclose(whiten(band, 16), region[..., 3:-3, 3:-3] - F.avg_pool2d(region, 7, stride=1))
+
+
+@pytest.mark.parametrize("size,zoom", [(256, 0.8), (128, 0.45), (128, 0.97), (61, 0.5)])
+def test_zoom_out_is_the_antialiased_shrink_centred_on_the_mean(size, zoom):
+    x = torch.rand(2, 3, size, size, dtype=torch.float64)
+    small, offset = round(size * zoom), (size - round(size * zoom)) // 2
+    expected = x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
+    expected[..., offset:offset + small, offset:offset + small] = F.interpolate(
+        x, size=(small, small), mode="bilinear", antialias=True, align_corners=False)
+    out = zoom_out(x, zoom)
+    assert out.dtype == x.dtype and torch.allclose(out, expected, atol=1e-6)
+    assert zoom_out(x, 1.0) is x
