@@ -102,6 +102,7 @@ class EvalConfig:
     calibrate: bool = False
     record_as: str | None = None
     conditions: tuple[str, ...] = CONDITIONS
+    evidence_out: str | None = None
 
 
 def parse_level(text: str) -> float:
@@ -130,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--conditions", default="standard",
                         help="standard (SPEC section 3 distortions) | training (the training transforms: flips, "
                              "crops, buckets, the TAEF2 latent round trip) | all | a comma-separated list")
+    parser.add_argument("--save-evidence", dest="evidence_out", default=None, metavar="FILE",
+                        help="also write every image's per-view evidence here (safetensors), so other ways "
+                             "of joining the scanner's readings can be measured without scoring again "
+                             "(python -m training.view_join)")
     return parser
 
 
@@ -153,7 +158,7 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
                       levels=[parse_level(t) for t in args.levels.split(",") if t.strip()],
                       max_images=args.max_images, other_keys=args.other_keys, device=args.device,
                       json_out=args.json_out, calibrate=args.calibrate, record_as=args.record_as,
-                      conditions=conditions)
+                      conditions=conditions, evidence_out=args.evidence_out)
 
 
 def working_batch(images: list[Image.Image], size: int, centre_square: bool = False) -> torch.Tensor:
@@ -194,6 +199,7 @@ def evaluate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[
     others = [Embedder(bundle.generator, message_from_key(other_key(i), bundle.n_bits), lpips_model, device)
               for i in range(config.other_keys)]
     grey_flags: list[bool] = []
+    other_index: list[int] = []
     clean_bits: list[torch.Tensor] = []
     marked_bits: dict[float, list[torch.Tensor]] = {p: [] for p in config.levels}
     other_bits: dict[float, list[torch.Tensor]] = {p: [] for p in config.levels}
@@ -215,6 +221,7 @@ def evaluate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[
             continue
         clean_bits.append(bits_under_conditions(bundle.detector, original, device, config.conditions))
         grey_flags.append(loaded.is_grey)
+        other_index.append(index % len(others))
         original_array = np.asarray(original)
         for p, marked, other in per_level:
             q = quality[p]
@@ -229,9 +236,27 @@ def evaluate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[
                           time.monotonic() - started, len(paths), grey_flags)
     if config.json_out:
         write_atomic(Path(config.json_out), (json.dumps(report, indent=2) + "\n").encode("utf-8"))
+    if config.evidence_out:
+        write_evidence(Path(config.evidence_out), config, clean_bits, marked_bits, other_bits, other_index)
     if config.record_as:
         record_metrics(Path(config.model), config.record_as, report)
     yield Progress(len(paths), len(paths), "report", report)
+
+
+def write_evidence(path: Path, config: EvalConfig, clean_bits: list[torch.Tensor],
+                   marked_bits: dict[float, list[torch.Tensor]], other_bits: dict[float, list[torch.Tensor]],
+                   other_index: list[int]) -> None:
+    """``--save-evidence``: (N, conditions, views, E) float16 per kind and level, with which other key
+    (``other_key(i)``) each image's other-key copy carries, in one safetensors file (atomic)."""
+    from safetensors.torch import save
+
+    tensors = {"clean": torch.stack(clean_bits).half(), "other_key_index": torch.tensor(other_index)}
+    for p in config.levels:
+        tensors[f"marked@{p:g}"] = torch.stack(marked_bits[p]).half()
+        tensors[f"other@{p:g}"] = torch.stack(other_bits[p]).half()
+    metadata = {"conditions": ",".join(config.conditions), "levels": ",".join(f"{p:g}" for p in config.levels),
+                "model": str(config.model), "data": ",".join(config.data), "split": config.split}
+    write_atomic(path, save(tensors, metadata=metadata))
 
 
 def _agreements(bits: list[torch.Tensor], message: torch.Tensor) -> np.ndarray:

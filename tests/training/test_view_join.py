@@ -1,0 +1,49 @@
+"""``training.view_join``: the join rules, their bank thresholds, and the evidence files gwm eval writes."""
+
+import torch
+
+from gwm_desktop.core.detect import profile_threshold
+from gwm_desktop.core.keys import message_from_key
+from training.evaluate import EVAL_KEY, EvalConfig, write_evidence
+from training.view_join import bank_threshold, read_evidence, reading_agreements, reading_groups, rules_for
+
+
+def synthetic_calibration(rows: int = 400, views: int = 28, seed: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {name: torch.randn(rows, views, 64, generator=generator) * (1 + i)
+            for i, name in enumerate(("clean_bits", "other_bits", "faint_other_bits"))}
+
+
+def test_groups_follow_the_scanner_layout():
+    assert reading_groups(28) == [list(range(0, 5)), list(range(5, 10)), list(range(10, 15)), list(range(15, 28))]
+    assert reading_groups(15) == [list(range(0, 5)), list(range(5, 10)), list(range(10, 15))]
+
+
+def test_best_rule_is_the_scanner_threshold_and_every_rule_holds_each_bank_to_the_rate():
+    calibration = synthetic_calibration()
+    message = message_from_key(EVAL_KEY, 32)
+    banks = {name: reading_agreements(bits, message) for name, bits in calibration.items()}
+    rules = rules_for(banks)
+    assert abs(bank_threshold(rules["best"], banks) - profile_threshold(calibration, message, 0.01)) < 1e-6
+    for rule in rules.values():
+        threshold = bank_threshold(rule, banks)
+        for bank in banks.values():
+            assert (rule(bank) > threshold).float().mean() <= 0.01
+    # the unregistered rule never reads the phases' readings
+    lifted = {name: bank.clone() for name, bank in banks.items()}
+    lifted["clean_bits"][:, 15:] += 10
+    assert torch.equal(rules_for(lifted)["unregistered"](lifted["clean_bits"]), rules["unregistered"](banks["clean_bits"]))
+
+
+def test_evidence_file_round_trip(tmp_path):
+    config = EvalConfig(model="m", data=["d"], levels=[0.01, 0.05], conditions=("none", "flip"))
+    clean = [torch.randn(2, 28, 64) for _ in range(3)]
+    marked = {p: [torch.randn(2, 28, 64) for _ in range(3)] for p in config.levels}
+    other = {p: [torch.randn(2, 28, 64) for _ in range(3)] for p in config.levels}
+    path = tmp_path / "evidence.safetensors"
+    write_evidence(path, config, clean, marked, other, [1, 2, 3])
+    tensors, metadata = read_evidence(path)
+    assert metadata["conditions"] == "none,flip" and metadata["levels"] == "0.01,0.05"
+    assert tensors["clean"].shape == (3, 2, 28, 64) and tensors["other_key_index"].tolist() == [1, 2, 3]
+    assert torch.allclose(tensors["marked@0.05"], torch.stack(marked[0.05]), atol=1e-2)
+    assert not list(tmp_path.glob("*.tmp*"))
