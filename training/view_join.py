@@ -31,7 +31,7 @@ from gwm_desktop.core.detect import NEGATIVE_BANKS, threshold_for_fpr
 from gwm_desktop.core.keys import message_from_key
 from gwm_desktop.core.models import READINGS, SCAN_ZOOMS, WatermarkDetector
 from gwm_desktop.core.weights import load_model
-from training.evaluate import EVAL_KEY
+from training.evaluate import EVAL_KEY, other_key
 
 Rule = Callable[[torch.Tensor], torch.Tensor]  # (..., V) per-reading agreements -> (...) one score
 
@@ -77,6 +77,11 @@ def rules_for(banks: dict[str, torch.Tensor]) -> dict[str, Rule]:
             "standardised": standardised_rule(banks["clean_bits"], groups)}
 
 
+def shared_textures(key: bytes, message: torch.Tensor) -> int:
+    """How many of ``message``'s switched-on textures ``key``'s message switches on too."""
+    return int(((message_from_key(key, message.shape[-1]) > 0) & (message > 0)).sum())
+
+
 def bank_threshold(rule: Rule, banks: dict[str, torch.Tensor], fpr: float = 0.01) -> float:
     """As ``detect.profile_threshold``: the largest of the banks' own thresholds at ``fpr``."""
     return max(threshold_for_fpr(rule(bank), fpr) for bank in banks.values())
@@ -95,6 +100,11 @@ def table(name: str, evidence: dict[str, torch.Tensor], conditions: list[str], l
         others = torch.cat([scores[f"other@{p}"] for p in levels])
         lines.append(f"  {rule_name} (threshold {t:.3f}): pooled FPR clean {(scores['clean'] > t).float().mean():.2%}, "
                      f"other keys {(others > t).float().mean():.2%}")
+        lines.append("    other keys, per key (textures shared with the evaluation key's 16): " + "; ".join(
+            f"key {key} ({shared_textures(other_key(key), message)}): "
+            + " ".join(f"p={p} {(scores[f'other@{p}'][evidence['other_key_index'] == key] > t).float().mean():.1%}"
+                       for p in levels)
+            for key in sorted(set(evidence["other_key_index"].tolist()))))
         equal = {f: threshold_for_fpr(scores["clean"], f) for f in (0.005, 0.01)}
         for p in levels:
             found = (scores[f"marked@{p}"] > t).float().mean(0) * 100

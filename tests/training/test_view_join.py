@@ -47,3 +47,21 @@ def test_evidence_file_round_trip(tmp_path):
     assert tensors["clean"].shape == (3, 2, 28, 64) and tensors["other_key_index"].tolist() == [1, 2, 3]
     assert torch.allclose(tensors["marked@0.05"], torch.stack(marked[0.05]), atol=1e-2)
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_the_table_reads_an_evidence_file_against_the_shipped_bank(tmp_path, capsys):
+    from gwm_desktop.core.engine import default_model_dir
+    from training.view_join import main
+
+    config = EvalConfig(model=str(default_model_dir()), data=["d"], levels=[0.05], conditions=("none", "flip"))
+    generator = torch.Generator().manual_seed(1)
+    clean = [torch.randn(2, 28, 64, generator=generator) for _ in range(4)]
+    marked = {0.05: [torch.randn(2, 28, 64, generator=generator) + 3 for _ in range(4)]}
+    other = {0.05: [torch.randn(2, 28, 64, generator=generator) for _ in range(4)]}
+    path = tmp_path / "evidence.safetensors"
+    write_evidence(path, config, clean, marked, other, [1, 2, 3, 0])
+    assert main([str(path)]) == 0
+    out = capsys.readouterr().out
+    for rule in ("best", "unregistered", "standardised"):
+        assert f"  {rule} (threshold" in out
+    assert "key 3 (" in out and "p=0.05: found % none=" in out
