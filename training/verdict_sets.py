@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gwm_desktop.core.verdict import MessageTable, message_scores
+from gwm_desktop.core.verdict import MessageTable, message_scores_in_chunks
 
 
 def _binomial_cdf(k: int, n: int, p: float) -> float:
@@ -65,7 +65,7 @@ class SetScores:
 
     @classmethod
     def build(cls, evidence: torch.Tensor, null: MessageTable, tested: MessageTable) -> SetScores:
-        return cls(message_scores(evidence, null).numpy(), message_scores(evidence, tested).numpy())
+        return cls(message_scores_in_chunks(evidence, null).numpy(), message_scores_in_chunks(evidence, tested).numpy())
 
     def p_values(self, sets: np.ndarray, tested_index: np.ndarray, block: int = 250
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

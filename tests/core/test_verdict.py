@@ -35,6 +35,16 @@ def test_fast_scores_are_the_detectors_agreement(width):
     assert torch.allclose(message_scores(evidence, MessageTable.of(messages)), expected, atol=1e-12)
 
 
+def test_scores_in_chunks_are_the_one_pass_scores(monkeypatch):
+    import gwm_desktop.core.verdict as verdict
+
+    monkeypatch.setattr(verdict, "_CHUNK_ELEMENTS", 2_000)  # 5 images x 2 views: 256 keys a chunk, 4 chunks
+    evidence = torch.randn(5, 2, 2 * N_BITS) * 2
+    table = MessageTable.of(random_messages(1_000, N_BITS, torch.Generator().manual_seed(2)))
+    assert len(list(verdict._chunks(5, 2, len(table)))) == 4
+    assert torch.equal(verdict.message_scores_in_chunks(evidence, table), message_scores(evidence, table))
+
+
 def test_random_keys_are_seeded_and_never_the_true_key():
     drawn = null_messages(torch.ones(N_BITS), 500, seed=7)
     assert torch.equal(drawn, null_messages(torch.ones(N_BITS), 500, seed=7))
