@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from gwm_desktop.core.agreement import MATCHED_PRESENT, MATCHED_WEIGHT, matched_agreement
 from gwm_desktop.core.detect import NEGATIVE_BANKS, threshold_for_fpr
 from gwm_desktop.core.keys import message_from_key
 from gwm_desktop.core.models import READINGS, SCAN_ZOOMS, WatermarkDetector
@@ -47,9 +48,16 @@ def read_evidence(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}, metadata
 
 
-def reading_agreements(evidence: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
-    """(..., V, E) evidence x (n_bits,) message -> (..., V) each reading's agreement."""
-    return WatermarkDetector.agreement(evidence, message.expand(*evidence.shape[:-1], -1))
+def reading_agreements(evidence: torch.Tensor, message: torch.Tensor, weight: float = MATCHED_WEIGHT,
+                       present_at: float = MATCHED_PRESENT) -> torch.Tensor:
+    """(..., V, E) evidence x (n_bits,) message -> (..., V) each reading's agreement: at the defaults
+    ``WatermarkDetector.agreement``; ``weight`` (the matched filter's share) and ``present_at`` (where a
+    switched-off texture starts to count against the key) let other choices be measured."""
+    n_bits = message.shape[-1]
+    if evidence.shape[-1] == n_bits:
+        return WatermarkDetector.agreement(evidence, message.expand(*evidence.shape[:-1], -1))
+    soft = (torch.tanh(evidence[..., :n_bits]) * message).mean(dim=-1)
+    return (1 - weight) * soft + weight * matched_agreement(evidence[..., n_bits:], message, present_at)
 
 
 def reading_groups(view_count: int) -> list[list[int]]:
@@ -88,15 +96,17 @@ def bank_threshold(rule: Rule, banks: dict[str, torch.Tensor], fpr: float = 0.01
 
 
 def table(name: str, evidence: dict[str, torch.Tensor], conditions: list[str], levels: list[str],
-          rules: dict[str, Rule], thresholds: dict[str, float], message: torch.Tensor) -> list[str]:
-    clean = reading_agreements(evidence["clean"], message)                       # (N, C, V)
+          rules: dict[str, Rule], thresholds: dict[str, float], message: torch.Tensor,
+          read: Callable[[torch.Tensor], torch.Tensor]) -> list[str]:
+    """``read``: (..., V, E) evidence -> (..., V) agreements with ``message``, the evaluation key's."""
+    clean = read(evidence["clean"])                                              # (N, C, V)
     lines = [f"\n{name}: {clean.shape[0]} images"]
     for rule_name, rule in rules.items():
         t = thresholds[rule_name]
         scores = {"clean": rule(clean)}
         for p in levels:
-            scores[f"marked@{p}"] = rule(reading_agreements(evidence[f"marked@{p}"], message))
-            scores[f"other@{p}"] = rule(reading_agreements(evidence[f"other@{p}"], message))
+            scores[f"marked@{p}"] = rule(read(evidence[f"marked@{p}"]))
+            scores[f"other@{p}"] = rule(read(evidence[f"other@{p}"]))
         others = torch.cat([scores[f"other@{p}"] for p in levels])
         lines.append(f"  {rule_name} (threshold {t:.3f}): pooled FPR clean {(scores['clean'] > t).float().mean():.2%}, "
                      f"other keys {(others > t).float().mean():.2%}")
@@ -121,17 +131,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("evidence", nargs="+", help="files written by gwm eval --save-evidence")
     parser.add_argument("--model", default=None, help="model folder whose bank sets the thresholds (default: "
                                                       "the one each file names)")
+    parser.add_argument("--matched-weight", type=float, default=MATCHED_WEIGHT,
+                        help="the matched filter's share of the agreement (default: the shipped one)")
+    parser.add_argument("--matched-present", type=float, default=MATCHED_PRESENT,
+                        help="|c| above which a switched-off texture counts against the key (default: shipped)")
     args = parser.parse_args(argv)
     loaded = [(Path(path), *read_evidence(Path(path))) for path in args.evidence]
     bundle = load_model(Path(args.model or loaded[0][2]["model"]))
     message = message_from_key(EVAL_KEY, bundle.n_bits)
-    banks = {name: reading_agreements(bundle.calibration[name].float(), message)
-             for name in NEGATIVE_BANKS if name in bundle.calibration}
+
+    def read(evidence: torch.Tensor) -> torch.Tensor:
+        return reading_agreements(evidence, message, args.matched_weight, args.matched_present)
+
+    banks = {name: read(bundle.calibration[name].float()) for name in NEGATIVE_BANKS if name in bundle.calibration}
     rules = rules_for(banks)
     thresholds = {name: bank_threshold(rule, banks) for name, rule in rules.items()}
     for path, evidence, metadata in loaded:
         print("\n".join(table(path.stem, evidence, metadata["conditions"].split(","), metadata["levels"].split(","),
-                              rules, thresholds, message)))
+                              rules, thresholds, message, read)))
     return 0
 
 

@@ -17,11 +17,12 @@ MATCHED_WEIGHT = 0.6     # share of the matched filter in the combined agreement
 MATCHED_PRESENT = 2.0    # |c| above which a switched-off texture counts against the key
 
 
-def matched_agreement(coherent: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
-    """(..., n_bits) statistics x (..., n_bits) message -> (...) in [-2, 1]."""
+def matched_agreement(coherent: torch.Tensor, message: torch.Tensor, present_at: float = MATCHED_PRESENT) -> torch.Tensor:
+    """(..., n_bits) statistics x (..., n_bits) message -> (...) in [-2, 1] (``present_at``: other values
+    only to measure them, ``training.view_join``)."""
     on = (message > 0).to(coherent.dtype)
     off = 1 - on
     signed = coherent * texture_signs(message).to(coherent)
     present = torch.tanh(signed / 2) * on
-    stray = torch.relu(torch.tanh((coherent.abs() - MATCHED_PRESENT) / 2)) * off
+    stray = torch.relu(torch.tanh((coherent.abs() - present_at) / 2)) * off
     return present.sum(-1) / on.sum(-1).clamp_min(1) - stray.sum(-1) / off.sum(-1).clamp_min(1)

@@ -35,6 +35,16 @@ def test_best_rule_is_the_scanner_threshold_and_every_rule_holds_each_bank_to_th
     assert torch.equal(rules_for(lifted)["unregistered"](lifted["clean_bits"]), rules["unregistered"](banks["clean_bits"]))
 
 
+def test_reading_agreements_are_the_detectors_at_the_shipped_constants():
+    from gwm_desktop.core.models import WatermarkDetector
+
+    evidence = torch.randn(3, 28, 64) * 3
+    message = message_from_key(EVAL_KEY, 32)
+    expected = WatermarkDetector.agreement(evidence, message.expand(3, 28, -1))
+    assert torch.allclose(reading_agreements(evidence, message), expected, atol=1e-6)
+    assert not torch.allclose(reading_agreements(evidence, message, 0.8, 3.0), expected, atol=1e-3)
+
+
 def test_evidence_file_round_trip(tmp_path):
     config = EvalConfig(model="m", data=["d"], levels=[0.01, 0.05], conditions=("none", "flip"))
     clean = [torch.randn(2, 28, 64) for _ in range(3)]
@@ -60,7 +70,7 @@ def test_the_table_reads_an_evidence_file_against_the_shipped_bank(tmp_path, cap
     other = {0.05: [torch.randn(2, 28, 64, generator=generator) for _ in range(4)]}
     path = tmp_path / "evidence.safetensors"
     write_evidence(path, config, clean, marked, other, [1, 2, 3, 0])
-    assert main([str(path)]) == 0
+    assert main([str(path), "--matched-weight", "0.75", "--matched-present", "3"]) == 0
     out = capsys.readouterr().out
     for rule in ("best", "unregistered", "standardised"):
         assert f"  {rule} (threshold" in out
