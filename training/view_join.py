@@ -17,6 +17,7 @@ there, and found % when every rule's threshold is set to the same pooled clean r
 itself (the statistic's own merit, apart from where the bank puts its threshold).
 
     python -m training.view_join runs/view_join/portraits.safetensors [more files] [--model DIR]
+        [--matched-weight W --matched-present C]   (other agreements than the shipped one)
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ def reading_agreements(evidence: torch.Tensor, message: torch.Tensor, weight: fl
     ``WatermarkDetector.agreement``; ``weight`` (the matched filter's share) and ``present_at`` (where a
     switched-off texture starts to count against the key) let other choices be measured."""
     n_bits = message.shape[-1]
+    soft = WatermarkDetector.agreement(evidence[..., :n_bits], message.expand(*evidence.shape[:-1], -1))
     if evidence.shape[-1] == n_bits:
-        return WatermarkDetector.agreement(evidence, message.expand(*evidence.shape[:-1], -1))
-    soft = (torch.tanh(evidence[..., :n_bits]) * message).mean(dim=-1)
+        return soft
     return (1 - weight) * soft + weight * matched_agreement(evidence[..., n_bits:], message, present_at)
 
 
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("evidence", nargs="+", help="files written by gwm eval --save-evidence")
     parser.add_argument("--model", default=None, help="model folder whose bank sets the thresholds (default: "
-                                                      "the one each file names)")
+                                                      "the one the first file names)")
     parser.add_argument("--matched-weight", type=float, default=MATCHED_WEIGHT,
                         help="the matched filter's share of the agreement (default: the shipped one)")
     parser.add_argument("--matched-present", type=float, default=MATCHED_PRESENT,
