@@ -47,6 +47,7 @@ from gwm_desktop.core.models import WatermarkDetector
 from gwm_desktop.core.watermark import CalibrationError, Embedder, psnr
 from gwm_desktop.core.weights import ModelBundle, load_model, read_manifest, save_model
 from training.datasets import list_images
+from training.evidence_file import write_evidence
 from training.metrics import auc, best_accuracy, ssim, tpr_at_fpr
 
 EVAL_KEY = b"gwm-evaluation-key-0000000000000"  # 32 bytes; a fixed key so figures are reproducible
@@ -237,26 +238,11 @@ def evaluate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[
     if config.json_out:
         write_atomic(Path(config.json_out), (json.dumps(report, indent=2) + "\n").encode("utf-8"))
     if config.evidence_out:
-        write_evidence(Path(config.evidence_out), config, clean_bits, marked_bits, other_bits, other_index)
+        write_evidence(Path(config.evidence_out), clean_bits, marked_bits, other_bits, other_index, config.conditions,
+                       {"model": str(config.model), "data": ",".join(config.data), "split": config.split})
     if config.record_as:
         record_metrics(Path(config.model), config.record_as, report)
     yield Progress(len(paths), len(paths), "report", report)
-
-
-def write_evidence(path: Path, config: EvalConfig, clean_bits: list[torch.Tensor],
-                   marked_bits: dict[float, list[torch.Tensor]], other_bits: dict[float, list[torch.Tensor]],
-                   other_index: list[int]) -> None:
-    """``--save-evidence``: (N, conditions, views, E) float16 per kind and level, with which other key
-    (``other_key(i)``) each image's other-key copy carries, in one safetensors file (atomic)."""
-    from safetensors.torch import save
-
-    tensors = {"clean": torch.stack(clean_bits).half(), "other_key_index": torch.tensor(other_index)}
-    for p in config.levels:
-        tensors[f"marked@{p:g}"] = torch.stack(marked_bits[p]).half()
-        tensors[f"other@{p:g}"] = torch.stack(other_bits[p]).half()
-    metadata = {"conditions": ",".join(config.conditions), "levels": ",".join(f"{p:g}" for p in config.levels),
-                "model": str(config.model), "data": ",".join(config.data), "split": config.split}
-    write_atomic(path, save(tensors, metadata=metadata))
 
 
 def _agreements(bits: list[torch.Tensor], message: torch.Tensor) -> np.ndarray:

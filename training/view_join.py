@@ -34,19 +34,9 @@ from gwm_desktop.core.keys import message_from_key
 from gwm_desktop.core.models import READINGS, SCAN_ZOOMS, WatermarkDetector
 from gwm_desktop.core.weights import load_model
 from training.evaluate import EVAL_KEY, other_key
+from training.evidence_file import read_evidence
 
 Rule = Callable[[torch.Tensor], torch.Tensor]  # (..., V) per-reading agreements -> (...) one score
-
-
-def read_evidence(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """A ``--save-evidence`` file: its tensors (float) and its metadata."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-    tensors = load_file(str(path))
-    return {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}, metadata
 
 
 def reading_agreements(evidence: torch.Tensor, message: torch.Tensor, weight: float = MATCHED_WEIGHT,

@@ -4,8 +4,9 @@ import torch
 
 from gwm_desktop.core.detect import profile_threshold
 from gwm_desktop.core.keys import message_from_key
-from training.evaluate import EVAL_KEY, EvalConfig, write_evidence
-from training.view_join import bank_threshold, read_evidence, reading_agreements, reading_groups, rules_for
+from training.evaluate import EVAL_KEY
+from training.evidence_file import read_evidence, write_evidence
+from training.view_join import bank_threshold, reading_agreements, reading_groups, rules_for
 
 
 def synthetic_calibration(rows: int = 400, views: int = 28, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -46,14 +47,13 @@ def test_reading_agreements_are_the_detectors_at_the_shipped_constants():
 
 
 def test_evidence_file_round_trip(tmp_path):
-    config = EvalConfig(model="m", data=["d"], levels=[0.01, 0.05], conditions=("none", "flip"))
     clean = [torch.randn(2, 28, 64) for _ in range(3)]
-    marked = {p: [torch.randn(2, 28, 64) for _ in range(3)] for p in config.levels}
-    other = {p: [torch.randn(2, 28, 64) for _ in range(3)] for p in config.levels}
+    marked = {p: [torch.randn(2, 28, 64) for _ in range(3)] for p in (0.01, 0.05)}
+    other = {p: [torch.randn(2, 28, 64) for _ in range(3)] for p in (0.01, 0.05)}
     path = tmp_path / "evidence.safetensors"
-    write_evidence(path, config, clean, marked, other, [1, 2, 3])
+    write_evidence(path, clean, marked, other, [1, 2, 3], ("none", "flip"), {"model": "m"})
     tensors, metadata = read_evidence(path)
-    assert metadata["conditions"] == "none,flip" and metadata["levels"] == "0.01,0.05"
+    assert metadata["conditions"] == "none,flip" and metadata["levels"] == "0.01,0.05" and metadata["model"] == "m"
     assert tensors["clean"].shape == (3, 2, 28, 64) and tensors["other_key_index"].tolist() == [1, 2, 3]
     assert torch.allclose(tensors["marked@0.05"], torch.stack(marked[0.05]), atol=1e-2)
     assert not list(tmp_path.glob("*.tmp*"))
@@ -63,13 +63,12 @@ def test_the_table_reads_an_evidence_file_against_the_shipped_bank(tmp_path, cap
     from gwm_desktop.core.engine import default_model_dir
     from training.view_join import main
 
-    config = EvalConfig(model=str(default_model_dir()), data=["d"], levels=[0.05], conditions=("none", "flip"))
     generator = torch.Generator().manual_seed(1)
     clean = [torch.randn(2, 28, 64, generator=generator) for _ in range(4)]
     marked = {0.05: [torch.randn(2, 28, 64, generator=generator) + 3 for _ in range(4)]}
     other = {0.05: [torch.randn(2, 28, 64, generator=generator) for _ in range(4)]}
     path = tmp_path / "evidence.safetensors"
-    write_evidence(path, config, clean, marked, other, [1, 2, 3, 0])
+    write_evidence(path, clean, marked, other, [1, 2, 3, 0], ("none", "flip"), {"model": str(default_model_dir())})
     assert main([str(path), "--matched-weight", "0.75", "--matched-present", "3"]) == 0
     out = capsys.readouterr().out
     for rule in ("best", "unregistered", "standardised"):
