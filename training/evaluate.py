@@ -209,20 +209,21 @@ def evaluate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[
     started = time.monotonic()
     for index, path in enumerate(paths, start=1):
         cancel.raise_if_cancelled()
+        which_other = index % len(others)  # the other key this image's other-key copies carry
         try:
             loaded = load_image(path)
             original = to_rgb8(loaded.rgb)
             per_level = []
             for p in config.levels:
                 marked, _ = protect_as_png(own, loaded, p)
-                other, _ = protect_as_png(others[index % len(others)], loaded, p)
+                other, _ = protect_as_png(others[which_other], loaded, p)
                 per_level.append((p, marked, other))
         except (ImageLoadError, CalibrationError) as error:
             failures.append(f"{path.name}: {error}")
             continue
         clean_bits.append(bits_under_conditions(bundle.detector, original, device, config.conditions))
         grey_flags.append(loaded.is_grey)
-        other_index.append(index % len(others))
+        other_index.append(which_other)
         original_array = np.asarray(original)
         for p, marked, other in per_level:
             q = quality[p]

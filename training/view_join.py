@@ -90,14 +90,12 @@ def table(name: str, evidence: dict[str, torch.Tensor], conditions: list[str], l
           rules: dict[str, Rule], thresholds: dict[str, float], message: torch.Tensor,
           read: Callable[[torch.Tensor], torch.Tensor]) -> list[str]:
     """``read``: (..., V, E) evidence -> (..., V) agreements with ``message``, the evaluation key's."""
-    clean = read(evidence["clean"])                                              # (N, C, V)
-    lines = [f"\n{name}: {clean.shape[0]} images"]
+    kinds = ["clean", *(f"{kind}@{p}" for p in levels for kind in ("marked", "other"))]
+    readings = {kind: read(evidence[kind]) for kind in kinds}                    # each (N, C, V), read once
+    lines = [f"\n{name}: {readings['clean'].shape[0]} images"]
     for rule_name, rule in rules.items():
         t = thresholds[rule_name]
-        scores = {"clean": rule(clean)}
-        for p in levels:
-            scores[f"marked@{p}"] = rule(read(evidence[f"marked@{p}"]))
-            scores[f"other@{p}"] = rule(read(evidence[f"other@{p}"]))
+        scores = {kind: rule(agreements) for kind, agreements in readings.items()}
         others = torch.cat([scores[f"other@{p}"] for p in levels])
         lines.append(f"  {rule_name} (threshold {t:.3f}): pooled FPR clean {(scores['clean'] > t).float().mean():.2%}, "
                      f"other keys {(others > t).float().mean():.2%}")
