@@ -27,7 +27,8 @@ from gwm_desktop.core.distortions import STANDARD_DISTORTIONS
 from gwm_desktop.core.image_io import ImageLoadError, load_image, to_rgb8
 from gwm_desktop.core.keys import message_from_key, random_messages
 from gwm_desktop.core.lpips_metric import build_lpips
-from gwm_desktop.core.verdict import NULL_SEED, MessageTable, decide, set_verdict
+from gwm_desktop.core.random_keys import NULL_SEED, MessageTable
+from gwm_desktop.core.verdict import decide, set_verdict
 from gwm_desktop.core.watermark import CalibrationError, Embedder
 from gwm_desktop.core.weights import load_model
 from training.datasets import list_images

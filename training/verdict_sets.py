@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gwm_desktop.core.verdict import MessageTable, message_scores_in_chunks
+from gwm_desktop.core.random_keys import MessageTable, message_scores_in_chunks
 
 
 def _binomial_cdf(k: int, n: int, p: float) -> float:

@@ -16,7 +16,6 @@ use the shipped model's detector, never a detector fine-tuned on the profile's k
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,16 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gwm_desktop.core.agreement import MATCHED_PRESENT, MATCHED_WEIGHT
 from gwm_desktop.core.detect import Unreadable, load_in_batches
 from gwm_desktop.core.jobs import CancelToken, Progress
-from gwm_desktop.core.keys import random_messages, texture_signs
 from gwm_desktop.core.models import WatermarkDetector
+from gwm_desktop.core.random_keys import NULL_SEED, MessageTable, chunks, message_scores, null_table
 
 DEFAULT_ALPHA = 0.001
 DEFAULT_NULL_KEYS = 100_000
-NULL_SEED = 14_2026  # fixed, so the same images and key always give the same verdict
-_CHUNK_ELEMENTS = 8_000_000  # scores held at once (images x views x messages), ~64 MB in float64
 _KEPT_SCORES = 16_000_000  # best-view scores (images x messages) kept between the two passes, ~128 MB
 
 
@@ -80,89 +76,6 @@ class VerdictResult:
                 "errors": [{"path": str(path), "error": reason} for path, reason in self.errors]}
 
 
-@dataclass
-class MessageTable:
-    """Messages prepared for fast scoring: (K, n_bits) each, float32 (scored in float64)."""
-
-    messages: torch.Tensor
-    signed_on: torch.Tensor  # switched-on bits times their texture sign
-    off: torch.Tensor
-
-    @classmethod
-    def of(cls, messages: torch.Tensor) -> MessageTable:
-        messages = messages.float()  # {-1, 0, 1}: exact in float32, half the memory of float64
-        on = (messages > 0).float()
-        return cls(messages, on * texture_signs(messages), 1 - on)
-
-    def __len__(self) -> int:
-        return self.messages.shape[0]
-
-    def rows(self, start: int, stop: int) -> MessageTable:
-        return MessageTable(self.messages[start:stop], self.signed_on[start:stop], self.off[start:stop])
-
-
-def null_messages(true_message: torch.Tensor, count: int, seed: int = NULL_SEED) -> torch.Tensor:
-    """(count, n_bits) random balanced messages from a seeded generator, none equal to the true one."""
-    n_bits = true_message.shape[-1]
-    generator = torch.Generator().manual_seed(seed)
-    drawn = random_messages(count, n_bits, generator)
-    target = true_message.view(1, -1).to(drawn)
-    while True:
-        same = (drawn == target).all(dim=-1)
-        if not same.any():
-            return drawn
-        drawn[same] = random_messages(int(same.sum()), n_bits, generator)
-
-
-@functools.lru_cache(maxsize=1)
-def _seeded_table(count: int, n_bits: int, seed: int) -> MessageTable:
-    """The seeded random messages, prepared once per process (drawing and signing 10^6 takes seconds)."""
-    return MessageTable.of(null_messages(torch.zeros(n_bits), count, seed))  # all-zero: never a real message
-
-
-def null_table(true_message: torch.Tensor, count: int, seed: int = NULL_SEED) -> MessageTable:
-    """``MessageTable.of(null_messages(...))``, from the per-process cache when the true message is not
-    among the seeded draws (as good as always: there are C(32, 16), about 6 x 10^8, messages)."""
-    cached = _seeded_table(count, true_message.shape[-1], seed)
-    if not (cached.messages == true_message.view(1, -1).to(cached.messages)).all(dim=-1).any():
-        return cached
-    return MessageTable.of(null_messages(true_message, count, seed))
-
-
-def message_scores(evidence: torch.Tensor, table: MessageTable) -> torch.Tensor:
-    """(N, V, E) evidence x K messages -> (N, K) best-view agreements, as ``WatermarkDetector.best_agreement``.
-
-    The agreement is linear in the message once each texture's sign is folded in (tanh is odd), so
-    K messages cost three matrix products instead of K detector passes.
-    """
-    n_images, n_views, width = evidence.shape
-    n_bits = table.messages.shape[-1]
-    flat = evidence.reshape(n_images * n_views, width).double()
-    messages, signed_on, off = table.messages.double(), table.signed_on.double(), table.off.double()
-    agreement = torch.tanh(flat[:, :n_bits]) @ messages.T / n_bits
-    if width == 2 * n_bits:
-        coherent = flat[:, n_bits:]
-        present = torch.tanh(coherent / 2) @ signed_on.T / (n_bits - off.sum(-1)).clamp_min(1)
-        stray = torch.relu(torch.tanh((coherent.abs() - MATCHED_PRESENT) / 2)) @ off.T
-        matched = present - stray / off.sum(-1).clamp_min(1)
-        agreement = (1 - MATCHED_WEIGHT) * agreement + MATCHED_WEIGHT * matched
-    return agreement.view(n_images, n_views, -1).amax(dim=1)
-
-
-def message_scores_in_chunks(evidence: torch.Tensor, table: MessageTable) -> torch.Tensor:
-    """``message_scores`` a block of messages at a time: the same (N, K) scores with the working memory
-    bounded (one pass over 236 images x 28 views x 10^5 keys at once needs over 20 GB)."""
-    n_images, n_views, _ = evidence.shape
-    return torch.cat([message_scores(evidence, table.rows(start, stop))
-                      for start, stop in _chunks(n_images, n_views, len(table))], dim=1)
-
-
-def _chunks(n_images: int, n_views: int, count: int) -> Iterator[tuple[int, int]]:
-    step = max(256, _CHUNK_ELEMENTS // max(1, n_images * n_views))
-    for start in range(0, count, step):
-        yield start, min(count, start + step)
-
-
 def normal_tail(null: np.ndarray, observed: float) -> tuple[float, float]:
     """(z, P(X >= observed)) under a normal fit of the random keys' statistics."""
     mean, sd = float(null.mean()), float(null.std(ddof=1))
@@ -206,7 +119,7 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
     image_exceed = torch.zeros(n_images, dtype=torch.float64)
     # the first pass's scores, kept for the second where they fit (a few images x many keys): half the work
     kept: list[torch.Tensor] | None = [] if n_images * len(table) <= _KEPT_SCORES else None
-    for start, stop in _chunks(n_images, n_views, len(table)):
+    for start, stop in chunks(n_images, n_views, len(table)):
         cancel.raise_if_cancelled()
         scores = message_scores(evidence, table.rows(start, stop))
         if kept is not None:
@@ -220,7 +133,7 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
     scale = torch.where(sd > 0, 1 / sd.clamp_min(1e-300), torch.zeros_like(sd))
     observed = float(((true_scores - mean) * scale).sum() / math.sqrt(n_images))
     statistics = torch.empty(len(table), dtype=torch.float64)
-    for index, (start, stop) in enumerate(_chunks(n_images, n_views, len(table))):
+    for index, (start, stop) in enumerate(chunks(n_images, n_views, len(table))):
         cancel.raise_if_cancelled()
         scores = kept[index] if kept is not None else message_scores(evidence, table.rows(start, stop))
         statistics[start:stop] = ((scores - mean[:, None]) * scale[:, None]).sum(0) / math.sqrt(n_images)

@@ -10,13 +10,8 @@ import torch
 
 from gwm_desktop.core.keys import message_from_key, random_messages, texture_signs
 from gwm_desktop.core.models import WatermarkDetector
-from gwm_desktop.core.verdict import (
-    MessageTable,
-    message_scores,
-    null_messages,
-    set_verdict,
-    verdict_job,
-)
+from gwm_desktop.core.random_keys import MessageTable, message_scores, null_messages
+from gwm_desktop.core.verdict import set_verdict, verdict_job
 
 N_BITS = 32
 
@@ -36,13 +31,13 @@ def test_fast_scores_are_the_detectors_agreement(width):
 
 
 def test_scores_in_chunks_are_the_one_pass_scores(monkeypatch):
-    import gwm_desktop.core.verdict as verdict
+    import gwm_desktop.core.random_keys as random_keys
 
-    monkeypatch.setattr(verdict, "_CHUNK_ELEMENTS", 2_000)  # 5 images x 2 views: 256 keys a chunk, 4 chunks
+    monkeypatch.setattr(random_keys, "_CHUNK_ELEMENTS", 2_000)  # 5 images x 2 views: 256 keys a chunk, 4 chunks
     evidence = torch.randn(5, 2, 2 * N_BITS) * 2
     table = MessageTable.of(random_messages(1_000, N_BITS, torch.Generator().manual_seed(2)))
-    assert len(list(verdict._chunks(5, 2, len(table)))) == 4
-    assert torch.equal(verdict.message_scores_in_chunks(evidence, table), message_scores(evidence, table))
+    assert len(list(random_keys.chunks(5, 2, len(table)))) == 4
+    assert torch.equal(random_keys.message_scores_in_chunks(evidence, table), message_scores(evidence, table))
 
 
 def test_random_keys_are_seeded_and_never_the_true_key():

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from gwm_desktop.core.keys import random_messages
-from gwm_desktop.core.verdict import NULL_SEED, MessageTable, set_verdict
+from gwm_desktop.core.random_keys import NULL_SEED, MessageTable
+from gwm_desktop.core.verdict import set_verdict
 from training.verdict_sets import SetScores, clopper_pearson
 
 

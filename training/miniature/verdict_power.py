@@ -28,7 +28,8 @@ import torch
 
 from gwm_desktop.core.atomic import write_atomic
 from gwm_desktop.core.keys import message_from_key, random_messages
-from gwm_desktop.core.verdict import NULL_SEED, MessageTable, decide, evidence_of_paths, set_verdict
+from gwm_desktop.core.random_keys import NULL_SEED, MessageTable
+from gwm_desktop.core.verdict import decide, evidence_of_paths, set_verdict
 from gwm_desktop.core.weights import load_model
 from training.phase2.config import Phase2Config
 from training.phase2.layout import RunLayout
