@@ -1,11 +1,11 @@
-"""Detection: score images for one profile's watermark, and set the threshold at a chosen FPR.
+"""Detection: score images for one profile's watermark, and decide at a chosen FPR.
 
 The detector decodes which textures are present (bit logits ``b``); the profile's message ``m``
-turns them into an *agreement* in [-1, 1] and a score in [0, 1] (D's binary head). The verdict
-threshold comes from the model's calibration bank: bit logits of clean held-out images (undistorted
-and under SPEC section 3 distortions) and of images watermarked with random other keys. For any key
-the bank gives that key's own negative scores at once, so a new profile gets a threshold at the FPR
-it asks for without retraining.
+turns them into an *agreement* in [-1, 1] and a score in [0, 1] (D's binary head). A key-independent
+detector (every shipped model) decides by ``key_rank``: the image's p-value among random keys, flagged
+at p <= FPR. A detector fine-tuned on one key (Phase 2) decides by a threshold from its calibration
+bank: its outputs on clean held-out images and on images watermarked with random other keys, from
+which any key's own negative scores follow at once.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 
 from gwm_desktop.core.image_io import ImageLoadError, load_rgb_resized
 from gwm_desktop.core.jobs import CancelToken, Progress
+from gwm_desktop.core.key_rank import KeyRankTest, null_keys_for
 from gwm_desktop.core.models import WatermarkDetector
 
 DEFAULT_FPR = 0.01
@@ -34,9 +35,10 @@ NEGATIVE_BANKS = ("clean_bits", "other_bits", "faint_other_bits")
 class ScanResult:
     path: Path
     score: float | None        # D's probability that this profile's watermark is present, 0..1
-    agreement: float | None    # share of message bits that agree, -1..1 (what the threshold applies to)
+    agreement: float | None    # share of message bits that agree, -1..1 (best reading)
     flagged: bool
     error: str | None = None
+    p_value: float | None = None  # the key-rank test's p (key-independent detectors), what the FPR applies to
 
 
 class CalibrationMissing(RuntimeError):
@@ -80,15 +82,24 @@ def profile_threshold(calibration: dict[str, torch.Tensor], message: torch.Tenso
 
 
 class Scanner:
-    """Scores images for one profile: ``scan_paths`` is the job generator the CLI and GUI drive."""
+    """Scores images for one profile: ``scan_paths`` is the job generator the CLI and GUI drive.
+
+    ``key_independent``: decide by the key-rank test (``key_rank``), the bank is not read; else by
+    the calibration bank's threshold (a detector fine-tuned on this key)."""
 
     def __init__(self, detector: WatermarkDetector, message: torch.Tensor, calibration: dict[str, torch.Tensor],
-                 device: torch.device | str = "cpu", fpr: float = DEFAULT_FPR, batch_size: int = 16) -> None:
+                 device: torch.device | str = "cpu", fpr: float = DEFAULT_FPR, batch_size: int = 16,
+                 key_independent: bool = False) -> None:
         self.detector = detector
         self.message = message.view(1, -1)
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.fpr = fpr
+        self.rank_test = KeyRankTest(detector, message, null_keys_for(fpr)) if key_independent else None
+        if self.rank_test is not None:
+            self.threshold = None
+            self.use_views = True
+            return
         self.threshold = profile_threshold(calibration, self.message, fpr)
         # Score images the way the bank was built: per scan-time view (shipped model) or one view
         # (a bank written by an older or a Phase 2 job), or the threshold would not mean the FPR.
@@ -99,15 +110,18 @@ class Scanner:
                                      "with `gwm eval --calibrate`")
 
     @torch.no_grad()
-    def score_arrays(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, S, S, 3) uint8 at the working size -> (scores (B,), agreements (B,))."""
+    def score_arrays(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(B, S, S, 3) uint8 at the working size -> (scores (B,), agreements (B,), p-values (B,) or None)."""
         x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float() / 255.0
         bits = self.detector.decode_views(x) if self.use_views else self.detector(x)
         agreement = bank_agreement(bits, self.message.to(self.device))
         score = self.detector.score_from_agreement(agreement)
-        return score.cpu().numpy(), agreement.cpu().numpy()
+        p_values = None if self.rank_test is None else self.rank_test.p_values(bits).numpy()
+        return score.cpu().numpy(), agreement.cpu().numpy(), p_values
 
-    def _result(self, path: Path, score: float, agreement: float) -> ScanResult:
+    def _result(self, path: Path, score: float, agreement: float, p_value: float | None) -> ScanResult:
+        if p_value is not None:
+            return ScanResult(path, score, agreement, bool(p_value <= self.fpr), p_value=p_value)
         return ScanResult(path, score, agreement, bool(agreement > self.threshold))
 
     def scan_paths(self, paths: Iterable[Path], total: int | None = None,
@@ -122,10 +136,11 @@ class Scanner:
                 done += 1
                 yield Progress(done, total, item.path.name, ScanResult(item.path, None, None, False, item.reason))
                 continue
-            scores, agreements = self.score_arrays(np.stack([image for _, image in item]))
-            for (path, _), score, agreement in zip(item, scores, agreements, strict=True):
+            scores, agreements, p_values = self.score_arrays(np.stack([image for _, image in item]))
+            p_list = [None] * len(item) if p_values is None else [float(p) for p in p_values]
+            for (path, _), score, agreement, p in zip(item, scores, agreements, p_list, strict=True):
                 done += 1
-                yield Progress(done, total, path.name, self._result(path, float(score), float(agreement)))
+                yield Progress(done, total, path.name, self._result(path, float(score), float(agreement), p))
 
 
 @dataclass

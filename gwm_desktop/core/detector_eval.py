@@ -1,7 +1,8 @@
 """Judge two detectors on the same images, so a new one is installed only when it does better.
 
-The score is balanced accuracy at the scanner's own threshold (from each model's calibration bank at
-``fpr``): the figure a user of ``gwm scan`` sees, not a training loss. Used by the Advanced tab and by
+The score is balanced accuracy at the scanner's own decision at ``fpr`` (the key-rank test for a
+key-independent detector, the calibration bank's threshold for a Phase 2 one): the figure a user of
+``gwm scan`` sees, not a training loss. Used by the Advanced tab and by
 ``gwm train phase2 --install``.
 """
 
@@ -24,7 +25,8 @@ def score_bundle(bundle: ModelBundle, key: bytes, marked: list[Path], clean: lis
     """Balanced accuracy of ``bundle``'s detector on ``marked`` (should be found) and ``clean`` images;
     None when the model has no calibration bank to set its threshold."""
     try:
-        scanner = Scanner(bundle.detector, message_from_key(key, bundle.n_bits), bundle.calibration, device, fpr)
+        scanner = Scanner(bundle.detector, message_from_key(key, bundle.n_bits), bundle.calibration, device, fpr,
+                          key_independent=bundle.key_independent)
     except CalibrationMissing:
         return None
     found = [p.payload.flagged for p in scanner.scan_paths(marked, cancel=cancel)]

@@ -64,8 +64,8 @@ class Engine:
         self.lpips = build_lpips(self.device)
         self._profile_bundles: dict[Path, ModelBundle] = {}
         self._earlier_bundles: dict[str, ModelBundle] = {}
-        # Scanners by (profile key, FPR, earlier model): the threshold reads the whole calibration bank
-        # (~7 ms), which a scan of a few images would otherwise pay on every call.
+        # Scanners by (profile key, FPR, earlier model): building one draws the random keys (or reads the
+        # whole calibration bank), which a scan of a few images would otherwise pay on every call.
         self._scanners: dict[tuple[bytes, float, str | None], tuple[ModelBundle, Scanner]] = {}
 
     @property
@@ -110,7 +110,8 @@ class Engine:
         cached = self._scanners.get((profile.key, fpr, earlier))
         if cached is None or cached[0] is not bundle:
             message = message_from_key(profile.key, bundle.n_bits)
-            cached = (bundle, Scanner(bundle.detector, message, bundle.calibration, self.device, fpr))
+            cached = (bundle, Scanner(bundle.detector, message, bundle.calibration, self.device, fpr,
+                                      key_independent=bundle.key_independent))
             self._scanners[(profile.key, fpr, earlier)] = cached
         return cached[1]
 

@@ -31,10 +31,11 @@ def as_utf8(text: str | Path) -> str:
 def write_csv(results: Sequence[ScanResult], path: Path) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["path", "score", "agreement", "flagged", "verdict", "error"])
+    writer.writerow(["path", "score", "agreement", "p_value", "flagged", "verdict", "error"])
     for r in results:
         writer.writerow([as_utf8(r.path), "" if r.score is None else f"{r.score:.4f}",
-                         "" if r.agreement is None else f"{r.agreement:.4f}", r.flagged, verdict_text(r),
+                         "" if r.agreement is None else f"{r.agreement:.4f}",
+                         "" if r.p_value is None else f"{r.p_value:.6g}", r.flagged, verdict_text(r),
                          as_utf8(r.error or "")])
     _write_text(Path(path), buffer.getvalue())
 
@@ -55,14 +56,20 @@ def write_html(results: Sequence[ScanResult], path: Path, profile_name: str, fpr
     looked_for = f"Looked for the watermark of {html.escape(watermark)}.\n" if watermark else ""
     flagged = sum(r.flagged for r in results)
     errors = sum(bool(r.error) for r in results)
+    test_note = ("<p>p: how often random keys match an image as well as this profile's key; an image is "
+                 f"flagged when p is at most {fpr:.2%}, which happens to at most that share of images that do "
+                 "not carry this watermark, whatever they look like.</p>"
+                 if any(r.p_value is not None for r in results) else "")
     rows = []
     for index, r in enumerate(results):
         uri = thumbnail_uri(r.path) if index < MAX_HTML_THUMBNAILS and not r.error else ""
         image = f'<img src="{uri}" alt="">' if uri else ""
         score = "" if r.score is None else f"{r.score:.3f}"
+        p_value = "" if r.p_value is None or r.error else f"{r.p_value:.3g}"
         css = {"found": "hit", "clean": "miss", "error": "error"}[verdict_of(r)]
         rows.append(f'<tr class="{css}"><td>{image}</td><td>{html.escape(as_utf8(r.path))}</td><td>{score}</td>'
-                    f"<td>{html.escape(verdict_text(r))}</td><td>{html.escape(as_utf8(r.error or ''))}</td></tr>")
+                    f"<td>{p_value}</td><td>{html.escape(verdict_text(r))}</td>"
+                    f"<td>{html.escape(as_utf8(r.error or ''))}</td></tr>")
     document = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>GenWatermark scan report</title>
 <style>
@@ -76,7 +83,8 @@ img {{ max-width: 96px; max-height: 96px; }}
 <p>Profile <b>{html.escape(as_utf8(profile_name))}</b>, verdicts at a false-positive rate of {fpr:.2%}.
 {looked_for}{len(results)} images: <b>{flagged}</b> carry this profile's watermark, {errors} could not be read.
 Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>
-<table><thead><tr><th></th><th>Path</th><th>Score</th><th>Verdict</th><th>Error</th></tr></thead>
+{test_note}
+<table><thead><tr><th></th><th>Path</th><th>Score</th><th>p</th><th>Verdict</th><th>Error</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
 </tbody></table></body></html>

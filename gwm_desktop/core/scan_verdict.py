@@ -14,6 +14,7 @@ VERDICT_TEXT = {"found": "watermark found", "clean": "not found", "error": "erro
 class Scanned(Protocol):
     flagged: bool
     error: str | None
+    p_value: float | None
 
 
 def verdict_of(result: Scanned) -> str:
@@ -24,3 +25,11 @@ def verdict_of(result: Scanned) -> str:
 def verdict_text(result: Scanned) -> str:
     """The verdict in words, for reports and the results table."""
     return VERDICT_TEXT[verdict_of(result)]
+
+
+def p_value_text(result: Scanned) -> str:
+    """The key-rank test's p in words (empty when the scan had none: a Phase 2 detector's threshold)."""
+    p = result.p_value
+    if p is None or result.error:
+        return ""
+    return f"p = {p:.3g} (about 1 in {max(1, round(1 / p)):,}): how often a random key matches this image as well as yours"

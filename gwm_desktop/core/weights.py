@@ -39,6 +39,13 @@ class ModelBundle:
     def n_bits(self) -> int:
         return self.detector.n_bits
 
+    @property
+    def key_independent(self) -> bool:
+        """Whether the detector never learned one key's watermark (Phase 1 trains on random keys), so
+        a profile's key is exchangeable with random ones (``key_rank``); a Phase 2 detector was fine-tuned
+        on its profile's key."""
+        return self.manifest.get("training", {}).get("phase") != 2
+
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()

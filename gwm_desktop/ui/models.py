@@ -312,7 +312,8 @@ class ScanResultsModel(QAbstractTableModel):
                 return QColor(theme.NOT_FOUND[theme.current()])
             return None
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{path}\n{verdict_text(result)}"
+            lines = (str(path), verdict_text(result), scan_verdict.p_value_text(result))
+            return "\n".join(line for line in lines if line)
         if role == Qt.ItemDataRole.TextAlignmentRole and column == SCORE:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == PATH_ROLE:

@@ -73,6 +73,35 @@ def test_engine_reuses_a_profiles_scanner_until_its_detector_changes(engine):
     profile = ProfileStore().get_or_create_default()
     first = engine.scanner(profile, 0.01)
     assert engine.scanner(profile, 0.01) is first
-    assert engine.scanner(profile, 0.001) is not first and engine.scanner(profile, 0.001).threshold >= first.threshold
+    stricter = engine.scanner(profile, 0.001)
+    assert stricter is not first and stricter.rank_test.null_keys > first.rank_test.null_keys  # a finer p
     engine.invalidate_profile(profile)  # what installing or rolling back a Phase 2 detector calls
     assert engine.scanner(profile, 0.01) is not first
+
+
+@pytest.mark.slow
+def test_the_shipped_model_decides_by_the_key_rank_test(engine, paintings, tmp_path):
+    """A shipped (key-independent) model's verdict is p <= FPR; the p-value is in every result."""
+    profile = ProfileStore().get_or_create_default()
+    items = [p.payload for p in engine.protect_files(paintings[:2], tmp_path / "out", profile, 0.05, EncodeOptions())]
+    marked = scan(engine, profile, [i.output for i in items])
+    clean = scan(engine, profile, paintings[:2])
+    assert all(r.p_value == 1 / 1000 and r.flagged for r in marked)  # no random key of 999 as high
+    assert all(r.p_value is not None and r.flagged == (r.p_value <= 0.01) for r in clean)
+    strict = [p.payload for p in engine.scan_files(paintings[:2], profile, fpr=0.001)]
+    assert all(r.p_value >= 1 / 10_000 for r in strict)
+
+
+def test_a_phase2_detector_keeps_its_banks_threshold(engine):
+    """Fine-tuned on one key, a Phase 2 detector's evidence depends on it: no key-rank test for it."""
+    from dataclasses import replace
+
+    from gwm_desktop.core.detect import Scanner
+    from gwm_desktop.core.keys import message_from_key
+
+    shipped = engine.shipped()
+    tuned = replace(shipped, manifest={**shipped.manifest, "training": {"phase": 2}})
+    assert shipped.key_independent and not tuned.key_independent
+    message = message_from_key(b"k" * 32, shipped.n_bits)
+    scanner = Scanner(tuned.detector, message, tuned.calibration, key_independent=tuned.key_independent)
+    assert scanner.rank_test is None and scanner.threshold == profile_threshold(tuned.calibration, message.view(1, -1), 0.01)

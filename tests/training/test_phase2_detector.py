@@ -99,8 +99,8 @@ def test_a_matched_model_keeps_its_matched_filter_through_phase_2(sets):
     marked = FreshWatermarker(generator, 0.05, torch.device("cpu"))(images, message.expand(len(images), -1))
     scanner = Scanner(after.detector, message, after.calibration)
     assert scanner.use_views
-    _, clean_agreement = scanner.score_arrays(as_uint8_arrays(images))
-    _, marked_agreement = scanner.score_arrays(as_uint8_arrays(marked))
+    _, clean_agreement, _ = scanner.score_arrays(as_uint8_arrays(images))
+    _, marked_agreement, _ = scanner.score_arrays(as_uint8_arrays(marked))
     assert marked_agreement.min() > clean_agreement.max()
 
 
