@@ -28,7 +28,6 @@ import torch
 from PIL import Image
 
 from gwm_desktop.core.atomic import write_atomic
-from gwm_desktop.core.detect import profile_threshold, threshold_for_fpr
 from gwm_desktop.core.devices import resolve_device
 from gwm_desktop.core.distortions import STANDARD_DISTORTIONS, TRAINING_TRANSFORMS, Distortion
 from gwm_desktop.core.image_io import (
@@ -45,10 +44,11 @@ from gwm_desktop.core.levels import LEVELS, level_by_name
 from gwm_desktop.core.lpips_metric import build_lpips, lpips_distance
 from gwm_desktop.core.models import WatermarkDetector
 from gwm_desktop.core.watermark import CalibrationError, Embedder, psnr
-from gwm_desktop.core.weights import ModelBundle, load_model, read_manifest, save_model
+from gwm_desktop.core.weights import load_model, read_manifest, save_model
 from training.datasets import list_images
+from training.eval_report import build_report, format_report, record_metrics
 from training.evidence_file import write_evidence
-from training.metrics import auc, best_accuracy, ssim, tpr_at_fpr
+from training.metrics import ssim
 
 EVAL_KEY = b"gwm-evaluation-key-0000000000000"  # 32 bytes; a fixed key so figures are reproducible
 CONDITIONS = ("none", *STANDARD_DISTORTIONS)  # what the calibration bank holds, and the default report
@@ -234,7 +234,8 @@ def evaluate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[
             marked_bits[p].append(bits_under_conditions(bundle.detector, marked, device, config.conditions))
             other_bits[p].append(bits_under_conditions(bundle.detector, other, device, config.conditions))
         yield Progress(index, len(paths), path.name)
-    report = build_report(config, bundle, own_message, clean_bits, marked_bits, other_bits, quality, failures,
+    keys = [EVAL_KEY, *(other_key(i) for i in range(config.other_keys))]
+    report = build_report(config, bundle, keys, clean_bits, marked_bits, other_bits, other_index, quality, failures,
                           time.monotonic() - started, len(paths), grey_flags)
     if config.json_out:
         write_atomic(Path(config.json_out), (json.dumps(report, indent=2) + "\n").encode("utf-8"))
@@ -244,67 +245,6 @@ def evaluate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[
     if config.record_as:
         record_metrics(Path(config.model), config.record_as, report)
     yield Progress(len(paths), len(paths), "report", report)
-
-
-def _agreements(bits: list[torch.Tensor], message: torch.Tensor) -> np.ndarray:
-    """list of (C, V, K) -> (C, N) agreements (best view)."""
-    stacked = torch.stack(bits)  # (N, C, V, K)
-    return WatermarkDetector.best_agreement(stacked, message.view(1, 1, -1)).T.numpy()
-
-
-def build_report(config: EvalConfig, bundle: ModelBundle, message: torch.Tensor, clean_bits: list[torch.Tensor],
-                 marked_bits: dict[float, list[torch.Tensor]], other_bits: dict[float, list[torch.Tensor]],
-                 quality: dict[float, dict[str, list[float]]], failures: list[str], seconds: float,
-                 n_paths: int, grey_flags: list[bool]) -> dict[str, Any]:
-    if not clean_bits:
-        raise ValueError("no image could be evaluated")
-    grey = np.asarray(grey_flags, dtype=bool)
-    clean = _agreements(clean_bits, message)
-    shipped_threshold = None
-    if bundle.calibration:
-        shipped_threshold = profile_threshold(bundle.calibration, message, 0.01)
-    levels: dict[str, Any] = {}
-    for p in config.levels:
-        marked, other = _agreements(marked_bits[p], message), _agreements(other_bits[p], message)
-        q = quality[p]
-        per_condition = {}
-        for c, name in enumerate(config.conditions):
-            t1 = threshold_for_fpr(clean[c], 0.01)
-            entry = {"auc": auc(clean[c], marked[c]), "tpr_at_1pct_fpr": tpr_at_fpr(clean[c], marked[c], 0.01),
-                     "tpr_at_0.1pct_fpr": tpr_at_fpr(clean[c], marked[c], 0.001),
-                     "accuracy": best_accuracy(clean[c], marked[c]),
-                     "cross_key_fpr_at_1pct": float((other[c] > t1).mean())}
-            if shipped_threshold is not None:
-                t = shipped_threshold
-                entry["shipped_threshold"] = {"tpr": float((marked[c] > t).mean()),
-                                              "fpr_clean": float((clean[c] > t).mean()),
-                                              "fpr_cross_key": float((other[c] > t).mean()),
-                                              "tpr_colour_images": float((marked[c][~grey] > t).mean()),
-                                              "tpr_greyscale_images": float((marked[c][grey] > t).mean())
-                                              if grey.any() else None}
-            per_condition[name] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in entry.items()}
-        lp = np.asarray(q["lpips"])
-        levels[f"{p:g}"] = {
-            "invisibility": {"lpips_max": round(float(lp.max()), 4), "lpips_mean": round(float(lp.mean()), 4),
-                             "share_within_p": round(float((lp <= p).mean()), 4),
-                             "psnr_mean_db": round(float(np.mean(q["psnr"])), 2),
-                             "ssim_mean": round(float(np.mean(q["ssim"])), 4)},
-            "detection": per_condition,
-        }
-    return {"model": str(config.model), "data": config.data, "split": config.split, "images": len(clean_bits),
-            "greyscale_images": int(grey.sum()),
-            "images_listed": n_paths, "failures": failures, "other_keys": config.other_keys,
-            "shipped_threshold_at_1pct": shipped_threshold, "seconds": round(seconds, 1), "levels": levels}
-
-
-def record_metrics(folder: Path, name: str, report: dict[str, Any]) -> None:
-    """Store an evaluation report in the model's manifest (the manifest is not part of the hashes)."""
-    from gwm_desktop.core.weights import write_manifest
-
-    manifest = read_manifest(folder)
-    report = dict(report, command="gwm eval " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["eval"] else sys.argv[1:]))
-    manifest.setdefault("metrics", {})[name] = report
-    write_manifest(folder, manifest)
 
 
 def calibrate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[Progress]:
@@ -344,30 +284,6 @@ def calibrate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator
                             "command": "gwm eval " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["eval"] else sys.argv[1:])}
     save_model(folder, bundle.generator, bundle.detector, manifest_extra=extra, calibration=calibration)
     yield Progress(len(paths), len(paths), "calibration written", extra["calibration"])
-
-
-def format_report(report: dict[str, Any]) -> str:
-    lines = [f"{report['images']} images ({report.get('greyscale_images', 0)} greyscale; {report['split']} split "
-             f"of {', '.join(report['data'])}), {report['seconds']} s"]
-    for p, level in report["levels"].items():
-        inv = level["invisibility"]
-        lines.append(f"\np = {p}: LPIPS max {inv['lpips_max']} mean {inv['lpips_mean']} "
-                     f"(within p: {inv['share_within_p']:.1%}), PSNR {inv['psnr_mean_db']} dB, SSIM {inv['ssim_mean']}")
-        lines.append(f"  {'condition':24} {'AUC':>7} {'TPR@1%':>8} {'TPR@0.1%':>9} {'acc':>6} {'xkeyFPR':>8}"
-                     + ("  shipped: TPR / FPR / xkey (TPR colour / grey)"
-                        if report.get("shipped_threshold_at_1pct") is not None else ""))
-        for name, d in level["detection"].items():
-            line = (f"  {name:24} {d['auc']:7.4f} {d['tpr_at_1pct_fpr']:8.1%} {d['tpr_at_0.1pct_fpr']:9.1%} "
-                    f"{d['accuracy']:6.1%} {d['cross_key_fpr_at_1pct']:8.1%}")
-            if "shipped_threshold" in d:
-                s = d["shipped_threshold"]
-                line += f"  {s['tpr']:6.1%} / {s['fpr_clean']:5.1%} / {s['fpr_cross_key']:5.1%}"
-                line += f" ({s['tpr_colour_images']:.1%} / " + (
-                    f"{s['tpr_greyscale_images']:.1%})" if s["tpr_greyscale_images"] is not None else "-)")
-            lines.append(line)
-    if report["failures"]:
-        lines.append(f"\n{len(report['failures'])} images failed: " + "; ".join(report["failures"][:5]))
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

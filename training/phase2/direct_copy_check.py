@@ -24,7 +24,8 @@ from gwm_desktop.core.lpips_metric import build_lpips
 from gwm_desktop.core.watermark import Embedder
 from gwm_desktop.core.weights import load_model
 from training.datasets import list_images
-from training.evaluate import EVAL_KEY, EvalConfig, evaluate, format_report, protect_as_png
+from training.eval_report import format_report
+from training.evaluate import EVAL_KEY, EvalConfig, evaluate, protect_as_png
 from training.phase2.detector_finetune import DetectorFinetuneConfig, finetune_detector
 
 
