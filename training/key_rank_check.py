@@ -8,6 +8,9 @@
    evaluation key, bank threshold (best reading) against the key-rank test (maximum, and as shipped).
 3. Per-key spread: each of many keys' false-positive rate on the held-out clean images, under the
    key-rank test (its mean over keys is the rate by construction) and under the bank's threshold.
+4. The guarantee as the app meets it: every held-out clean and other-key row tested for a fresh random
+   profile key against the scanner's own fixed draw of random keys (``KeyRankTest``), the share with
+   p <= 1% per condition over all files, with a 95% Clopper-Pearson interval.
 
     python -m training.key_rank_check runs/view_join/portraits.safetensors [more files] [--keys 200]
 """
@@ -21,12 +24,13 @@ from pathlib import Path
 import torch
 
 from gwm_desktop.core.detect import NEGATIVE_BANKS, threshold_for_fpr
-from gwm_desktop.core.key_rank import UNMOVED_SHARE, joined_tails, reading_groups, tail_shares
-from gwm_desktop.core.keys import message_from_key
+from gwm_desktop.core.key_rank import UNMOVED_SHARE, KeyRankTest, joined_tails, reading_groups, tail_shares
+from gwm_desktop.core.keys import message_from_key, random_messages
 from gwm_desktop.core.random_keys import MessageTable, null_messages, reading_scores
 from gwm_desktop.core.weights import ModelBundle, load_model
 from training.evaluate import EVAL_KEY, other_key
 from training.evidence_file import read_evidence
+from training.verdict_sets import clopper_pearson
 
 FPR = 0.01
 NULL_KEYS = 999
@@ -136,6 +140,33 @@ def per_key_spread(bundle: ModelBundle, clean: torch.Tensor, nulls: torch.Tensor
             f"bank threshold ({keys} keys) {summary(bank_rates)}")
 
 
+def fresh_key_rates(bundle: ModelBundle, paths: list[Path], keys_per_image: int = 20) -> list[str]:
+    """Part 4: each negative row (clean; other keys' exports) against ``keys_per_image`` fresh random
+    profile keys (the interval treats the tests as independent; one image's are not)."""
+    generator = torch.Generator().manual_seed(2026)
+    flags: dict[tuple[str, str], list[bool]] = {}
+    for path in paths:
+        evidence, metadata = read_evidence(path)
+        conditions, levels = metadata["conditions"].split(","), metadata["levels"].split(",")
+        for kind in ("clean", *(f"other@{p}" for p in levels)):
+            rows = evidence[kind].float()                                   # (N, C, V, E)
+            for n in range(rows.shape[0]):
+                for key in random_messages(keys_per_image, bundle.n_bits, generator):
+                    p = KeyRankTest(bundle.detector, key, NULL_KEYS).p_values(rows[n])
+                    for c, value in zip(conditions, (p <= FPR).tolist(), strict=True):
+                        flags.setdefault(("clean" if kind == "clean" else "other keys", c), []).append(value)
+    lines = [f"\n4. {keys_per_image} fresh random profile keys an image, the scanner's random keys: share "
+             "flagged at 1% (95% interval)"]
+    for source in ("clean", "other keys"):
+        cells = []
+        for (kind, condition), values in flags.items():
+            if kind == source:
+                low, high = clopper_pearson(sum(values), len(values))
+                cells.append(f"{condition} {sum(values) / len(values):.2%} [{low:.2%}, {high:.2%}] of {len(values)}")
+        lines.append(f"  {source}: " + "; ".join(cells))
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("evidence", nargs="*", help="files written by gwm eval --save-evidence")
@@ -148,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = the_choice(bundle, conditions, nulls)
     for path in args.evidence:
         lines.extend(held_out(bundle, Path(path), nulls, args.keys))
+    if args.evidence:
+        lines.extend(fresh_key_rates(bundle, [Path(path) for path in args.evidence]))
     print("\n".join(lines))
     return 0
 
