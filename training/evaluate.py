@@ -3,12 +3,13 @@
 For every image and budget p: protect it with an evaluation key (PNG, as exported), measure
 LPIPS(original, exported) by the SPEC protocol, PSNR and SSIM at full resolution; protect it with
 other keys too; then score clean, watermarked and other-key images undistorted and under every
-standard distortion. Thresholds come from the clean images' scores under the same distortion.
+standard distortion. Thresholds come from the clean images' scores under the same distortion, beside
+what the scanner decides at 1% (``training.eval_report``).
 
 ``--calibrate`` instead computes the model's calibration bank (the detector's evidence on images of
 the *calibration* split, undistorted and distorted: clean; watermarked with other keys at every level;
-watermarked with other keys at the faintest level) and stores it with the model, so
-the app can set a threshold at any FPR for any profile.
+watermarked with other keys at the faintest level) and stores it with the model: the threshold
+rule a Phase 2 detector's own bank follows, and ``gwm eval``'s comparison for the shipped one.
 """
 
 from __future__ import annotations

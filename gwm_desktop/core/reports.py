@@ -56,9 +56,9 @@ def write_html(results: Sequence[ScanResult], path: Path, profile_name: str, fpr
     looked_for = f"Looked for the watermark of {html.escape(watermark)}.\n" if watermark else ""
     flagged = sum(r.flagged for r in results)
     errors = sum(bool(r.error) for r in results)
-    test_note = ("<p>p: how often random keys match an image as well as this profile's key; an image is "
-                 f"flagged when p is at most {fpr:.2%}, which happens to at most that share of images that do "
-                 "not carry this watermark, whatever they look like.</p>"
+    test_note = ("<p>p: how often random keys match an image as well as this profile's key. An image is "
+                 f"flagged when p is at most {fpr:.2%}: on average over keys, at most that share of images that "
+                 "do not carry a key's watermark are flagged for it, whatever they look like.</p>"
                  if any(r.p_value is not None for r in results) else "")
     rows = []
     for index, r in enumerate(results):

@@ -90,6 +90,13 @@ def test_the_shipped_model_decides_by_the_key_rank_test(engine, paintings, tmp_p
     assert all(r.p_value is not None and r.flagged == (r.p_value <= 0.01) for r in clean)
     strict = [p.payload for p in engine.scan_files(paintings[:2], profile, fpr=0.001)]
     assert all(r.p_value >= 1 / 10_000 for r in strict)
+    from gwm_desktop.core.reports import write_csv, write_html
+
+    write_csv([*marked, *clean], tmp_path / "r.csv")
+    rows = (tmp_path / "r.csv").read_text().splitlines()
+    assert rows[0].startswith("path,score,agreement,p_value") and rows[1].split(",")[3] == "0.001"
+    write_html(marked, tmp_path / "r.html", "default", 0.01)
+    assert "<th>p</th>" in (tmp_path / "r.html").read_text()
 
 
 def test_a_phase2_detector_keeps_its_banks_threshold(engine):
