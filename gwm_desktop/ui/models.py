@@ -276,6 +276,9 @@ class ScanResultsModel(QAbstractTableModel):
             return COLUMNS[section]
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole and section == SCORE:
             return "Detector's probability that this profile's watermark is present (0–1)"
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole and section == VERDICT:
+            return ("Found: random keys match the image as well as yours no more often than the chosen "
+                    "false-positive rate (hover a row for its p)")
         return None
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:

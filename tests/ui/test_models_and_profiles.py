@@ -8,7 +8,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 
 from gwm_desktop.core.detect import ScanResult
-from gwm_desktop.ui.models import SCORE, ScanFilterProxy, ScanResultsModel, ThumbnailCache
+from gwm_desktop.ui.models import SCORE, VERDICT, ScanFilterProxy, ScanResultsModel, ThumbnailCache
 from gwm_desktop.ui.workers import GeneratorWorker
 from tests.ui.conftest import noise_images
 
@@ -115,3 +115,15 @@ def test_settings_persist_between_windows(window, settings) -> None:
     tab.format_combo.setCurrentIndex(tab.format_combo.findData("png"))
     tab.save_settings()
     assert settings.get("level") == "very-subtle" and settings.get("format") == "png"
+
+
+def test_a_rows_tooltip_gives_the_key_rank_tests_p(qtbot, tmp_path: Path) -> None:
+    cache = ThumbnailCache(side=32, capacity=4)
+    model = ScanResultsModel(cache)
+    model.add_results([ScanResult(tmp_path / "a.png", 0.31, 0.12, True, p_value=0.004),
+                       ScanResult(tmp_path / "b.png", 0.2, 0.05, False)])          # a Phase 2 detector: no p
+    tip = model.index(0, VERDICT).data(Qt.ItemDataRole.ToolTipRole)
+    assert "Watermark found" in tip and "p = 0.004 (about 1 in 250)" in tip
+    assert "p =" not in model.index(1, VERDICT).data(Qt.ItemDataRole.ToolTipRole)
+    assert "random keys" in model.headerData(VERDICT, Qt.Orientation.Horizontal, Qt.ItemDataRole.ToolTipRole)
+    cache.close()
