@@ -128,7 +128,8 @@ def check_protect_and_scan(workdir: Path, device: str, log: Log, model_dir: Path
         if result is None or result.error:
             log(f"FAIL: scanning the {name} image failed: {result.error if result else 'no result'}")
             return False
-        log(f"          {name:<9} score {result.score:.3f}, agreement {result.agreement:+.3f}, "
+        p_value = "" if result.p_value is None else f", p {result.p_value:.3g}"
+        log(f"          {name:<9} score {result.score:.3f}, agreement {result.agreement:+.3f}{p_value}, "
             f"{'FLAGGED' if result.flagged else 'not flagged'}")
 
     ok = True
