@@ -26,6 +26,7 @@ import torch
 from gwm_desktop.core.detect import NEGATIVE_BANKS, threshold_for_fpr
 from gwm_desktop.core.key_rank import UNMOVED_SHARE, KeyRankTest, joined_tails, reading_groups, tail_shares
 from gwm_desktop.core.keys import message_from_key, random_messages
+from gwm_desktop.core.models import WatermarkDetector
 from gwm_desktop.core.random_keys import MessageTable, null_messages, reading_scores
 from gwm_desktop.core.weights import ModelBundle, load_model
 from training.evaluate import EVAL_KEY, other_key
@@ -37,14 +38,13 @@ NULL_KEYS = 999
 REPORTED = ("none", "jpeg75", "crop0.8", "flip", "random_crop", "rotate5", "bucket512")
 
 
-def p_values(evidence: torch.Tensor, message: torch.Tensor, groups: list[tuple[list[int], float]],
-             nulls: torch.Tensor) -> torch.Tensor:
-    """(..., V, E) evidence -> (...) key-rank p-values for ``message`` against ``nulls`` (K, n_bits)."""
-    table = MessageTable.of(torch.cat([message.view(1, -1).float(), nulls]))
+def p_values(detector: WatermarkDetector, evidence: torch.Tensor, message: torch.Tensor,
+             groups: list[tuple[list[int], float]]) -> torch.Tensor:
+    """(..., V, E) evidence -> (...) key-rank p-values for ``message`` under ``groups``, against the
+    scanner's own random keys (``KeyRankTest``)."""
+    test = KeyRankTest(detector, message, NULL_KEYS, groups=groups)
     flat = evidence.reshape(-1, *evidence.shape[-2:]).float()
-    out = [(lambda t: (t <= t[:, :1]).sum(-1) / t.shape[-1])(
-        joined_tails(reading_scores(chunk, table, torch.float32), groups)) for chunk in flat.split(512)]
-    return torch.cat(out).view(evidence.shape[:-2])
+    return torch.cat([test.p_values(chunk) for chunk in flat.split(512)]).view(evidence.shape[:-2])
 
 
 def bank_best(bundle: ModelBundle, message: torch.Tensor) -> tuple[float, dict[str, torch.Tensor]]:
@@ -65,7 +65,7 @@ def rules(bundle: ModelBundle, view_count: int) -> dict[str, list[tuple[list[int
     return found
 
 
-def the_choice(bundle: ModelBundle, conditions: list[str], nulls: torch.Tensor) -> list[str]:
+def the_choice(bundle: ModelBundle, conditions: list[str]) -> list[str]:
     """Part 1: found % on the calibration bank's rows for their own keys."""
     view_count = bundle.calibration["clean_bits"].shape[1]
     lines = ["1. calibration split, each row's own key (found % at 1%)"]
@@ -75,7 +75,7 @@ def the_choice(bundle: ModelBundle, conditions: list[str], nulls: torch.Tensor) 
         for bank, key_of in rows.items():
             bits = bundle.calibration[bank].float().view(-1, len(conditions), view_count,
                                                         bundle.calibration[bank].shape[-1])
-            found = torch.stack([p_values(bits[i], message_from_key(key_of(i), bundle.n_bits), groups, nulls)
+            found = torch.stack([p_values(bundle.detector, bits[i], message_from_key(key_of(i), bundle.n_bits), groups)
                                  for i in range(bits.shape[0])]) <= FPR
             label = "p=0.01" if bank == "faint_other_bits" else "other keys' rows, pooled levels"
             cells.append(f"{label}: " + " ".join(f"{c}={found[:, conditions.index(c)].float().mean():.0%}"
@@ -101,7 +101,7 @@ def held_out(bundle: ModelBundle, path: Path, nulls: torch.Tensor, keys: int) ->
 
     deciders = {"bank threshold, best reading": lambda kind: best(kind) > threshold}
     for name, groups in rules(bundle, view_count).items():
-        deciders[name] = lambda kind, groups=groups: p_values(evidence[kind], message, groups, nulls) <= FPR
+        deciders[name] = lambda kind, groups=groups: p_values(bundle.detector, evidence[kind], message, groups) <= FPR
     for name, decide in deciders.items():
         clean = decide("clean").float().mean()
         other = torch.cat([decide(f"other@{p}") for p in levels]).float().mean()
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     bundle = load_model(Path(args.model))
     nulls = null_messages(torch.zeros(bundle.n_bits), NULL_KEYS).float()  # the scanner's draw
     conditions = json.loads((Path(args.model) / "manifest.json").read_text())["calibration"]["conditions"]
-    lines = the_choice(bundle, conditions, nulls)
+    lines = the_choice(bundle, conditions)
     for path in args.evidence:
         lines.extend(held_out(bundle, Path(path), nulls, args.keys))
     if args.evidence:

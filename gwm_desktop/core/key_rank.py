@@ -62,14 +62,16 @@ class KeyRankTest:
     """One profile's test on one detector's evidence: the messages and groups prepared once."""
 
     def __init__(self, detector: WatermarkDetector, message: torch.Tensor, null_keys: int,
-                 seed: int = NULL_SEED) -> None:
+                 seed: int = NULL_SEED, groups: list[tuple[list[int], float]] | None = None) -> None:
+        """``groups``: other groupings of the readings than ``reading_groups`` (to measure them)."""
         nulls = null_messages(message, null_keys, seed)
         self.detector = detector
         self.null_keys = null_keys
+        self.groups = groups
         self.table = MessageTable.of(torch.cat([message.view(1, -1).to(nulls), nulls]))
 
     def p_values(self, evidence: torch.Tensor) -> torch.Tensor:
         """(N, V, E) key-independent evidence -> (N,) each image's p-value, in steps of 1 / (K + 1)."""
         readings = reading_scores(evidence.cpu(), self.table, torch.float32)  # ties count against the key
-        tails = joined_tails(readings, reading_groups(self.detector, evidence.shape[1]))
+        tails = joined_tails(readings, self.groups or reading_groups(self.detector, evidence.shape[1]))
         return (tails <= tails[:, :1]).sum(dim=-1).double() / tails.shape[-1]
