@@ -55,25 +55,30 @@ class Decisions:
         return (p <= SCANNER_FPR).view(n, c).T.numpy()
 
 
-def per_key_figures(bundle: ModelBundle, keys: list[bytes], clean: torch.Tensor, marked: torch.Tensor,
-                    other: torch.Tensor, other_index: np.ndarray) -> dict[str, np.ndarray]:
-    """(keys, C) found, clean-flag and cross-key-flag shares: key 0 (the evaluation key) on ``marked`` and
-    ``other``; key j >= 1, when ``MIN_KEY_IMAGES`` images carry it, on its own ``other`` copies
-    (``other_index == j - 1``) as positives and on ``marked`` plus the other keys' copies as cross-key images."""
-    found, false_clean, false_cross = [], [], []
-    for j, key in enumerate(keys):
-        if j and int((other_index == j - 1).sum()) < MIN_KEY_IMAGES:
-            continue
-        decide = Decisions(bundle, key)
+def per_key_figures(deciders: dict[int, Decisions], clean_flags: dict[int, np.ndarray], marked: torch.Tensor,
+                    other: torch.Tensor, other_index: np.ndarray, own: tuple[np.ndarray, np.ndarray]
+                    ) -> dict[str, np.ndarray]:
+    """(keys, C) found, clean-flag and cross-key-flag shares: key 0 (the evaluation key; ``own``: its
+    flags on ``marked`` and ``other``, already decided); key j >= 1 on its own ``other`` copies
+    (``other_index == j - 1``) as positives and on ``marked`` plus the other keys' copies as cross-key
+    images. ``deciders`` and ``clean_flags``: for each key entering the figures (``key_deciders``)."""
+    found, false_cross = [], []
+    for j, decide in deciders.items():
         if j == 0:
-            positives, cross = marked, other
+            found_flags, cross_flags = own
         else:
-            positives = other[torch.from_numpy(other_index == j - 1)]
-            cross = torch.cat([marked, other[torch.from_numpy(other_index != j - 1)]])
-        found.append(decide(positives).mean(1))
-        false_clean.append(decide(clean).mean(1))
-        false_cross.append(decide(cross).mean(1))
-    return {"found": np.stack(found), "clean": np.stack(false_clean), "cross": np.stack(false_cross)}
+            found_flags = decide(other[torch.from_numpy(other_index == j - 1)])
+            cross_flags = decide(torch.cat([marked, other[torch.from_numpy(other_index != j - 1)]]))
+        found.append(found_flags.mean(1))
+        false_cross.append(cross_flags.mean(1))
+    return {"found": np.stack(found), "clean": np.stack([flags.mean(1) for flags in clean_flags.values()]),
+            "cross": np.stack(false_cross)}
+
+
+def key_deciders(bundle: ModelBundle, keys: list[bytes], other_index: np.ndarray) -> dict[int, Decisions]:
+    """The evaluation key (0), and each other key that ``MIN_KEY_IMAGES`` images carry."""
+    return {j: Decisions(bundle, key) for j, key in enumerate(keys)
+            if j == 0 or int((other_index == j - 1).sum()) >= MIN_KEY_IMAGES}
 
 
 def build_report(config: Any, bundle: ModelBundle, keys: list[bytes], clean_bits: list[torch.Tensor],
@@ -87,17 +92,20 @@ def build_report(config: Any, bundle: ModelBundle, keys: list[bytes], clean_bits
     message = message_from_key(keys[0], bundle.n_bits)
     clean_t = torch.stack(clean_bits)
     clean = agreements(clean_t, message)
-    decide = Decisions(bundle, keys[0])
+    index = np.asarray(other_index)
+    deciders = key_deciders(bundle, keys, index)
+    decide = deciders[0]
     bank_threshold = profile_threshold(bundle.calibration, message, SCANNER_FPR) if bundle.calibration else None
-    flags_clean = decide(clean_t) if decide.available else None
+    clean_flags = {j: d(clean_t) for j, d in deciders.items()} if decide.available else {}  # the same at every level
+    flags_clean = clean_flags.get(0)
     levels: dict[str, Any] = {}
     for p in config.levels:
         marked_t, other_t = torch.stack(marked_bits[p]), torch.stack(other_bits[p])
         marked, other = agreements(marked_t, message), agreements(other_t, message)
-        per_key = per_key_figures(bundle, keys, clean_t, marked_t, other_t, np.asarray(other_index)) \
-            if decide.available else None
         flags_marked = decide(marked_t) if decide.available else None
         flags_other = decide(other_t) if decide.available else None
+        per_key = per_key_figures(deciders, clean_flags, marked_t, other_t, index, (flags_marked, flags_other)) \
+            if decide.available else None
         per_condition = {}
         for c, name in enumerate(config.conditions):
             t1 = threshold_for_fpr(clean[c], 0.01)
@@ -134,8 +142,7 @@ def build_report(config: Any, bundle: ModelBundle, keys: list[bytes], clean_bits
     return {"model": str(config.model), "data": config.data, "split": config.split, "images": len(clean_bits),
             "greyscale_images": int(grey.sum()),
             "images_listed": n_paths, "failures": failures, "other_keys": config.other_keys,
-            "scanner_rule": rule, "scanner_keys": 1 + sum(int((np.asarray(other_index) == j).sum()) >= MIN_KEY_IMAGES
-                                                          for j in range(len(keys) - 1)),
+            "scanner_rule": rule, "scanner_keys": len(deciders),
             "bank_threshold_at_1pct": bank_threshold,
             "seconds": round(seconds, 1), "levels": levels}
 
