@@ -1,7 +1,8 @@
 """How the scanner's readings are joined into one score, measured on ``gwm eval --save-evidence`` files.
 
-The isotropic scanner reads each image 28 ways (``WatermarkDetector.decode_views``) and keeps the best
-agreement; its threshold comes from the calibration bank read the same way. The maximum of many
+The isotropic scanner reads each image 28 ways (``WatermarkDetector.decode_views``); until 2026-12-03
+it kept the best agreement, with its threshold from the calibration bank read the same way (it now
+ranks the key among random ones, ``core.key_rank``; ``training.key_rank_check`` measures that). The maximum of many
 readings has a higher null than any one of them, so a faint watermark that needs no search (the as-is
 reading) must clear the searched readings' null. Rules compared, each with its threshold from the
 model's bank exactly as ``detect.profile_threshold`` sets it (every bank held to the rate on its own):
