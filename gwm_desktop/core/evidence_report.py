@@ -56,8 +56,12 @@ def app_version() -> str:
 
 
 def model_version(manifest: dict[str, Any]) -> str:
+    """The weights' hash and the architecture's (the same weights read with another search, e.g. more
+    shift peaks, give other evidence)."""
     weights = manifest.get("files", {}).get("model.safetensors", "")
-    return f"{manifest.get('format', 'unknown')} (weights sha256 {weights[:12] or 'unknown'})"
+    architecture = hashlib.sha256(json.dumps(manifest.get("architecture", {}), sort_keys=True).encode()).hexdigest()
+    return (f"{manifest.get('format', 'unknown')} (weights sha256 {weights[:12] or 'unknown'}, "
+            f"architecture sha256 {architecture[:12]})")
 
 
 def report_facts(result: VerdictResult, profile: Profile, manifest: dict[str, Any]) -> dict[str, Any]:

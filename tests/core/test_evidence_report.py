@@ -32,3 +32,13 @@ def test_report_states_the_test_and_never_shows_the_key(tmp_path, model_dir, pai
     assert profile.key.hex() not in page and profile.key.hex() not in json_path.read_text()
     assert "proof" not in page.lower() and "What it assumes" in page
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically, no temp files left
+
+
+def test_model_version_tells_the_same_weights_read_another_way_apart():
+    from gwm_desktop.core.evidence_report import model_version
+
+    manifest = {"format": "gwm-model-v1", "files": {"model.safetensors": "ab" * 32},
+                "architecture": {"registration_peaks": 3}}
+    wider = {**manifest, "architecture": {"registration_peaks": 16}}
+    assert "weights sha256 abababababab" in model_version(manifest)
+    assert model_version(manifest) != model_version(wider)
