@@ -37,7 +37,9 @@ def test_scores_in_chunks_are_the_one_pass_scores(monkeypatch):
     evidence = torch.randn(5, 2, 2 * N_BITS) * 2
     table = MessageTable.of(random_messages(1_000, N_BITS, torch.Generator().manual_seed(2)))
     assert len(list(random_keys.chunks(5, 2, len(table)))) == 4
-    assert torch.equal(random_keys.message_scores_in_chunks(evidence, table), message_scores(evidence, table))
+    # the same up to float64 rounding (a BLAS may sum a smaller block of messages in another order)
+    assert torch.allclose(random_keys.message_scores_in_chunks(evidence, table), message_scores(evidence, table),
+                          rtol=1e-12, atol=1e-12)
 
 
 def test_random_keys_are_seeded_and_never_the_true_key():
