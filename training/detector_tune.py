@@ -256,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(config.out) / "model"
     given = argv if argv is not None else sys.argv[1:]
     tuner.export(folder, "gwm train phase1b " + " ".join(shlex.quote(a) for a in given))
-    print(f"tuned model written to {folder}; calibrate it with `gwm eval --calibrate --model {folder} ...`")
+    print(f"tuned model written to {folder}; evaluate it with `gwm eval --model {folder} ...` (it scans by "
+          "the key-rank test and needs no calibration bank)")
     return 0
 
 

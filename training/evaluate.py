@@ -45,7 +45,7 @@ from gwm_desktop.core.levels import LEVELS, level_by_name
 from gwm_desktop.core.lpips_metric import build_lpips, lpips_distance
 from gwm_desktop.core.models import WatermarkDetector
 from gwm_desktop.core.watermark import CalibrationError, Embedder, psnr
-from gwm_desktop.core.weights import load_model, read_manifest, save_model
+from gwm_desktop.core.weights import ModelBundle, load_model, read_manifest, save_model
 from training.datasets import list_images
 from training.eval_report import build_report, format_report, record_metrics
 from training.evidence_file import write_evidence
@@ -246,6 +246,17 @@ def evaluate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[
     if config.record_as:
         record_metrics(Path(config.model), config.record_as, report)
     yield Progress(len(paths), len(paths), "report", report)
+
+
+def load_banked_model(folder: Path) -> ModelBundle:
+    """A model with its calibration bank, for the tools that compare with the bank's threshold; the
+    shipped model scans without one (the key-rank test), so say which command writes it."""
+    bundle = load_model(folder)
+    if not bundle.calibration:
+        raise SystemExit(f"{folder} has no calibration bank (the shipped model scans without one); write one "
+                         f"into a copy of it first: gwm eval --calibrate --model COPY --data ../shared/data/portraits "
+                         f"--data runs/data/skimage --max-images 200")
+    return bundle
 
 
 def calibrate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[Progress]:

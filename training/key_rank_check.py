@@ -28,8 +28,8 @@ from gwm_desktop.core.key_rank import UNMOVED_SHARE, KeyRankTest, joined_tails, 
 from gwm_desktop.core.keys import message_from_key, random_messages
 from gwm_desktop.core.models import WatermarkDetector
 from gwm_desktop.core.random_keys import MessageTable, null_messages, reading_scores
-from gwm_desktop.core.weights import ModelBundle, load_model
-from training.evaluate import EVAL_KEY, other_key
+from gwm_desktop.core.weights import ModelBundle
+from training.evaluate import EVAL_KEY, load_banked_model, other_key
 from training.evidence_file import read_evidence
 from training.verdict_sets import clopper_pearson
 
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="resources/models/default")
     parser.add_argument("--keys", type=int, default=200, help="keys for the per-key spread")
     args = parser.parse_args(argv)
-    bundle = load_model(Path(args.model))
+    bundle = load_banked_model(Path(args.model))
     nulls = null_messages(torch.zeros(bundle.n_bits), NULL_KEYS).float()  # the scanner's draw
     conditions = json.loads((Path(args.model) / "manifest.json").read_text())["calibration"]["conditions"]
     lines = the_choice(bundle, conditions)

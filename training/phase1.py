@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     model_dir = Path(config.out) / "model"
     trainer.export(model_dir, command_line(argv))
-    print(f"model written to {model_dir} (calibrate and evaluate it with `gwm eval`)")
+    print(f"model written to {model_dir} (evaluate it with `gwm eval`)")
     return 0
 
 

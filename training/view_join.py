@@ -1,11 +1,12 @@
 """How the scanner's readings are joined into one score, measured on ``gwm eval --save-evidence`` files.
 
-The isotropic scanner reads each image 28 ways (``WatermarkDetector.decode_views``); until 2026-12-03
+The isotropic scanner reads each image many ways (``WatermarkDetector.decode_views``); until 2026-12-03
 it kept the best agreement, with its threshold from the calibration bank read the same way (it now
 ranks the key among random ones, ``core.key_rank``; ``training.key_rank_check`` measures that). The maximum of many
 readings has a higher null than any one of them, so a faint watermark that needs no search (the as-is
 reading) must clear the searched readings' null. Rules compared, each with its threshold from the
-model's bank exactly as ``detect.profile_threshold`` sets it (every bank held to the rate on its own):
+model's bank exactly as ``detect.profile_threshold`` sets it (every bank held to the rate on its own;
+the shipped model has none: write one into a copy with ``gwm eval --calibrate``):
 
 - ``best``: the maximum over every reading (what ships);
 - ``unregistered``: the maximum over the readings before the phases' registered view (the scanner
@@ -33,8 +34,7 @@ from gwm_desktop.core.agreement import MATCHED_PRESENT, MATCHED_WEIGHT, matched_
 from gwm_desktop.core.detect import NEGATIVE_BANKS, threshold_for_fpr
 from gwm_desktop.core.keys import message_from_key
 from gwm_desktop.core.models import READINGS, SCAN_ZOOMS, WatermarkDetector
-from gwm_desktop.core.weights import load_model
-from training.evaluate import EVAL_KEY, other_key
+from training.evaluate import EVAL_KEY, load_banked_model, other_key
 from training.evidence_file import read_evidence
 
 Rule = Callable[[torch.Tensor], torch.Tensor]  # (..., V) per-reading agreements -> (...) one score
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="|c| above which a switched-off texture counts against the key (default: shipped)")
     args = parser.parse_args(argv)
     loaded = [(Path(path), *read_evidence(Path(path))) for path in args.evidence]
-    bundle = load_model(Path(args.model or loaded[0][2]["model"]))
+    bundle = load_banked_model(Path(args.model or loaded[0][2]["model"]))
     message = message_from_key(EVAL_KEY, bundle.n_bits)
 
     def read(evidence: torch.Tensor) -> torch.Tensor:

@@ -59,9 +59,8 @@ from gwm_desktop.core.textures import luma_patterns, pattern_frequencies
 
 WORKING_SIZE = 256
 READINGS = 5  # an isotropic matched filter's readings per view: unmoved, then four after the shift search
-# New models' second registered view (``WatermarkDetector.registration_peaks``): the phases' zoom
-# estimate, read at the shift search's best three peaks (docs/history.md has the choice).
-REGISTRATION_PEAKS = 3
+# New models' phases' registered view is read at its 16 best shift peaks (docs/history.md has the choice).
+REGISTRATION_PEAKS = 16
 DEFAULT_BITS = 32
 DEFAULT_TILE = 128
 SPECTRUM_CROP = 64
@@ -168,9 +167,8 @@ class WatermarkDetector(nn.Module):
     score_logit(bits, message) -> (B,) binary logit; trained with cross-entropy (clean 0,
     watermarked with this key 1, watermarked with another key 0).
 
-    A small CNN reads the whitened spectrum (``whitened_spectrum``). It keeps position in the
-    spectrum (frequency and orientation identify a texture) and learns tolerance to the zoom of a
-    crop or resize, which moves peaks radially.
+    A small CNN reads the whitened spectrum (``whitened_spectrum``), keeping position in it (frequency and
+    orientation identify a texture); it learns tolerance to a crop's or a resize's zoom (peaks move radially).
     """
 
     def __init__(self, n_bits: int = DEFAULT_BITS, widths: tuple[int, int, int] = (16, 32, 64),
@@ -360,10 +358,14 @@ class WatermarkDetector(nn.Module):
     @property
     def view_count(self) -> int:
         """V of ``decode_views``: the scan-time zooms (isotropic: and the registered views) x their readings."""
+        return self.readings_with_peaks(self.registration_peaks)
+
+    def readings_with_peaks(self, peaks: int) -> int:
+        """The leading readings of ``decode_views`` that a scan at ``peaks`` shift peaks gives (best first)."""
         if not self.isotropic:
             return len(SCAN_ZOOMS)
         unregistered = (len(SCAN_ZOOMS) + 1) * (READINGS if self.matched_filter else 1)
-        return unregistered + (1 + 4 * self.registration_peaks if self.phase_registration else 0)
+        return unregistered + (1 + 4 * min(peaks, self.registration_peaks) if self.phase_registration else 0)
 
     @property
     def phase_registration(self) -> bool:

@@ -31,6 +31,9 @@ from gwm_desktop.core.random_keys import NULL_SEED, MessageTable, chunks, messag
 
 DEFAULT_ALPHA = 0.001
 DEFAULT_NULL_KEYS = 100_000
+# The verdict reads the phases' view at its 3 best shift peaks, not the scan's 16: its bound and power
+# (README) were measured so, and all 16 would near triple its cost (a 32-image set's 100,000 keys).
+VERDICT_PEAKS = 3
 _KEPT_SCORES = 16_000_000  # best-view scores (images x messages) kept between the two passes, ~128 MB
 
 
@@ -150,6 +153,11 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
                          images)
 
 
+def verdict_readings(detector: WatermarkDetector, views: torch.Tensor) -> torch.Tensor:
+    """(N, V, E) ``decode_views`` -> (N, V', E): the readings the verdict ranks (``VERDICT_PEAKS``)."""
+    return views[:, :detector.readings_with_peaks(VERDICT_PEAKS)]
+
+
 def evidence_of_paths(detector: WatermarkDetector, paths: Iterable[Path], total: int, device: torch.device | str,
                       batch_size: int = 16, cancel: CancelToken | None = None) -> Iterator[Progress]:
     """One Progress per image, its payload an ImageEvidence (unreadable files carry a one-line reason)."""
@@ -161,8 +169,8 @@ def evidence_of_paths(detector: WatermarkDetector, paths: Iterable[Path], total:
             continue
         with torch.no_grad():
             batch = torch.from_numpy(np.stack([image for _, image in item])).to(device)
-            views = detector.decode_views(batch.permute(0, 3, 1, 2).float() / 255.0).cpu().numpy()
-        for (path, _), evidence in zip(item, views, strict=True):
+            views = verdict_readings(detector, detector.decode_views(batch.permute(0, 3, 1, 2).float() / 255.0))
+        for (path, _), evidence in zip(item, views.cpu().numpy(), strict=True):
             done += 1
             yield Progress(done, total, path.name, ImageEvidence(path, evidence))
 

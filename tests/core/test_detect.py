@@ -107,7 +107,9 @@ def test_a_phase2_detector_keeps_its_banks_threshold(engine):
     from gwm_desktop.core.keys import message_from_key
 
     shipped = engine.shipped()
-    tuned = replace(shipped, manifest={**shipped.manifest, "training": {"phase": 2}})
+    bank = torch.randn(50, shipped.detector.view_count, 2 * shipped.n_bits, generator=torch.Generator().manual_seed(0))
+    tuned = replace(shipped, manifest={**shipped.manifest, "training": {"phase": 2}},
+                    calibration={"clean_bits": bank, "other_bits": bank.flip(0)})
     assert shipped.key_independent and not tuned.key_independent
     message = message_from_key(b"k" * 32, shipped.n_bits)
     scanner = Scanner(tuned.detector, message, tuned.calibration, key_independent=tuned.key_independent)

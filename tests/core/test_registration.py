@@ -112,6 +112,23 @@ def test_an_off_centre_crops_zoom_is_found_from_the_phases_and_read_at_a_shift_p
     assert float(per_view[unregistered:].max()) > 0.4 > float(per_view[:unregistered].max()), per_view
 
 
+def test_fewer_shift_peaks_read_the_leading_readings():
+    """The peaks come best first, so a scan at fewer peaks (the verdict's) is a prefix of the scan's."""
+    from gwm_desktop.core.verdict import VERDICT_PEAKS, verdict_readings
+
+    generator, detector = isotropic_networks()
+    own = message_from_key(OWN_KEY, DEFAULT_BITS)
+    x = natural_image(5, 256, 384)
+    with torch.no_grad():
+        marked = (x + generator(x, own[None])).clamp(0, 1)
+        frame = F.interpolate(marked[..., 30:30 + 180, 100:100 + 180], size=(256, 256), mode="bilinear", antialias=True)
+        wide = detector.decode_views(frame)
+        detector.registration_peaks = VERDICT_PEAKS
+        narrow = detector.decode_views(frame)
+    assert narrow.shape[1] == detector.readings_with_peaks(VERDICT_PEAKS) < wide.shape[1]
+    assert torch.allclose(verdict_readings(detector, wide), narrow, atol=1e-5)
+
+
 def test_a_bank_from_another_registration_is_refused():
     """A bank holds one scanner's views; read against another's, its threshold would not be the FPR."""
     from gwm_desktop.core.detect import CalibrationMissing, Scanner

@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE", "gwm_desktop", "training", "resources")
 RESOURCE_FILES = ("models/default/manifest.json", "models/default/model.safetensors",
-                  "models/default/calibration.safetensors", "lpips/alexnet_features.safetensors")
+                  "lpips/alexnet_features.safetensors")
 
 
 @pytest.fixture(scope="module")

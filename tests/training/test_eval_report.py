@@ -1,5 +1,6 @@
 """gwm eval's report: the scanner's own decision, over five keys, beside the bank's threshold."""
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import torch
@@ -38,5 +39,10 @@ def test_report_gives_the_key_rank_decision_for_each_key_with_enough_images(engi
     scanner = report["levels"]["0.05"]["detection"]["none"]["scanner"]
     assert scanner["tpr"] == scanner["tpr_mean_key"] == scanner["tpr_worst_key"] == 1.0
     assert scanner["fpr_cross_key"] == 0.0 and scanner["fpr_cross_key_worst_key"] == 0.0
-    assert "bank_threshold" in report["levels"]["0.05"]["detection"]["none"]
+    assert "bank_threshold" not in report["levels"]["0.05"]["detection"]["none"]  # the shipped model has no bank
+    banked = replace(bundle, calibration={"clean_bits": clean[:, 0].clone(), "other_bits": other[:, 0].clone()})
+    with_bank = build_report(config, banked, keys, list(clean), {0.05: list(marked)}, {0.05: list(other)},
+                             other_index, quality, [], 1.0, n, [False] * n)
+    assert with_bank["bank_threshold_at_1pct"] is not None
+    assert "bank_threshold" in with_bank["levels"]["0.05"]["detection"]["none"]
     assert "5 keys" not in format_report(report) and "3 keys" in format_report(report)

@@ -59,17 +59,28 @@ def test_evidence_file_round_trip(tmp_path):
     assert not list(tmp_path.glob("*.tmp*"))
 
 
-def test_the_table_reads_an_evidence_file_against_the_shipped_bank(tmp_path, capsys):
+def test_the_table_reads_an_evidence_file_against_a_models_bank(tmp_path, capsys):
+    """The shipped model has no bank (the scan needs none): the tool says how to write one, and reads
+    a copy that has one."""
+    import pytest
+
     from gwm_desktop.core.engine import default_model_dir
+    from gwm_desktop.core.weights import load_model, save_model
     from training.view_join import main
 
+    shipped = load_model(default_model_dir())
+    views = shipped.detector.view_count
     generator = torch.Generator().manual_seed(1)
-    clean = [torch.randn(2, 28, 64, generator=generator) for _ in range(4)]
-    marked = {0.05: [torch.randn(2, 28, 64, generator=generator) + 3 for _ in range(4)]}
-    other = {0.05: [torch.randn(2, 28, 64, generator=generator) for _ in range(4)]}
+    clean = [torch.randn(2, views, 64, generator=generator) for _ in range(4)]
+    marked = {0.05: [torch.randn(2, views, 64, generator=generator) + 3 for _ in range(4)]}
+    other = {0.05: [torch.randn(2, views, 64, generator=generator) for _ in range(4)]}
     path = tmp_path / "evidence.safetensors"
     write_evidence(path, clean, marked, other, [1, 2, 3, 0], ("none", "flip"), {"model": str(default_model_dir())})
-    assert main([str(path), "--matched-weight", "0.75", "--matched-present", "3"]) == 0
+    with pytest.raises(SystemExit, match="no calibration bank.*gwm eval --calibrate"):
+        main([str(path)])
+    save_model(tmp_path / "banked", shipped.generator, shipped.detector, {"training": shipped.manifest["training"]},
+               calibration=synthetic_calibration(views=views))
+    assert main([str(path), "--model", str(tmp_path / "banked"), "--matched-weight", "0.75", "--matched-present", "3"]) == 0
     out = capsys.readouterr().out
     for rule in ("best", "unregistered", "standardised"):
         assert f"  {rule} (threshold" in out
