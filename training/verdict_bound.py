@@ -28,7 +28,7 @@ from gwm_desktop.core.image_io import ImageLoadError, load_image, to_rgb8
 from gwm_desktop.core.keys import message_from_key, random_messages
 from gwm_desktop.core.lpips_metric import build_lpips
 from gwm_desktop.core.random_keys import NULL_SEED, MessageTable
-from gwm_desktop.core.verdict import decide, set_verdict, verdict_readings
+from gwm_desktop.core.verdict import VERDICT_PEAKS, decide, set_verdict
 from gwm_desktop.core.watermark import CalibrationError, Embedder
 from gwm_desktop.core.weights import load_model
 from training.datasets import list_images
@@ -113,7 +113,7 @@ def evidence_under(detector: torch.nn.Module, images: list, conditions: list[str
         for start in range(0, len(images), 32):
             batch = working_batch([distort(im) for im in images[start:start + 32]], detector.working_size,
                                   detector.isotropic)
-            views.append(verdict_readings(detector, detector.decode_views(batch)).numpy())
+            views.append(detector.decode_views(batch, peaks=VERDICT_PEAKS).numpy())
         out[condition] = np.concatenate(views)
     return out
 

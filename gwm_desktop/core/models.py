@@ -331,10 +331,11 @@ class WatermarkDetector(nn.Module):
         return self._evidence_of_luma(luma(self._at_working_size(x)))
 
     @torch.no_grad()
-    def decode_views(self, x: torch.Tensor, zooms: tuple[float, ...] = SCAN_ZOOMS) -> torch.Tensor:
+    def decode_views(self, x: torch.Tensor, zooms: tuple[float, ...] = SCAN_ZOOMS, peaks: int | None = None) -> torch.Tensor:
         """(B, 3, S, S) -> (B, V, E): the evidence of each scan-time view (``SCAN_ZOOMS``; isotropic: the
         ``SCAN_ZOOMS`` and the registered view, each read ``READINGS`` ways, then with
-        ``phase_registration`` the phases' registered view read 1 + 4 ``registration_peaks`` ways).
+        ``phase_registration`` the phases' registered view read 1 + 4 ``registration_peaks`` ways, or at
+        fewer ``peaks``: the best come first, so those are the leading readings, as the verdict reads).
 
         E = n_bits bit logits, followed by n_bits matched-filter statistics (``coherent``) when the
         detector has the matched filter; ``agreement`` reads both.
@@ -349,7 +350,8 @@ class WatermarkDetector(nn.Module):
         registered = band_spectrum(self.registered_zoom(grey, as_is), width)
         parts = [self._evidence_of_band(torch.cat([as_is, fixed, registered[:x.shape[0]]]))]
         if self.phase_registration:   # the phases' view, read at more peaks: a batch of its own
-            parts.append(self._evidence_of_band(registered[x.shape[0]:], self.registration_peaks))
+            read = self.registration_peaks if peaks is None else min(peaks, self.registration_peaks)
+            parts.append(self._evidence_of_band(registered[x.shape[0]:], read))
         views = []
         for evidence in (part[:, None] if part.dim() == 2 else part for part in parts):
             views.extend(evidence.reshape(-1, x.shape[0], *evidence.shape[1:]).unbind(0))
@@ -358,14 +360,10 @@ class WatermarkDetector(nn.Module):
     @property
     def view_count(self) -> int:
         """V of ``decode_views``: the scan-time zooms (isotropic: and the registered views) x their readings."""
-        return self.readings_with_peaks(self.registration_peaks)
-
-    def readings_with_peaks(self, peaks: int) -> int:
-        """The leading readings of ``decode_views`` that a scan at ``peaks`` shift peaks gives (best first)."""
         if not self.isotropic:
             return len(SCAN_ZOOMS)
         unregistered = (len(SCAN_ZOOMS) + 1) * (READINGS if self.matched_filter else 1)
-        return unregistered + (1 + 4 * min(peaks, self.registration_peaks) if self.phase_registration else 0)
+        return unregistered + (1 + 4 * self.registration_peaks if self.phase_registration else 0)
 
     @property
     def phase_registration(self) -> bool:

@@ -153,11 +153,6 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
                          images)
 
 
-def verdict_readings(detector: WatermarkDetector, views: torch.Tensor) -> torch.Tensor:
-    """(N, V, E) ``decode_views`` -> (N, V', E): the readings the verdict ranks (``VERDICT_PEAKS``)."""
-    return views[:, :detector.readings_with_peaks(VERDICT_PEAKS)]
-
-
 def evidence_of_paths(detector: WatermarkDetector, paths: Iterable[Path], total: int, device: torch.device | str,
                       batch_size: int = 16, cancel: CancelToken | None = None) -> Iterator[Progress]:
     """One Progress per image, its payload an ImageEvidence (unreadable files carry a one-line reason)."""
@@ -169,8 +164,8 @@ def evidence_of_paths(detector: WatermarkDetector, paths: Iterable[Path], total:
             continue
         with torch.no_grad():
             batch = torch.from_numpy(np.stack([image for _, image in item])).to(device)
-            views = verdict_readings(detector, detector.decode_views(batch.permute(0, 3, 1, 2).float() / 255.0))
-        for (path, _), evidence in zip(item, views.cpu().numpy(), strict=True):
+            views = detector.decode_views(batch.permute(0, 3, 1, 2).float() / 255.0, peaks=VERDICT_PEAKS).cpu().numpy()
+        for (path, _), evidence in zip(item, views, strict=True):
             done += 1
             yield Progress(done, total, path.name, ImageEvidence(path, evidence))
 

@@ -1,5 +1,6 @@
 """``training.view_join``: the join rules, their bank thresholds, and the evidence files gwm eval writes."""
 
+import pytest
 import torch
 
 from gwm_desktop.core.detect import profile_threshold
@@ -62,8 +63,6 @@ def test_evidence_file_round_trip(tmp_path):
 def test_the_table_reads_an_evidence_file_against_a_models_bank(tmp_path, capsys):
     """The shipped model has no bank (the scan needs none): the tool says how to write one, and reads
     a copy that has one."""
-    import pytest
-
     from gwm_desktop.core.engine import default_model_dir
     from gwm_desktop.core.weights import load_model, save_model
     from training.view_join import main
