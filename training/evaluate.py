@@ -248,14 +248,18 @@ def evaluate(config: EvalConfig, cancel: CancelToken | None = None) -> Iterator[
     yield Progress(len(paths), len(paths), "report", report)
 
 
+def bank_hint() -> str:
+    """The command that writes a calibration bank into a copy of a model."""
+    return ("write one into a copy of it first: gwm eval --calibrate --model COPY --data ../shared/data/portraits "
+            "--data runs/data/skimage --max-images 200")
+
+
 def load_banked_model(folder: Path) -> ModelBundle:
     """A model with its calibration bank, for the tools that compare with the bank's threshold; the
     shipped model scans without one (the key-rank test), so say which command writes it."""
     bundle = load_model(folder)
     if not bundle.calibration:
-        raise SystemExit(f"{folder} has no calibration bank (the shipped model scans without one); write one "
-                         f"into a copy of it first: gwm eval --calibrate --model COPY --data ../shared/data/portraits "
-                         f"--data runs/data/skimage --max-images 200")
+        raise SystemExit(f"{folder} has no calibration bank (the shipped model scans without one); {bank_hint()}")
     return bundle
 
 

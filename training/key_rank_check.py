@@ -12,6 +12,10 @@
    profile key against the scanner's own fixed draw of random keys (``KeyRankTest``), the share with
    p <= 1% per condition over all files, with a 95% Clopper-Pearson interval.
 
+Parts 1, 2's bank row and 3's bank rates need a model with its calibration bank (``gwm eval
+--calibrate`` writes one into a copy); on a model without one (the shipped model) the key-rank parts
+run alone.
+
     python -m training.key_rank_check runs/view_join/portraits.safetensors [more files] [--keys 200]
 """
 
@@ -28,8 +32,8 @@ from gwm_desktop.core.key_rank import UNMOVED_SHARE, KeyRankTest, joined_tails, 
 from gwm_desktop.core.keys import message_from_key, random_messages
 from gwm_desktop.core.models import WatermarkDetector
 from gwm_desktop.core.random_keys import MessageTable, null_messages, reading_scores
-from gwm_desktop.core.weights import ModelBundle
-from training.evaluate import EVAL_KEY, load_banked_model, other_key
+from gwm_desktop.core.weights import ModelBundle, load_model
+from training.evaluate import EVAL_KEY, bank_hint, other_key
 from training.evidence_file import read_evidence
 from training.verdict_sets import clopper_pearson
 
@@ -90,7 +94,6 @@ def held_out(bundle: ModelBundle, path: Path, nulls: torch.Tensor, keys: int) ->
     conditions, levels = metadata["conditions"].split(","), metadata["levels"].split(",")
     message = message_from_key(EVAL_KEY, bundle.n_bits)
     view_count = evidence["clean"].shape[-2]
-    threshold, _ = bank_best(bundle, message)
     table = MessageTable.of(message.view(1, -1).float())
     lines = [f"\n2. {path.stem}: {evidence['clean'].shape[0]} images, evaluation key, found % at 1% "
              "(pooled FPR clean / other keys)"]
@@ -99,7 +102,10 @@ def held_out(bundle: ModelBundle, path: Path, nulls: torch.Tensor, keys: int) ->
         bits = evidence[kind].float()
         return reading_scores(bits.reshape(-1, *bits.shape[-2:]), table, torch.float32).amax(1)[:, 0].view(bits.shape[:2])
 
-    deciders = {"bank threshold, best reading": lambda kind: best(kind) > threshold}
+    deciders = {}
+    if bundle.calibration:
+        threshold, _ = bank_best(bundle, message)
+        deciders["bank threshold, best reading"] = lambda kind: best(kind) > threshold
     for name, groups in rules(bundle, view_count).items():
         deciders[name] = lambda kind, groups=groups: p_values(bundle.detector, evidence[kind], message, groups) <= FPR
     for name, decide in deciders.items():
@@ -124,20 +130,24 @@ def per_key_spread(bundle: ModelBundle, clean: torch.Tensor, nulls: torch.Tensor
     for chunk in flat.split(256):
         readings = reading_scores(chunk, table, torch.float32)
         rank_flags.append(tail_shares(-joined_tails(readings, groups)) <= FPR)   # every key's p at once
-        best.append(readings[..., :keys].amax(1))
+        if bundle.calibration:
+            best.append(readings[..., :keys].amax(1))
     rank_rates = torch.cat(rank_flags).float().mean(0)
+    line = f"3. clean false-positive rate per key: key-rank test ({len(messages)} keys) {summary(rank_rates)}"
+    if not bundle.calibration:
+        return line + " (no calibration bank: no bank rates)"
     scores = torch.cat(best)
-    subset = MessageTable(table.messages[:keys], table.signed_on[:keys], table.off[:keys])
+    subset = table.rows(0, keys)
     thresholds = torch.stack([torch.tensor([threshold_for_fpr(bank[:, j], FPR) for j in range(keys)])
                               for bank in (reading_scores(bundle.calibration[n].float(), subset, torch.float32).amax(1)
                                            for n in NEGATIVE_BANKS if n in bundle.calibration)]).amax(0)
     bank_rates = (scores > thresholds).float().mean(0)
+    return f"{line}; bank threshold ({keys} keys) {summary(bank_rates)}"
 
-    def summary(rates: torch.Tensor) -> str:
-        return (f"mean {rates.mean():.2%}, median {rates.median():.2%}, 90th percentile "
-                f"{torch.quantile(rates, 0.9):.2%}, 99th {torch.quantile(rates, 0.99):.2%}")
-    return (f"3. clean false-positive rate per key: key-rank test ({len(messages)} keys) {summary(rank_rates)}; "
-            f"bank threshold ({keys} keys) {summary(bank_rates)}")
+
+def summary(rates: torch.Tensor) -> str:
+    return (f"mean {rates.mean():.2%}, median {rates.median():.2%}, 90th percentile "
+            f"{torch.quantile(rates, 0.9):.2%}, 99th {torch.quantile(rates, 0.99):.2%}")
 
 
 def fresh_key_rates(bundle: ModelBundle, paths: list[Path], keys_per_image: int = 20) -> list[str]:
@@ -173,10 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="resources/models/default")
     parser.add_argument("--keys", type=int, default=200, help="keys for the per-key spread")
     args = parser.parse_args(argv)
-    bundle = load_banked_model(Path(args.model))
+    bundle = load_model(Path(args.model))
     nulls = null_messages(torch.zeros(bundle.n_bits), NULL_KEYS).float()  # the scanner's draw
-    conditions = json.loads((Path(args.model) / "manifest.json").read_text())["calibration"]["conditions"]
-    lines = the_choice(bundle, conditions)
+    if bundle.calibration:
+        conditions = json.loads((Path(args.model) / "manifest.json").read_text())["calibration"]["conditions"]
+        lines = the_choice(bundle, conditions)
+    else:
+        lines = [f"{args.model} has no calibration bank: part 1 and the bank's rows are left out ({bank_hint()})"]
     for path in args.evidence:
         lines.extend(held_out(bundle, Path(path), nulls, args.keys))
     if args.evidence:
