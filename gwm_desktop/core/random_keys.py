@@ -20,23 +20,31 @@ _CHUNK_ELEMENTS = 8_000_000  # scores held at once (images x views x messages), 
 
 @dataclass
 class MessageTable:
-    """Messages prepared for fast scoring: (K, n_bits) each, float32 (scored in float64)."""
+    """Messages prepared for fast scoring: (K, n_bits) each, float32 (scored in float64).
+
+    ``weights`` (K, 3 n_bits): each message's coefficients on ``reading_features``, so every reading's
+    agreement with every message is one matrix product (``reading_scores``).
+    """
 
     messages: torch.Tensor
     signed_on: torch.Tensor  # switched-on bits times their texture sign
     off: torch.Tensor
+    weights: torch.Tensor
 
     @classmethod
     def of(cls, messages: torch.Tensor) -> MessageTable:
         messages = messages.float()  # {-1, 0, 1}: exact in float32, half the memory of float64
         on = (messages > 0).float()
-        return cls(messages, on * texture_signs(messages), 1 - on)
+        signed_on, off = on * texture_signs(messages), 1 - on
+        on_count, off_count = on.sum(-1, keepdim=True).clamp_min(1), off.sum(-1, keepdim=True).clamp_min(1)
+        return cls(messages, signed_on, off, torch.cat([messages, signed_on / on_count, off / off_count], dim=-1))
 
     def __len__(self) -> int:
         return self.messages.shape[0]
 
     def rows(self, start: int, stop: int) -> MessageTable:
-        return MessageTable(self.messages[start:stop], self.signed_on[start:stop], self.off[start:stop])
+        return MessageTable(self.messages[start:stop], self.signed_on[start:stop], self.off[start:stop],
+                            self.weights[start:stop])
 
 
 def null_messages(true_message: torch.Tensor, count: int, seed: int = NULL_SEED) -> torch.Tensor:
@@ -67,24 +75,28 @@ def null_table(true_message: torch.Tensor, count: int, seed: int = NULL_SEED) ->
     return MessageTable.of(null_messages(true_message, count, seed))
 
 
+def reading_features(evidence: torch.Tensor, n_bits: int) -> torch.Tensor:
+    """(R, E) readings -> (R, n_bits) or (R, 3 n_bits): the terms of ``WatermarkDetector.agreement``
+    that do not depend on the message, each scaled by its weight in it (``MessageTable.weights``)."""
+    soft = torch.tanh(evidence[:, :n_bits]) / n_bits
+    if evidence.shape[-1] == n_bits:
+        return soft
+    coherent = evidence[:, n_bits:]
+    stray = torch.relu(torch.tanh((coherent.abs() - MATCHED_PRESENT) / 2))
+    return torch.cat([(1 - MATCHED_WEIGHT) * soft, MATCHED_WEIGHT * torch.tanh(coherent / 2),
+                      -MATCHED_WEIGHT * stray], dim=-1)
+
+
 def reading_scores(evidence: torch.Tensor, table: MessageTable, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """(N, V, E) evidence x K messages -> (N, V, K) each reading's agreement, as ``WatermarkDetector.agreement``.
 
     The agreement is linear in the message once each texture's sign is folded in (tanh is odd), so
-    K messages cost three matrix products instead of K detector passes.
+    K messages cost one matrix product instead of K detector passes.
     """
     n_images, n_views, width = evidence.shape
     n_bits = table.messages.shape[-1]
-    flat = evidence.reshape(n_images * n_views, width).to(dtype)
-    messages, signed_on, off = (part.to(dtype) for part in (table.messages, table.signed_on, table.off))
-    agreement = torch.tanh(flat[:, :n_bits]) @ messages.T / n_bits
-    if width == 2 * n_bits:
-        coherent = flat[:, n_bits:]
-        present = torch.tanh(coherent / 2) @ signed_on.T / (n_bits - off.sum(-1)).clamp_min(1)
-        stray = torch.relu(torch.tanh((coherent.abs() - MATCHED_PRESENT) / 2)) @ off.T
-        matched = present - stray / off.sum(-1).clamp_min(1)
-        agreement = (1 - MATCHED_WEIGHT) * agreement + MATCHED_WEIGHT * matched
-    return agreement.view(n_images, n_views, -1)
+    features = reading_features(evidence.reshape(n_images * n_views, width).to(dtype), n_bits)
+    return (features @ table.weights[:, :features.shape[-1]].to(dtype).T).view(n_images, n_views, -1)
 
 
 def message_scores(evidence: torch.Tensor, table: MessageTable) -> torch.Tensor:
