@@ -5,8 +5,9 @@
 G's textures and D's weights are kept as they are: the signs change no texture's power spectrum, which
 is all D's CNN reads, so no retraining is needed. D gets a copy of G's textures (the matched filter's
 templates), and its scan-time evidence gains one statistic per texture (``WatermarkDetector.coherent``).
-The calibration bank is dropped: it held the old evidence, and a threshold must come from the bank
-the scanner will score against, so run ``gwm eval --calibrate`` on the new folder next.
+The calibration bank is dropped: it held the old evidence. A key-independent detector's scan needs
+none (the key-rank test); the tools that compare with a bank's threshold need ``gwm eval
+--calibrate`` on the new folder.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.resolve() == args.model.resolve():
         parser.error("--out must differ from --model (the original stays as it was)")
     enable_matched_filter(args.model, args.out)
-    print(f"wrote {args.out}; next: gwm eval --calibrate --model {args.out} ...")
+    print(f"wrote {args.out}; evaluate it with gwm eval --model {args.out} ...")
     return 0
 
 

@@ -18,8 +18,8 @@ gwm train phase1b --model runs/phase1_iso/model --data "$SHARED/portraits" --dat
 rm -rf resources/models/default
 cp -r runs/tune_iso/model resources/models/default
 # No calibration bank ships: the scanner ranks the key among random keys (core.key_rank) and reads
-# none. The measurement tools that compare with the bank's threshold (training.key_rank_check,
-# training.view_join, gwm eval's bank_threshold entries) need one written into a copy of the folder:
+# none. The measurement tools that compare with the bank's threshold (training.key_rank_check's bank
+# rows, training.view_join, gwm eval's bank_threshold entries) need one written into a copy of the folder:
 #   gwm eval --calibrate --model COPY --data "$SHARED/portraits" --data runs/data/skimage --max-images 200
 # Evaluation figures, recorded in the manifest (images no model was trained on). The latent round trip
 # (TAEF2 on the CPU, about 30 s an image here) is measured on fewer images.
