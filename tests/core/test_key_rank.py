@@ -6,6 +6,7 @@ import torch
 from gwm_desktop.core.key_rank import (
     UNMOVED_SHARE,
     KeyRankTest,
+    group_best,
     joined_tails,
     null_keys_for,
     reading_groups,
@@ -30,6 +31,12 @@ def test_joined_tails_are_the_same_function_of_every_message():
     groups = [([0, 5], 0.7), ([r for r in range(28) if r not in (0, 5)], 0.3)]
     order = torch.randperm(50, generator=torch.Generator().manual_seed(0))
     assert torch.equal(joined_tails(readings[..., order], groups), joined_tails(readings, groups)[..., order])
+
+
+@pytest.mark.parametrize("group", [[0, 5], [1, 2, 3, 4, 6, 7, 27], [9], list(range(28))])
+def test_a_groups_best_reading_is_the_maximum_over_its_readings(group):
+    readings = torch.randn(3, 28, 50)
+    assert torch.equal(group_best(readings, group), readings[:, group].amax(dim=1))
 
 
 def test_the_shipped_detector_ranks_its_unmoved_readings_apart(engine):
