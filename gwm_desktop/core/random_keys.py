@@ -20,31 +20,28 @@ _CHUNK_ELEMENTS = 8_000_000  # scores held at once (images x views x messages), 
 
 @dataclass
 class MessageTable:
-    """Messages prepared for fast scoring: (K, n_bits) each, float32 (scored in float64).
-
-    ``weights`` (K, 3 n_bits): each message's coefficients on ``reading_features``, so every reading's
-    agreement with every message is one matrix product (``reading_scores``).
+    """Messages prepared for fast scoring: (K, n_bits) messages in float32 (scored in float64), and
+    ``weights`` (K, 3 n_bits), each message's coefficients on ``reading_features`` (its bits, its
+    switched-on bits times their texture sign over their count, its switched-off bits over theirs),
+    so every reading's agreement with every message is one matrix product (``reading_scores``).
     """
 
     messages: torch.Tensor
-    signed_on: torch.Tensor  # switched-on bits times their texture sign
-    off: torch.Tensor
     weights: torch.Tensor
 
     @classmethod
     def of(cls, messages: torch.Tensor) -> MessageTable:
         messages = messages.float()  # {-1, 0, 1}: exact in float32, half the memory of float64
         on = (messages > 0).float()
-        signed_on, off = on * texture_signs(messages), 1 - on
+        off = 1 - on
         on_count, off_count = on.sum(-1, keepdim=True).clamp_min(1), off.sum(-1, keepdim=True).clamp_min(1)
-        return cls(messages, signed_on, off, torch.cat([messages, signed_on / on_count, off / off_count], dim=-1))
+        return cls(messages, torch.cat([messages, on * texture_signs(messages) / on_count, off / off_count], dim=-1))
 
     def __len__(self) -> int:
         return self.messages.shape[0]
 
     def rows(self, start: int, stop: int) -> MessageTable:
-        return MessageTable(self.messages[start:stop], self.signed_on[start:stop], self.off[start:stop],
-                            self.weights[start:stop])
+        return MessageTable(self.messages[start:stop], self.weights[start:stop])
 
 
 def null_messages(true_message: torch.Tensor, count: int, seed: int = NULL_SEED) -> torch.Tensor:

@@ -12,7 +12,7 @@ from gwm_desktop.core.key_rank import (
     reading_groups,
     tail_shares,
 )
-from gwm_desktop.core.keys import message_from_key, random_messages
+from gwm_desktop.core.keys import message_from_key, random_messages, texture_signs
 from gwm_desktop.core.models import READINGS, WatermarkDetector
 from gwm_desktop.core.random_keys import MessageTable, reading_scores
 
@@ -78,7 +78,7 @@ def test_a_message_the_evidence_carries_gets_the_smallest_p():
     table = MessageTable.of(message.view(1, -1))
     evidence = torch.randn(2, 28, 2 * N_BITS, generator=torch.Generator().manual_seed(6)) * 0.3
     evidence[0, 0, :N_BITS] += 3 * message                      # as-is, unmoved: CNN bits and ...
-    evidence[0, 0, N_BITS:] += 4 * message * table.signed_on[0].sign() * (message > 0)  # ... signed textures
+    evidence[0, 0, N_BITS:] += 4 * texture_signs(message) * (message > 0)  # ... signed textures
     assert float(reading_scores(evidence, table)[0, 0, 0]) > 0.5
     p = KeyRankTest(detector, message, 999).p_values(evidence)
     assert p[0] == 1 / 1000 and p[1] > 0.01
