@@ -22,7 +22,6 @@ run alone.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -186,8 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     bundle = load_model(Path(args.model))
     nulls = null_messages(torch.zeros(bundle.n_bits), NULL_KEYS).float()  # the scanner's draw
     if bundle.calibration:
-        conditions = json.loads((Path(args.model) / "manifest.json").read_text())["calibration"]["conditions"]
-        lines = the_choice(bundle, conditions)
+        lines = the_choice(bundle, bundle.manifest["calibration"]["conditions"])
     else:
         lines = [f"{args.model} has no calibration bank: part 1 and the bank's rows are left out ({bank_hint()})"]
     for path in args.evidence:
