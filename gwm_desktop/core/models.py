@@ -33,8 +33,9 @@ from torch import nn
 from gwm_desktop.core.agreement import MATCHED_WEIGHT, matched_agreement
 from gwm_desktop.core.keys import texture_signs
 from gwm_desktop.core.registration import (
+    PHASE_ZOOMS,
     SMALLEST_TURN,
-    best_alignment,
+    PhaseAlignment,
     coherence_zoom,
     estimate_frame,
     estimate_shifts,
@@ -191,6 +192,7 @@ class WatermarkDetector(nn.Module):
             # G's textures (``adopt_templates``): the matched filter correlates the image with them.
             self.register_buffer("templates", torch.zeros(n_bits, tile, tile))
         self._template_cache: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
+        self._alignment_cache: tuple[tuple, PhaseAlignment] | None = None
         w1, w2, w3 = widths
         self.n_bits = n_bits
         self.spectrum_crop = spectrum_crop
@@ -283,10 +285,15 @@ class WatermarkDetector(nn.Module):
         denominator = torch.sqrt(torch.einsum("bhw,khw->bk", 1.0 / local, energy)).clamp_min(1e-12)
         return kept.conj() / local, local, denominator
 
-    def _shift_coherence(self, grey: torch.Tensor) -> torch.Tensor:
-        """(N, 1, s, s) luma views -> (N,) the shift search's best alignment (``registration.coherence_zoom``)."""
-        band = band_spectrum(grey, band_width(self.spectrum_crop))
-        return best_alignment(band, self._template_spectra(band.real)[0], self.components, SMOOTHING_MARGIN)
+    def phase_alignment(self, size: int, device: torch.device | str = "cpu") -> PhaseAlignment:
+        """The phase search's alignment of ``size`` px views at ``PHASE_ZOOMS`` (``registration.coherence_zoom``;
+        cached: its operators depend only on the textures, the size and the device)."""
+        key = (self.templates._version, torch.device(device), size)
+        if self._alignment_cache is None or self._alignment_cache[0] != key:
+            templates = self._template_spectra(torch.zeros(()))[0]
+            self._alignment_cache = (key, PhaseAlignment(self.components, templates, size, SMOOTHING_MARGIN,
+                                                         PHASE_ZOOMS, device))
+        return self._alignment_cache[1]
 
     def _evidence_of_luma(self, grey: torch.Tensor) -> torch.Tensor:
         """(N, 1, S, S) luma -> (N, E): bit logits, then the matched filter's statistics when D has it;
@@ -317,7 +324,7 @@ class WatermarkDetector(nn.Module):
         if self.phase_registration:
             grey = luma(turned) if turned.shape[1] == 3 else turned
             size = self.working_size // (2 if 4 * band_width(self.spectrum_crop) <= self.working_size else 1)
-            zooms = torch.cat([zooms, coherence_zoom(self._shift_coherence, grey, size)])
+            zooms = torch.cat([zooms, coherence_zoom(self.phase_alignment(size, grey.device), grey)])
             turned = torch.cat([turned, turned])
         return torch.cat([zoom_out(turned[i:i + 1], float(zoom)) for i, zoom in enumerate(zooms)])
 

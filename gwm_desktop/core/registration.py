@@ -21,13 +21,12 @@ search (``WatermarkDetector.decode_views``) and the false-positive rate stays th
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from gwm_desktop.core.spectrum import zoom_out
+from gwm_desktop.core.spectrum import ZoomedBins
 
 # Zooms searched for a crop's magnification: from a crop keeping 45% of the shorter side to none,
 # in steps of about 2% (a texture's peak stays inside its main lobe).
@@ -208,22 +207,39 @@ def estimate_shifts(normalised: torch.Tensor, components: Components, count: int
     return components.shifts.to(normalised.device)[best]
 
 
-def best_alignment(band: torch.Tensor, templates: torch.Tensor, components: Components, margin: int) -> torch.Tensor:
-    """(N, 1, crop + 2 margin, ...) ``band_spectrum``, (n, crop, crop) template spectra -> (N,) the best
-    ``shift_scores``, from the textures' own bins and their local power alone (``coherence_zoom`` reads
-    many views; the whole band's whitening is not needed for these few bins)."""
-    band, crop = band[:, 0], templates.shape[-1]
-    rows = components.bins[:, 1].to(band.device) + crop // 2                      # kept-band coordinates
-    cols = components.bins[:, 0].to(band.device) + crop // 2
-    template = templates[components.texture.to(band.device), rows, cols]
-    window = torch.arange(2 * margin + 1, device=band.device)  # each bin's (2 margin + 1)^2 neighbourhood,
-    width = band.shape[-1]                                      # read as one flat gather (the cheapest)
-    around = ((rows[:, None] + window)[:, :, None] * width + (cols[:, None] + window)[:, None, :]).flatten()
-    power = (band.real**2 + band.imag**2).flatten(1).index_select(1, around)
-    local = power.view(band.shape[0], rows.shape[0], -1).mean(-1)
-    normalised = band[:, rows + margin, cols + margin].conj() * template / template.abs().clamp_min(1e-12)
-    # every other shift: the score's peaks are about 4 px wide, and only the best one's height is used
-    return shift_scores(normalised / (local + 1e-12).sqrt(), components, step=2).amax(dim=-1)
+class PhaseAlignment:
+    """A luma view's best ``shift_scores`` at each of many zooms: what ``coherence_zoom`` maximises.
+
+    Read from the textures' own bins and their local power alone (the whole band's whitening is not
+    needed for these few bins), each zoom's bins computed directly from the view (``ZoomedBins``).
+    ``templates``: (n, crop, crop) the textures' spectra; the views are ``size`` px.
+    """
+
+    def __init__(self, components: Components, templates: torch.Tensor, size: int, margin: int,
+                 zooms: tuple[float, ...], device: torch.device | str = "cpu") -> None:
+        crop = templates.shape[-1]
+        rows = components.bins[:, 1] + crop // 2                        # kept-band coordinates
+        cols = components.bins[:, 0] + crop // 2
+        window = torch.arange(2 * margin + 1)                           # each bin's (2 margin + 1)^2 neighbourhood
+        row_bins, col_bins = rows[:, None] + window, cols[:, None] + window  # band coordinates, (J, 2 margin + 1)
+        kept_rows, kept_cols = row_bins.unique(), col_bins.unique()
+        self.bins = ZoomedBins(size, crop // 2 + margin, zooms, kept_rows, kept_cols, device)
+        row_at, col_at = torch.searchsorted(kept_rows, row_bins), torch.searchsorted(kept_cols, col_bins)
+        around = (row_at[:, :, None] * len(kept_cols) + col_at[:, None, :]).flatten(1)   # (J, window^2)
+        self.around = around.to(device)
+        self.centre = (row_at[:, margin] * len(kept_cols) + col_at[:, margin]).to(device)  # (J,)
+        template = templates[components.texture, rows, cols]
+        self.phase = (template / template.abs().clamp_min(1e-12)).to(device)
+        self.components, self.size, self.zooms = components, size, zooms
+
+    def __call__(self, views: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+        """(B, 1, size, size) luma, (K,) or (B, K) indices into ``zooms`` -> (B, K) the best alignment at each."""
+        band = self.bins(views, which).flatten(-2)                          # (B, K, bins read)
+        power = (band.real**2 + band.imag**2)[..., self.around.flatten()]
+        local = power.view(*band.shape[:2], *self.around.shape).mean(-1)
+        normalised = band[..., self.centre].conj() * self.phase / (local + 1e-12).sqrt()
+        # every other shift: the score's peaks are about 4 px wide, and only the best one's height is used
+        return shift_scores(normalised.flatten(0, 1), self.components, step=2).amax(dim=-1).view(band.shape[:2])
 
 
 # Zooms the key-independent phase search (``coherence_zoom``) tries: those of ``SCALES``, 0.5% apart,
@@ -232,28 +248,25 @@ PHASE_ZOOMS = tuple(float(s) for s in torch.exp(torch.linspace(math.log(0.45), 0
 PHASE_COARSE_EVERY = 6
 
 
-def coherence_zoom(score: Callable[[torch.Tensor], torch.Tensor], grey: torch.Tensor, size: int,
-                   zooms: tuple[float, ...] = PHASE_ZOOMS, every: int = PHASE_COARSE_EVERY) -> torch.Tensor:
-    """(B, 1, S, S) luma -> (B,) the zoom-out at which ``score`` ((N, 1, S, S) views -> (N,)) is highest.
+def coherence_zoom(alignment: PhaseAlignment, grey: torch.Tensor, every: int = PHASE_COARSE_EVERY) -> torch.Tensor:
+    """(B, 1, S, S) luma -> (B,) the zoom-out at which ``alignment`` is highest.
 
-    ``score`` is the shift search's best alignment: the textures' phases, squared, line up only where
-    the frame is right to within a fraction of a period at the frame's edge, so it finds a crop's
+    ``alignment`` is the shift search's best alignment: the textures' phases, squared, line up only
+    where the frame is right to within a fraction of a period at the frame's edge, so it finds a crop's
     magnification far more sharply than the power spectrum's peaks (``estimate_frame``), which a
-    strong image texture can pull off by 10% or more. The search runs at ``size`` px (the detector
-    passes half the working size where its band fits: the textures lie well below its Nyquist frequency).
+    strong image texture can pull off by 10% or more. The search runs at ``alignment.size`` px (the
+    detector takes half the working size where its band fits: the textures lie well below its Nyquist
+    frequency), every ``every``-th zoom first, then the zooms around each image's best.
     """
+    size, count = alignment.size, len(alignment.zooms)
     small = grey if size == grey.shape[-1] else F.interpolate(grey, size=(size, size), mode="bilinear",
                                                               antialias=True, align_corners=False)
-    grid = torch.tensor(zooms)
-    coarse = list(range(0, len(zooms), every))
-    coarse_scores = score(torch.cat([zoom_out(small, zooms[k]) for k in coarse])).view(len(coarse), -1)
-    nearby = []  # per image, the fine grid around its coarse best: one batch for all images
-    for best in coarse_scores.argmax(dim=0).tolist():
-        centre = coarse[best]
-        nearby.append(list(range(max(0, centre - every + 1), min(len(zooms), centre + every))))
-    views = torch.cat([zoom_out(small[i:i + 1], zooms[k]) for i, near in enumerate(nearby) for k in near])
-    fine_scores = score(views).split([len(near) for near in nearby])
-    return torch.stack([grid[near[int(found.argmax())]] for near, found in zip(nearby, fine_scores, strict=True)]).to(grey)
+    coarse = torch.arange(0, count, every, device=grey.device)
+    centre = coarse[alignment(small, coarse).argmax(dim=-1)]
+    # the fine grid around each coarse best (clamped at the ends: a repeated zoom scores the same)
+    nearby = (centre[:, None] + torch.arange(1 - every, every, device=grey.device)).clamp(0, count - 1)
+    best = nearby.gather(1, alignment(small, nearby).argmax(dim=-1, keepdim=True))[:, 0]
+    return torch.tensor(alignment.zooms, device=grey.device, dtype=grey.dtype)[best]
 
 
 def shift_ramps(shifts: torch.Tensor, crop: int, working_size: int) -> tuple[torch.Tensor, torch.Tensor]:

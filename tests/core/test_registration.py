@@ -16,8 +16,17 @@ from gwm_desktop.core.detect import NEGATIVE_BANKS
 from gwm_desktop.core.image_io import load_rgb_resized
 from gwm_desktop.core.keys import message_from_key, random_messages
 from gwm_desktop.core.models import DEFAULT_BITS, READINGS, REGISTRATION_PEAKS, networks_for_size
-from gwm_desktop.core.registration import coherence_zoom, estimate_scale
-from gwm_desktop.core.spectrum import SCAN_ZOOMS, band_spectrum, band_width, luma, whiten, zoom_out
+from gwm_desktop.core.registration import PHASE_ZOOMS, coherence_zoom, estimate_scale, shift_scores
+from gwm_desktop.core.spectrum import (
+    SCAN_ZOOMS,
+    SMOOTHING_MARGIN,
+    band_spectrum,
+    band_width,
+    box_mean,
+    luma,
+    whiten,
+    zoom_out,
+)
 from training.matched_filter import with_matched_filter
 
 OWN_KEY, OTHER_KEY = b"registration-test-key-a" + bytes(9), b"registration-test-key-b" + bytes(9)
@@ -104,12 +113,39 @@ def test_an_off_centre_crops_zoom_is_found_from_the_phases_and_read_at_a_shift_p
         marked = (x + generator(x, own[None])).clamp(0, 1)
         frame = F.interpolate(marked[..., 40:40 + 160, 125:125 + 160], size=(256, 256), mode="bilinear",
                               antialias=True)
-        zoom = float(coherence_zoom(detector._shift_coherence, luma(frame), 128)[0])
+        zoom = float(coherence_zoom(detector.phase_alignment(128), luma(frame))[0])
         per_view = matched_agreement(detector.decode_views(frame)[..., DEFAULT_BITS:], own.view(1, 1, -1))[0]
     assert abs(zoom / (160 / 256) - 1) < 0.015, zoom
     assert per_view.shape[0] == detector.view_count == (len(SCAN_ZOOMS) + 1) * READINGS + 1 + 4 * REGISTRATION_PEAKS
     unregistered = len(SCAN_ZOOMS) * READINGS
     assert float(per_view[unregistered:].max()) > 0.4 > float(per_view[:unregistered].max()), per_view
+
+
+def alignment_from_the_whole_band(detector, view: torch.Tensor) -> float:
+    """The phase search's score as defined: the view's band, each texture bin's phase over its local
+    mean power, squared and aligned over every other shift (the slow route ``PhaseAlignment`` skips)."""
+    crop, margin = detector.spectrum_crop, SMOOTHING_MARGIN
+    band = band_spectrum(view, band_width(crop))[0, 0]
+    local = box_mean(band.real**2 + band.imag**2, 2 * margin + 1)
+    components = detector.components
+    rows, cols = components.bins[:, 1] + crop // 2, components.bins[:, 0] + crop // 2
+    template = detector._template_spectra(band.real)[0][components.texture, rows, cols]
+    normalised = band[rows + margin, cols + margin].conj() * template / template.abs() / local[rows, cols].sqrt()
+    return float(shift_scores(normalised[None], components, step=2).amax())
+
+
+def test_the_phase_search_scores_each_zoom_as_the_whole_band_would():
+    generator, detector = isotropic_networks()
+    own = message_from_key(OWN_KEY, DEFAULT_BITS)
+    with torch.no_grad():
+        x = natural_image(7, 256, 256)
+        frame = F.interpolate((x + generator(x, own[None])).clamp(0, 1)[..., 30:230, 20:220], size=(256, 256),
+                              mode="bilinear", antialias=True)
+        small = F.interpolate(luma(frame), size=(128, 128), mode="bilinear", antialias=True)
+        which = torch.tensor([[0, 40, 85, 120]])
+        fast = detector.phase_alignment(128)(small, which)[0]
+        slow = [alignment_from_the_whole_band(detector, zoom_out(small, PHASE_ZOOMS[k])) for k in which[0].tolist()]
+    assert torch.allclose(fast, torch.tensor(slow), rtol=1e-3), (fast, slow)
 
 
 def test_fewer_shift_peaks_read_the_leading_readings():

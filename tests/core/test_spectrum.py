@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gwm_desktop.core.spectrum import box_mean, whiten, zoom_out
+from gwm_desktop.core.spectrum import ZoomedBins, band_spectrum, box_mean, whiten, zoom_out
 
 
 def test_box_mean_is_the_stride_one_average_pool():
@@ -29,3 +29,22 @@ def test_zoom_out_is_the_antialiased_shrink_centred_on_the_mean(size, zoom):
     out = zoom_out(x, zoom)
     assert out.dtype == x.dtype and torch.allclose(out, expected, atol=1e-6)
     assert zoom_out(x, 1.0) is x
+
+
+def test_zoomed_bins_are_the_band_of_the_zoomed_view_at_those_bins():
+    """The phase search's shortcut: the same band values as zooming out, then ``band_spectrum``."""
+    size, half = 64, 20
+    rows, cols = torch.tensor([0, 3, 19, 20, 39]), torch.tensor([1, 17, 20, 21, 30])
+    zooms = (0.45, 0.61, 0.8, 0.99, 1.0)
+    bins = ZoomedBins(size, half, zooms, rows, cols)
+    x = torch.rand(3, 1, size, size)
+    x[1] += torch.linspace(0, 2, size)          # a gradient: the mean surround and its removal matter
+    which = torch.tensor([[0, 4, 2], [1, 3, 4], [2, 2, 0]])
+    got = bins(x, which)
+    for b in range(3):
+        for k in range(3):
+            expected = band_spectrum(zoom_out(x[b:b + 1], zooms[int(which[b, k])]), half)[0, 0][rows][:, cols]
+            assert torch.allclose(got[b, k], expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+    shared = bins(x, which[0])                 # the same zooms for every image
+    assert torch.allclose(shared[0], got[0], rtol=1e-5, atol=1e-5 * float(got[0].abs().max()))
+    assert torch.allclose(shared[2], bins(x[2:], which[:1])[0], rtol=1e-5, atol=1e-5 * float(got[0].abs().max()))
