@@ -100,8 +100,7 @@ def rotate_about_centre(x: torch.Tensor, degrees: float) -> torch.Tensor:
 @functools.lru_cache(maxsize=256)
 def _shrink_matrix(size: int, small: int) -> torch.Tensor:
     """(small, size): antialiased bilinear resampling along one axis, as ``F.interpolate`` does it (its
-    filter is separable), so a square shrink is two small matrix products: the scan's many zoomed views
-    cost a fraction of the resampler's."""
+    filter is separable): ``zoom_out``'s shrink as a matrix, which ``ZoomedBins`` folds into its operators."""
     identity = torch.eye(size, dtype=torch.float64)[None, None]
     return F.interpolate(identity, size=(size, small), mode="bilinear", antialias=True, align_corners=False)[0, 0].T
 
@@ -182,8 +181,7 @@ def zoom_out(x: torch.Tensor, zoom: float) -> torch.Tensor:
     small = round(size * zoom)
     if small >= size:
         return x
-    resize = _shrink_matrix(size, small).to(x.device, x.dtype)
-    shrunk = resize @ x @ resize.T
+    shrunk = F.interpolate(x, size=(small, small), mode="bilinear", antialias=True, align_corners=False)
     canvas = x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
     offset = (size - small) // 2
     canvas[..., offset:offset + small, offset:offset + small] = shrunk
