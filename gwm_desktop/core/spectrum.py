@@ -127,6 +127,7 @@ class ZoomedBins:
             return torch.polar(torch.ones_like(angle), angle) * window
 
         row_dft, col_dft = dft(rows), dft(cols)
+        a_rows, a_cols = row_dft.sum(-1), col_dft.sum(-1)                  # the window's spectrum
         row_ops, col_ops, mean_terms, weights = [], [], [], []
         for zoom in zooms:
             small = min(round(size * zoom), size)
@@ -139,7 +140,6 @@ class ZoomedBins:
             col_ops.append(col_dft @ placed.to(torch.complex128))
             # the surround of the image's mean m, minus the canvas's mean: m ((small/S)^2 a a^T - f f^T)
             # - (c^T x c / S^2) a a^T, a the window's spectrum, f the centre's, c the canvas's column weights
-            a_rows, a_cols = row_dft.sum(-1), col_dft.sum(-1)
             f_rows, f_cols = row_dft @ inside.to(torch.complex128), col_dft @ inside.to(torch.complex128)
             mean_terms.append((small / size) ** 2 * torch.outer(a_rows, a_cols) - torch.outer(f_rows, f_cols))
             weights.append(placed.sum(0))
