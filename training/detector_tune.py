@@ -182,11 +182,12 @@ class DetectorTuner:
 
     def _scanner_views(self, x: torch.Tensor) -> torch.Tensor:
         """An isotropic detector reads each image as is and registered (``decode_views``): half the
-        views here are the registered one, so D learns both."""
+        views here are the power's registered one, so D learns both (the phases' registered view,
+        which ``registered_zoom`` appends for a detector with ``phase_registration``, is not used)."""
         if not self.detector.isotropic:
             return x
         with torch.no_grad():
-            registered = self.detector.registered_zoom(x)
+            registered = self.detector.registered_zoom(x)[: x.shape[0]]
         pick = torch.rand(x.shape[0], generator=self.torch_rng) < 0.5
         return torch.where(pick.view(-1, 1, 1, 1).to(x.device), registered, x)
 

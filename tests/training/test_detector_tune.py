@@ -31,6 +31,21 @@ def test_tuning_changes_d_keeps_g_and_writes_a_verified_model(tmp_path):
     assert len(tuner.clean) == len(tuner.marked) == 4
 
 
+def test_an_isotropic_detector_with_the_phases_view_is_tuned_on_one_view_an_image():
+    """``registered_zoom`` returns the power's and the phases' views (2 B) for such a detector; the
+    tuner reads the first B (the recipe's Phase 1 models have ``registration_peaks`` set)."""
+    from types import SimpleNamespace
+
+    from gwm_desktop.core.models import networks_for_size
+    from training.matched_filter import with_matched_filter
+
+    _, detector = with_matched_filter(*networks_for_size())
+    assert detector.isotropic and detector.phase_registration
+    stub = SimpleNamespace(detector=detector, torch_rng=torch.Generator().manual_seed(0))
+    x = torch.rand(3, 3, detector.working_size, detector.working_size)
+    assert DetectorTuner._scanner_views(stub, x).shape == x.shape
+
+
 def test_random_distortions_keep_an_rgb_image():
     import random
 
