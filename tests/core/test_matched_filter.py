@@ -1,5 +1,7 @@
 """The matched filter: key-signed textures in G, a phase-aware correlation in D (models.py)."""
 
+import hashlib
+
 import torch
 
 from gwm_desktop.core.agreement import matched_agreement
@@ -56,16 +58,21 @@ def test_signs_leave_the_power_spectrum_the_cnn_reads_unchanged():
 
 
 def test_matched_filter_finds_a_faint_signed_watermark_and_not_another_keys():
+    """Fixed network seed and key pairs: with fresh random ones the 0.3 margin failed about 1 run in 60
+    (untrained templates; measured), so a random draw made CI fail by chance, not by a regression."""
+    torch.manual_seed(0)
     generator, detector = signed_networks()
-    own, other = (message_from_key(new_key(), DEFAULT_BITS) for _ in range(2))
     x = torch.cat([natural_image(seed) for seed in range(4)])
-    with torch.no_grad():
-        marked = (x + generator(x, own.expand(4, -1))).clamp(0, 1)   # 0.02 rms: PSNR ~34 dB
-        stranger = (x + generator(x, other.expand(4, -1))).clamp(0, 1)
-        scores = {name: matched_agreement(detector.coherent(images), own[None])
-                  for name, images in (("clean", x), ("own", marked), ("other", stranger))}
-    assert float(scores["own"].min()) > float(scores["clean"].max()) + 0.3
-    assert float(scores["own"].min()) > float(scores["other"].max()) + 0.3
+    for pair in range(5):
+        own, other = (message_from_key(hashlib.sha256(f"{who}-{pair}".encode()).digest(), DEFAULT_BITS)
+                      for who in ("own", "other"))
+        with torch.no_grad():
+            marked = (x + generator(x, own.expand(4, -1))).clamp(0, 1)   # 0.02 rms: PSNR ~34 dB
+            stranger = (x + generator(x, other.expand(4, -1))).clamp(0, 1)
+            scores = {name: matched_agreement(detector.coherent(images), own[None])
+                      for name, images in (("clean", x), ("own", marked), ("other", stranger))}
+        assert float(scores["own"].min()) > float(scores["clean"].max()) + 0.3, pair
+        assert float(scores["own"].min()) > float(scores["other"].max()) + 0.3, pair
 
 
 def test_decode_views_carries_both_kinds_of_evidence_and_agreement_reads_them():
