@@ -18,7 +18,7 @@ class Level:
 
 
 LEVELS: tuple[Level, ...] = (
-    Level("invisible", 0.01, "Hardest to see; weakest against heavy edits"),
+    Level("invisible", 0.01, "Hardest to see; misses about 1 in 7 photos and paintings and most flat-colour art"),
     Level("very-subtle", 0.02, "Near invisible at full size"),
     Level("subtle", 0.03, "Hard to see without a side-by-side"),
     Level("balanced", 0.05, "Recommended: survives recompression, resizing, centred crops and mirroring (most bucket crops)"),
