@@ -34,9 +34,9 @@ from gwm_desktop.core.distortions import STANDARD_DISTORTIONS, TRAINING_TRANSFOR
 from gwm_desktop.core.image_io import (
     EncodeOptions,
     ImageLoadError,
-    centred_square,
     decode_bytes,
     load_image,
+    resize_frame,
     to_rgb8,
 )
 from gwm_desktop.core.jobs import CancelToken, Progress, with_progress
@@ -164,12 +164,11 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
 
 
 def working_batch(images: list[Image.Image], size: int, centre_square: bool = False) -> torch.Tensor:
-    """PIL RGB images -> (B, 3, S, S) float in [0, 1], resized as the scanner does (LANCZOS; an isotropic
-    detector's centred square of the shorter side)."""
-    arrays = [np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.LANCZOS,
-                                                  box=centred_square(im.size) if centre_square else None),
-                         dtype=np.float32) for im in images]
-    return torch.from_numpy(np.stack(arrays) / 255.0).permute(0, 3, 1, 2)
+    """PIL images -> (B, 1, S, S) luma float in [0, 1], read as the scanner reads files (``resize_frame``
+    of the luma; an isotropic detector's centred square of the shorter side)."""
+    arrays = [np.asarray(resize_frame(im.convert("L"), (size, size), centre_square), dtype=np.float32)
+              for im in images]
+    return torch.from_numpy(np.stack(arrays) / 255.0)[:, None]
 
 
 @torch.no_grad()

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gwm_desktop.core.image_io import ImageLoadError, load_rgb_resized
+from gwm_desktop.core.image_io import ImageLoadError, load_luma_resized
 from gwm_desktop.core.jobs import CancelToken, Progress
 from gwm_desktop.core.key_rank import KeyRankTest, null_keys_for
 from gwm_desktop.core.models import WatermarkDetector
@@ -111,8 +111,9 @@ class Scanner:
 
     @torch.no_grad()
     def score_arrays(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(B, S, S, 3) uint8 at the working size -> (scores (B,), agreements (B,), p-values (B,) or None)."""
-        x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float() / 255.0
+        """(B, S, S) luma or (B, S, S, 3) RGB, uint8 at the working size -> (scores (B,), agreements (B,),
+        p-values (B,) or None)."""
+        x = frames_tensor(images, self.device)
         bits = self.detector.decode_views(x) if self.use_views else self.detector(x)
         agreement = bank_agreement(bits, self.message.to(self.device))
         score = self.detector.score_from_agreement(agreement)
@@ -143,6 +144,12 @@ class Scanner:
                 yield Progress(done, total, path.name, self._result(path, float(score), float(agreement), p))
 
 
+def frames_tensor(images: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """(B, S, S) luma or (B, S, S, 3) RGB uint8 frames -> (B, 1 or 3, S, S) float in [0, 1] on ``device``."""
+    x = torch.from_numpy(images).to(device)
+    return (x[:, None] if x.dim() == 3 else x.permute(0, 3, 1, 2)).float() / 255.0
+
+
 @dataclass
 class Unreadable:
     """An input that could not be read as an image, and why (one line)."""
@@ -153,8 +160,8 @@ class Unreadable:
 
 def load_in_batches(paths: Iterable[Path], size: int, batch_size: int, cancel: CancelToken | None = None,
                     centre_square: bool = False) -> Iterator[list[tuple[Path, np.ndarray]] | Unreadable]:
-    """Inputs read at ``size`` x ``size`` (uint8, (size, size, 3)) in batches of up to ``batch_size``, in
-    input order: a bad file ends the batch before it and comes as an ``Unreadable``. Stops on cancel.
+    """Inputs' luma (all the detector reads) at ``size`` x ``size``, uint8 (size, size), in batches of up to
+    ``batch_size``, in input order: a bad file ends the batch before it and comes as an ``Unreadable``. Stops on cancel.
     ``centre_square``: the centred square of the shorter side (an isotropic model's frame)."""
     cancel = cancel or CancelToken()
     pending: list[tuple[Path, np.ndarray]] = []
@@ -163,7 +170,7 @@ def load_in_batches(paths: Iterable[Path], size: int, batch_size: int, cancel: C
             return
         path = Path(path)
         try:
-            pending.append((path, load_rgb_resized(path, (size, size), centre_square)))
+            pending.append((path, load_luma_resized(path, (size, size), centre_square)))
         except (ImageLoadError, OSError, ValueError) as error:
             if pending:
                 yield pending

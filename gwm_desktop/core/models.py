@@ -320,7 +320,7 @@ class WatermarkDetector(nn.Module):
             band = band_spectrum(luma(x) if x.shape[1] == 3 else x, band_width(self.spectrum_crop))
         zooms, angles = estimate_frame(whiten(band, self.spectrum_crop), self.components)
         angles = torch.where(angles.abs() < SMALLEST_TURN, torch.zeros_like(angles), angles)
-        turned = torch.cat([rotate_about_centre(x[i:i + 1], float(angle)) for i, angle in enumerate(angles)])
+        turned = rotate_about_centre(x, angles)
         if self.phase_registration:
             grey = luma(turned) if turned.shape[1] == 3 else turned
             size = self.working_size // (2 if 4 * band_width(self.spectrum_crop) <= self.working_size else 1)

@@ -18,7 +18,10 @@ LUMA = torch.tensor([0.299, 0.587, 0.114])
 
 
 def luma(x: torch.Tensor) -> torch.Tensor:
-    """(B, 3, S, S) RGB -> (B, 1, S, S) luma: the watermark is grey, so luma carries all of it."""
+    """(B, 3, S, S) RGB -> (B, 1, S, S) luma: the watermark is grey, so luma carries all of it. A
+    (B, 1, S, S) input is luma already (the scanner reads files' luma alone) and comes back as it is."""
+    if x.shape[1] == 1:
+        return x
     return torch.einsum("k,bkhw->bhw", LUMA.to(x.device, x.dtype), x)[:, None]
 
 
@@ -83,18 +86,27 @@ def whitened_spectrum(x: torch.Tensor, crop: int) -> torch.Tensor:
 SCAN_ZOOMS = (1.0, 0.8)
 
 
-def rotate_about_centre(x: torch.Tensor, degrees: float) -> torch.Tensor:
-    """(B, C, S, S) -> each output pixel read from the input at its position turned by ``degrees`` about
-    the centre (x right, y down): undoes the turn ``registration.estimate_frame`` reports as ``degrees``.
-    Corners from outside the frame get each image's mean colour, as ``zoom_out``'s surround."""
-    if abs(degrees) < 1e-3:
+def rotate_about_centre(x: torch.Tensor, degrees: float | torch.Tensor) -> torch.Tensor:
+    """(B, C, S, S) -> each output pixel read from the input at its position turned by ``degrees`` (one
+    for all, or (B,) each its own) about the centre (x right, y down): undoes the turn
+    ``registration.estimate_frame`` reports as ``degrees``. Images turned by less than 0.001 degrees
+    come back unchanged. Corners from outside the frame get each image's mean colour, as ``zoom_out``'s
+    surround. One ``grid_sample`` for the batch; the sampling grid is ``F.affine_grid``'s, computed
+    without its batched matrix product (which cost more than the sampling itself on a CPU)."""
+    turns = torch.as_tensor(degrees, dtype=torch.float64).flatten().expand(x.shape[0])
+    moved = (turns.abs() >= 1e-3).nonzero().flatten()
+    if len(moved) == 0:
         return x
-    turn = math.radians(degrees)
-    theta = torch.tensor([[math.cos(turn), -math.sin(turn), 0.0], [math.sin(turn), math.cos(turn), 0.0]],
-                         dtype=x.dtype, device=x.device)[None].expand(x.shape[0], -1, -1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    mean = x.mean(dim=(2, 3), keepdim=True)
-    return F.grid_sample(x - mean, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + mean
+    radians = torch.deg2rad(turns[moved]).to(x.device, x.dtype)
+    cos, sin = radians.cos()[:, None, None], radians.sin()[:, None, None]
+    size = x.shape[-1]
+    base = torch.linspace(-1, 1, size, device=x.device, dtype=x.dtype) * (size - 1) / size
+    across, down = base[None, None, :], base[None, :, None]
+    grid = torch.stack([cos * across - sin * down, sin * across + cos * down], dim=-1)   # (M, S, S, 2)
+    picked = x[moved]
+    mean = picked.mean(dim=(2, 3), keepdim=True)
+    turned = F.grid_sample(picked - mean, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + mean
+    return turned if len(moved) == x.shape[0] else x.index_copy(0, moved.to(x.device), turned)
 
 
 @functools.lru_cache(maxsize=256)

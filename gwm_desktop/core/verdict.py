@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gwm_desktop.core.detect import Unreadable, load_in_batches
+from gwm_desktop.core.detect import Unreadable, frames_tensor, load_in_batches
 from gwm_desktop.core.jobs import CancelToken, Progress
 from gwm_desktop.core.models import WatermarkDetector
 from gwm_desktop.core.random_keys import NULL_SEED, MessageTable, chunks, message_scores, null_table
@@ -163,8 +163,8 @@ def evidence_of_paths(detector: WatermarkDetector, paths: Iterable[Path], total:
             yield Progress(done, total, item.path.name, ImageEvidence(item.path, None, item.reason))
             continue
         with torch.no_grad():
-            batch = torch.from_numpy(np.stack([image for _, image in item])).to(device)
-            views = detector.decode_views(batch.permute(0, 3, 1, 2).float() / 255.0, peaks=VERDICT_PEAKS).cpu().numpy()
+            batch = frames_tensor(np.stack([image for _, image in item]), device)
+            views = detector.decode_views(batch, peaks=VERDICT_PEAKS).cpu().numpy()
         for (path, _), evidence in zip(item, views, strict=True):
             done += 1
             yield Progress(done, total, path.name, ImageEvidence(path, evidence))

@@ -19,6 +19,7 @@ from gwm_desktop.core.image_io import (
     encode_image,
     iter_image_files,
     load_image,
+    load_luma_resized,
     load_rgb_resized,
     load_thumbnail,
     output_format,
@@ -222,6 +223,36 @@ def test_load_rgb_resized_decodes_a_large_jpeg_at_reduced_scale(tmp_path: Path, 
     monkeypatch.undo()
     slow = ImageOps.exif_transpose(Image.open(path)).convert("RGB").resize((256, 320), Image.Resampling.LANCZOS)
     assert np.abs(fast.astype(int) - np.asarray(slow)).mean() < 2.0
+
+
+@pytest.mark.parametrize("name", sorted(GOOD_PROPERTIES))
+def test_the_scanners_luma_read_is_the_luma_of_the_colour_read(batch: Path, name: str) -> None:
+    """The scanner reads luma alone (``load_luma_resized``); it must be what the detector's ``luma`` makes
+    of the colour read, to 8-bit rounding (twice: before and after the resize) and, in a colour JPEG,
+    the decoder's own Y channel where RGB clips."""
+    size = (40, 48)
+    grey = load_luma_resized(batch / name, size, centre_square=True)
+    rgb = load_rgb_resized(batch / name, size, centre_square=True).astype(np.float64)
+    assert grey.shape == (48, 40) and grey.dtype == np.uint8
+    expected = rgb @ np.array([0.299, 0.587, 0.114])
+    difference = np.abs(grey - expected)
+    assert difference.mean() < 0.75 and difference.max() <= 6, (difference.mean(), difference.max())
+
+
+def test_a_colour_jpeg_is_decoded_to_its_luma_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(photo_like_u8(600, 800, seed=41)).save(path, quality=90)
+    modes: list[str] = []
+    original_load = JpegImagePlugin.JpegImageFile.load
+
+    def spy(self: JpegImagePlugin.JpegImageFile) -> object:
+        result = original_load(self)
+        modes.append(self.mode)
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", spy)
+    assert load_luma_resized(path, (256, 256), centre_square=True).shape == (256, 256)
+    assert modes and set(modes) == {"L"}
 
 
 def test_scanner_and_thumbnails_scale_16_bit_instead_of_clipping(batch: Path) -> None:

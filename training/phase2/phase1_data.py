@@ -19,8 +19,9 @@ from training.phase1 import quantize_8bit
 
 
 def load_detector_images(paths: list[Path], size: int, centre_square: bool = False) -> torch.Tensor:
-    """(N, 3, size, size) uint8, read exactly as the scanner reads files (``load_rgb_resized``; an
-    isotropic detector's ``centre_square``)."""
+    """(N, 3, size, size) uint8, read as the scanner reads files (``load_rgb_resized``; an isotropic
+    detector's ``centre_square``), in colour for the batches G watermarks: the scanner reads the luma
+    alone (``load_luma_resized``), which D computes from these to 8-bit rounding."""
     if not paths:
         return torch.zeros(0, 3, size, size, dtype=torch.uint8)
     return torch.from_numpy(np.stack([load_rgb_resized(p, (size, size), centre_square)
