@@ -93,12 +93,15 @@ def rotate_about_centre(x: torch.Tensor, degrees: float | torch.Tensor) -> torch
     come back unchanged. Corners from outside the frame get each image's mean colour, as ``zoom_out``'s
     surround. One ``grid_sample`` for the batch; the sampling grid is ``F.affine_grid``'s, computed
     without its batched matrix product (which cost more than the sampling itself on a CPU)."""
-    turns = torch.as_tensor(degrees, dtype=torch.float64).flatten().expand(x.shape[0])
+    # the angles on the CPU in float64, as math.radians would take them (MPS has no float64)
+    turns = (degrees.detach().to("cpu", torch.float64) if isinstance(degrees, torch.Tensor)
+             else torch.tensor([degrees], dtype=torch.float64)).flatten().expand(x.shape[0])
     moved = (turns.abs() >= 1e-3).nonzero().flatten()
     if len(moved) == 0:
         return x
-    radians = torch.deg2rad(turns[moved]).to(x.device, x.dtype)
-    cos, sin = radians.cos()[:, None, None], radians.sin()[:, None, None]
+    radians = torch.deg2rad(turns[moved])
+    cos, sin = (part.to(x.device, x.dtype)[:, None, None] for part in (radians.cos(), radians.sin()))
+    moved = moved.to(x.device)
     size = x.shape[-1]
     base = torch.linspace(-1, 1, size, device=x.device, dtype=x.dtype) * (size - 1) / size
     across, down = base[None, None, :], base[None, :, None]
@@ -106,7 +109,7 @@ def rotate_about_centre(x: torch.Tensor, degrees: float | torch.Tensor) -> torch
     picked = x[moved]
     mean = picked.mean(dim=(2, 3), keepdim=True)
     turned = F.grid_sample(picked - mean, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + mean
-    return turned if len(moved) == x.shape[0] else x.index_copy(0, moved.to(x.device), turned)
+    return turned if len(moved) == x.shape[0] else x.index_copy(0, moved, turned)
 
 
 @functools.lru_cache(maxsize=256)
