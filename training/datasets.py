@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from gwm_desktop.core.models import WORKING_SIZE
+from gwm_desktop.core.generator import WORKING_SIZE
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 SPLITS = ("train", "calibration", "eval", "all")

@@ -24,7 +24,7 @@ DISTORTION_NAMES = ("identity", "jpeg", "resize", "crop", "blur", "noise", "colo
 # What a fine-tuning script does before its VAE sees an image (SPEC section 3, "training transforms"):
 # opt-in, so the shipped model's recipe is unchanged. "latent" needs the layer's autoencoder.
 TRAINING_TRANSFORM_NAMES = ("flip", "random_crop", "bucket_crop", "rotate", "bucket_flip")
-# The same, as an isotropic model's detector sees them (``models.WatermarkGenerator``): a square crop or
+# The same, as an isotropic model's detector sees them (``generator.WatermarkGenerator``): a square crop or
 # bucket only moves the watermark ("shift"), and the scanner undoes a random crop's magnification by
 # zooming out by its estimate (``core.registration``), within a few per cent ("registered_crop").
 ISOTROPIC_TRANSFORM_NAMES = ("flip", "registered_crop", "shift", "rotate", "shift_flip")

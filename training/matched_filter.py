@@ -16,7 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from gwm_desktop.core.models import WatermarkDetector, WatermarkGenerator
+from gwm_desktop.core.generator import WatermarkGenerator
+from gwm_desktop.core.models import WatermarkDetector
 from gwm_desktop.core.weights import architecture_config, build_networks, load_model, save_model
 
 

@@ -32,10 +32,11 @@ import torch
 import torch.nn.functional as F
 
 from gwm_desktop.core.devices import resolve_device
+from gwm_desktop.core.generator import DEFAULT_BITS, WORKING_SIZE
 from gwm_desktop.core.jobs import CancelToken, Progress, with_progress
 from gwm_desktop.core.keys import random_messages
 from gwm_desktop.core.lpips_metric import build_lpips
-from gwm_desktop.core.models import DEFAULT_BITS, WORKING_SIZE, networks_for_size
+from gwm_desktop.core.models import networks_for_size
 from gwm_desktop.core.weights import load_model, save_model
 from training.checkpoints import latest_checkpoint, save_checkpoint
 from training.datasets import PreloadedImages, infinite_batches, list_images

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gwm_desktop.core.generator import WORKING_SIZE, WatermarkGenerator
 from gwm_desktop.core.image_io import (
     EncodeOptions,
     LoadedImage,
@@ -25,7 +26,6 @@ from gwm_desktop.core.image_io import (
     to_rgb8,
 )
 from gwm_desktop.core.lpips_metric import LpipsToReference, pil_to_lpips_tensor, resize_for_lpips
-from gwm_desktop.core.models import WORKING_SIZE, WatermarkGenerator
 
 # Calibrate to (1 - margin) * p so that another antialiased resize, or a viewer's decoder, gives the
 # same verdict; final verification must pass at (1 - VERIFY_MARGIN) * p.

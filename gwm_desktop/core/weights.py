@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gwm_desktop.core.atomic import write_atomic
-from gwm_desktop.core.models import WatermarkDetector, WatermarkGenerator
+from gwm_desktop.core.generator import WatermarkGenerator
+from gwm_desktop.core.models import WatermarkDetector
 
 WEIGHTS_FILE = "model.safetensors"
 CALIBRATION_FILE = "calibration.safetensors"

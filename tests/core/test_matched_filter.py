@@ -5,13 +5,9 @@ import hashlib
 import torch
 
 from gwm_desktop.core.agreement import matched_agreement
+from gwm_desktop.core.generator import DEFAULT_BITS, WatermarkGenerator
 from gwm_desktop.core.keys import message_from_key, new_key, random_messages, texture_signs
-from gwm_desktop.core.models import (
-    DEFAULT_BITS,
-    WatermarkDetector,
-    WatermarkGenerator,
-    networks_for_size,
-)
+from gwm_desktop.core.models import WatermarkDetector, networks_for_size
 from gwm_desktop.core.spectrum import SCAN_ZOOMS
 
 

@@ -1,7 +1,8 @@
 import torch
 
+from gwm_desktop.core.generator import DEFAULT_BITS, WatermarkGenerator
 from gwm_desktop.core.keys import message_from_key, new_key, random_messages
-from gwm_desktop.core.models import DEFAULT_BITS, WatermarkDetector, WatermarkGenerator
+from gwm_desktop.core.models import WatermarkDetector
 from gwm_desktop.core.spectrum import whitened_spectrum
 
 

@@ -13,9 +13,10 @@ from PIL import Image
 
 from gwm_desktop.core.agreement import matched_agreement
 from gwm_desktop.core.detect import NEGATIVE_BANKS
+from gwm_desktop.core.generator import DEFAULT_BITS
 from gwm_desktop.core.image_io import load_rgb_resized
 from gwm_desktop.core.keys import message_from_key, random_messages
-from gwm_desktop.core.models import DEFAULT_BITS, READINGS, REGISTRATION_PEAKS, networks_for_size
+from gwm_desktop.core.models import READINGS, REGISTRATION_PEAKS, networks_for_size
 from gwm_desktop.core.registration import PHASE_ZOOMS, coherence_zoom, estimate_scale, shift_scores
 from gwm_desktop.core.spectrum import (
     SCAN_ZOOMS,

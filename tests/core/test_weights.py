@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from gwm_desktop.core.models import DEFAULT_BITS, WatermarkDetector, WatermarkGenerator
+from gwm_desktop.core.generator import DEFAULT_BITS, WatermarkGenerator
+from gwm_desktop.core.models import WatermarkDetector
 from gwm_desktop.core.weights import MANIFEST_FILE, WEIGHTS_FILE, ModelIntegrityError, load_model, save_model
 
 

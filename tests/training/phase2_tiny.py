@@ -105,7 +105,8 @@ def write_subject_images(folder: Path, n: int = 4, size: int = 48, seed: int = 0
 
 def tiny_watermark_model(folder: Path, seed: int = 0) -> Path:
     """An untrained 64 px watermark model folder (G tile 32, D spectrum crop 24, 32 bits) with a calibration bank."""
-    from gwm_desktop.core.models import DEFAULT_BITS, WatermarkDetector, WatermarkGenerator
+    from gwm_desktop.core.generator import DEFAULT_BITS, WatermarkGenerator
+    from gwm_desktop.core.models import WatermarkDetector
     from gwm_desktop.core.weights import save_model
 
     torch.manual_seed(seed)

@@ -4,7 +4,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gwm_desktop.core.models import WatermarkDetector, WatermarkGenerator
+from gwm_desktop.core.generator import WatermarkGenerator
+from gwm_desktop.core.models import WatermarkDetector
 from gwm_desktop.core.weights import load_model, save_model
 from training.detector_tune import DetectorTuner, main, parse_args, random_distortion
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gwm_desktop.core.generator import WatermarkGenerator
 from gwm_desktop.core.image_io import load_rgb_resized
 from gwm_desktop.core.keys import random_messages
 from gwm_desktop.core.levels import LEVELS
-from gwm_desktop.core.models import WatermarkDetector, WatermarkGenerator
+from gwm_desktop.core.models import WatermarkDetector
 from training.distortion_layer import DistortionLayer
 from training.phase1 import quantize_8bit
 
