@@ -234,12 +234,12 @@ class WatermarkDetector(nn.Module):
         has it already); with ``phase_registration``, (2 B, ...): also zoomed out by the phases' estimate
         (``registration.coherence_zoom``, at half the frame where the band fits) after the same turn."""
         if band is None:
-            band = band_spectrum(luma(x) if x.shape[1] == 3 else x, band_width(self.spectrum_crop))
+            band = band_spectrum(luma(x), band_width(self.spectrum_crop))
         zooms, angles = estimate_frame(whiten(band, self.spectrum_crop), self.components)
         angles = torch.where(angles.abs() < SMALLEST_TURN, torch.zeros_like(angles), angles)
         turned = rotate_about_centre(x, angles)
         if self.phase_registration:
-            grey = luma(turned) if turned.shape[1] == 3 else turned
+            grey = luma(turned)
             size = self.working_size // (2 if 4 * band_width(self.spectrum_crop) <= self.working_size else 1)
             zooms = torch.cat([zooms, coherence_zoom(self.phase_alignment(size, grey.device), grey)])
             turned = torch.cat([turned, turned])
