@@ -19,6 +19,7 @@ import argparse
 import collections
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -70,8 +71,6 @@ def _gwm(tree: Path, home: Path, *arguments: str) -> subprocess.CompletedProcess
 
 
 def make_cases(config: Config) -> None:
-    import shutil
-
     from PIL import Image
 
     from training.datasets import list_images
