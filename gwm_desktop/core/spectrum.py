@@ -141,8 +141,13 @@ class ZoomedBins:
             angle = -2 * math.pi * frequency[:, None] * pixels[None] / size
             return torch.polar(torch.ones_like(angle), angle) * window
 
-        row_dft, col_dft = dft(rows), dft(cols)
-        a_rows, a_cols = row_dft.sum(-1), col_dft.sum(-1)                  # the window's spectrum
+        row_dft, full_cols = dft(rows), dft(cols)
+        a_rows, a_cols = row_dft.sum(-1), full_cols.sum(-1)                  # the window's spectrum
+        # A real image's columns at -u are the conjugates of those at u: the products use |u| alone
+        magnitudes, source = (cols - half).abs().unique(return_inverse=True)
+        self.col_source = torch.where(cols >= half, source, source + len(magnitudes)).to(device)
+        self.symmetric = torch.equal(cols - half, torch.arange(-int(magnitudes[-1]), int(magnitudes[-1]) + 1))
+        col_dft = dft(magnitudes + half)
         row_ops, col_ops, mean_terms, weights = [], [], [], []
         for zoom in zooms:
             small = min(round(size * zoom), size)
@@ -155,13 +160,13 @@ class ZoomedBins:
             col_ops.append(col_dft @ placed.to(torch.complex128))
             # the surround of the image's mean m, minus the canvas's mean: m ((small/S)^2 a a^T - f f^T)
             # - (c^T x c / S^2) a a^T, a the window's spectrum, f the centre's, c the canvas's column weights
-            f_rows, f_cols = row_dft @ inside.to(torch.complex128), col_dft @ inside.to(torch.complex128)
+            f_rows, f_cols = row_dft @ inside.to(torch.complex128), full_cols @ inside.to(torch.complex128)
             mean_terms.append((small / size) ** 2 * torch.outer(a_rows, a_cols) - torch.outer(f_rows, f_cols))
             weights.append(placed.sum(0))
         rows_real = torch.view_as_real(torch.stack(row_ops)).to(device, torch.float32)       # (Z, R, S, 2)
         self.row_ops = torch.cat([rows_real[..., 0], rows_real[..., 1]], dim=1)            # (Z, 2R, S): re; im
         cols_real = torch.view_as_real(torch.stack(col_ops)).to(device, torch.float32)
-        self.col_ops = torch.cat([cols_real[..., 0], cols_real[..., 1]], dim=1).transpose(1, 2)  # (Z, S, 2C)
+        self.col_ops = torch.cat([cols_real[..., 0], cols_real[..., 1]], dim=1).transpose(1, 2)  # (Z, S, 2 |u|s)
         self.mean_terms = torch.stack(mean_terms).to(device, torch.complex64)               # (Z, R, C)
         self.sum_term = (-torch.outer(a_rows, a_cols) / size**2).to(device, torch.complex64)  # (R, C)
         self.weights = torch.stack(weights).to(device, torch.float32)                       # (Z, S)
@@ -182,7 +187,12 @@ class ZoomedBins:
         n_rows, n_cols = products.shape[-2] // 2, products.shape[-1] // 2             # (B, K, 2R, 2C)
         rr, ri = products[..., :n_rows, :n_cols], products[..., :n_rows, n_cols:]
         ir, ii = products[..., n_rows:, :n_cols], products[..., n_rows:, n_cols:]
-        band = torch.complex(rr - ii, ri + ir)
+        # columns at u >= 0 (rr - ii, ri + ir), then their conjugate twins at -u (rr + ii, ir - ri)
+        both = torch.complex(torch.cat([rr - ii, rr + ii], -1), torch.cat([ri + ir, ir - ri], -1))
+        if self.symmetric:    # -M .. M: the twins are the u > 0 columns, flipped (cheaper than a gather)
+            band = torch.cat([both[..., n_cols + 1:].flip(-1), both[..., :n_cols]], -1)
+        else:
+            band = both[..., self.col_source]
         weights = self.weights[which]
         weighted_sum = (torch.matmul(weights, image) * weights).sum(-1)                 # (B, K): c^T x c
         mean = image.mean(dim=(1, 2))[:, None, None, None]

@@ -40,10 +40,12 @@ def test_zoom_out_is_the_antialiased_shrink_centred_on_the_mean(size, zoom):
     assert zoom_out(x, 1.0) is x
 
 
-def test_zoomed_bins_are_the_band_of_the_zoomed_view_at_those_bins():
-    """The phase search's shortcut: the same band values as zooming out, then ``band_spectrum``."""
+@pytest.mark.parametrize("cols", [[1, 17, 20, 21, 30], list(range(14, 27))])
+def test_zoomed_bins_are_the_band_of_the_zoomed_view_at_those_bins(cols):
+    """The phase search's shortcut: the same band values as zooming out, then ``band_spectrum`` (any
+    columns, and columns -M .. M, whose negative half it takes from the positive one's products)."""
     size, half = 64, 20
-    rows, cols = torch.tensor([0, 3, 19, 20, 39]), torch.tensor([1, 17, 20, 21, 30])
+    rows, cols = torch.tensor([0, 3, 19, 20, 39]), torch.tensor(cols)
     zooms = (0.45, 0.61, 0.8, 0.99, 1.0)
     bins = ZoomedBins(size, half, zooms, rows, cols)
     x = torch.rand(3, 1, size, size)
