@@ -34,7 +34,7 @@ from gwm_desktop.core.registration import (
     PHASE_ZOOMS,
     SMALLEST_TURN,
     PhaseAlignment,
-    coherence_zoom,
+    coherence_frame,
     estimate_frame,
     estimate_shifts,
     half_tile_signs,
@@ -203,7 +203,7 @@ class WatermarkDetector(nn.Module):
         return kept.conj() / local, local, denominator
 
     def phase_alignment(self, size: int, device: torch.device | str = "cpu") -> PhaseAlignment:
-        """The phase search's alignment of ``size`` px views at ``PHASE_ZOOMS`` (``registration.coherence_zoom``;
+        """The phase search's alignment of ``size`` px views at ``PHASE_ZOOMS`` (``registration.coherence_frame``;
         cached: its operators depend only on the textures, the size and the device)."""
         key = (self.templates._version, torch.device(device), size)
         if self._alignment_cache is None or self._alignment_cache[0] != key:
@@ -232,17 +232,20 @@ class WatermarkDetector(nn.Module):
         """(B, C, S, S) luma or RGB -> the same, each image zoomed out by its estimated crop magnification
         and turned back by its estimated rotation (``band``: the luma's ``band_spectrum``, when the caller
         has it already); with ``phase_registration``, (2 B, ...): also zoomed out by the phases' estimate
-        (``registration.coherence_zoom``, at half the frame where the band fits) after the same turn."""
+        (``registration.coherence_frame``, at half the frame where the band fits), after the same turn or
+        none, whichever the phases line up with better."""
         if band is None:
             band = band_spectrum(luma(x), band_width(self.spectrum_crop))
         zooms, angles = estimate_frame(whiten(band, self.spectrum_crop), self.components)
         angles = torch.where(angles.abs() < SMALLEST_TURN, torch.zeros_like(angles), angles)
         turned = rotate_about_centre(x, angles)
-        if self.phase_registration:
-            grey = luma(turned)
+        if self.phase_registration:   # the phases' zoom, on the turned view or on the view as is
             size = self.working_size // (2 if 4 * band_width(self.spectrum_crop) <= self.working_size else 1)
-            zooms = torch.cat([zooms, coherence_zoom(self.phase_alignment(size, grey.device), grey)])
-            turned = torch.cat([turned, turned])
+            candidates = torch.cat([luma(turned), luma(x)], dim=1)
+            tried = torch.stack([torch.ones_like(angles, dtype=torch.bool), angles != 0], dim=1)
+            phase_zooms, choice = coherence_frame(self.phase_alignment(size, x.device), candidates, tried)
+            zooms = torch.cat([zooms, phase_zooms])
+            turned = torch.cat([turned, torch.where(choice.view(-1, 1, 1, 1) == 0, turned, x)])
         return torch.cat([zoom_out(turned[i:i + 1], float(zoom)) for i, zoom in enumerate(zooms)])
 
     def evidence(self, x: torch.Tensor) -> torch.Tensor:

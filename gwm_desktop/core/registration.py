@@ -249,24 +249,44 @@ PHASE_COARSE_EVERY = 6
 
 
 def coherence_zoom(alignment: PhaseAlignment, grey: torch.Tensor, every: int = PHASE_COARSE_EVERY) -> torch.Tensor:
-    """(B, 1, S, S) luma -> (B,) the zoom-out at which ``alignment`` is highest.
+    """(B, 1, S, S) luma -> (B,) the zoom-out at which ``alignment`` is highest (``coherence_frame``
+    with one candidate)."""
+    return coherence_frame(alignment, grey, every=every)[0]
+
+
+def coherence_frame(alignment: PhaseAlignment, candidates: torch.Tensor, tried: torch.Tensor | None = None,
+                    every: int = PHASE_COARSE_EVERY) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C, S, S) luma, C candidate views of each image -> (B,) the zoom-out and (B,) the candidate at
+    which ``alignment`` is highest. ``tried``: (B, C) the candidates to search (the first always is).
 
     ``alignment`` is the shift search's best alignment: the textures' phases, squared, line up only
     where the frame is right to within a fraction of a period at the frame's edge, so it finds a crop's
     magnification far more sharply than the power spectrum's peaks (``estimate_frame``), which a
     strong image texture can pull off by 10% or more. The search runs at ``alignment.size`` px (the
     detector takes half the working size where its band fits: the textures lie well below its Nyquist
-    frequency), every ``every``-th zoom first, then the zooms around each image's best.
+    frequency), every ``every``-th zoom of every candidate first, then the zooms around the best.
+    The scanner's candidates are the view turned by the power's estimate and the view as it is: that
+    estimate turns an unturned crop by half a degree or more about half the time, and by 4-6 degrees
+    now and then, which the phases, off by a bin or two there, do not line up with.
     """
     size, count = alignment.size, len(alignment.zooms)
-    small = grey if size == grey.shape[-1] else F.interpolate(grey, size=(size, size), mode="bilinear",
-                                                              antialias=True, align_corners=False)
-    coarse = torch.arange(0, count, every, device=grey.device)
-    centre = coarse[alignment(small, coarse).argmax(dim=-1)]
+    batch, choices = candidates.shape[:2]
+    small = candidates if size == candidates.shape[-1] else F.interpolate(
+        candidates, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    if tried is None:
+        tried = torch.ones(batch, choices, dtype=torch.bool, device=candidates.device)
+    tried = tried.clone()
+    tried[:, 0] = True
+    coarse = torch.arange(0, count, every, device=candidates.device)
+    score = torch.full((batch, choices, len(coarse)), -torch.inf, device=candidates.device, dtype=candidates.dtype)
+    score[tried] = alignment(small[tried][:, None], coarse)
+    best = score.flatten(1).argmax(dim=-1)
+    choice, centre = best // len(coarse), coarse[best % len(coarse)]
+    chosen = small[torch.arange(batch, device=candidates.device), choice][:, None]
     # the fine grid around each coarse best (clamped at the ends: a repeated zoom scores the same)
-    nearby = (centre[:, None] + torch.arange(1 - every, every, device=grey.device)).clamp(0, count - 1)
-    best = nearby.gather(1, alignment(small, nearby).argmax(dim=-1, keepdim=True))[:, 0]
-    return torch.tensor(alignment.zooms, device=grey.device, dtype=grey.dtype)[best]
+    nearby = (centre[:, None] + torch.arange(1 - every, every, device=candidates.device)).clamp(0, count - 1)
+    best_zoom = nearby.gather(1, alignment(chosen, nearby).argmax(dim=-1, keepdim=True))[:, 0]
+    return torch.tensor(alignment.zooms, device=candidates.device, dtype=candidates.dtype)[best_zoom], choice
 
 
 def shift_ramps(shifts: torch.Tensor, crop: int, working_size: int) -> tuple[torch.Tensor, torch.Tensor]:

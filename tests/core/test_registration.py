@@ -17,7 +17,13 @@ from gwm_desktop.core.generator import DEFAULT_BITS
 from gwm_desktop.core.image_io import load_rgb_resized
 from gwm_desktop.core.keys import message_from_key, random_messages
 from gwm_desktop.core.models import READINGS, REGISTRATION_PEAKS, networks_for_size
-from gwm_desktop.core.registration import PHASE_ZOOMS, coherence_zoom, estimate_scale, shift_scores
+from gwm_desktop.core.registration import (
+    PHASE_ZOOMS,
+    coherence_frame,
+    coherence_zoom,
+    estimate_scale,
+    shift_scores,
+)
 from gwm_desktop.core.spectrum import (
     SCAN_ZOOMS,
     SMOOTHING_MARGIN,
@@ -25,6 +31,7 @@ from gwm_desktop.core.spectrum import (
     band_width,
     box_mean,
     luma,
+    rotate_about_centre,
     whiten,
     zoom_out,
 )
@@ -120,6 +127,24 @@ def test_an_off_centre_crops_zoom_is_found_from_the_phases_and_read_at_a_shift_p
     assert per_view.shape[0] == detector.view_count == (len(SCAN_ZOOMS) + 1) * READINGS + 1 + 4 * REGISTRATION_PEAKS
     unregistered = len(SCAN_ZOOMS) * READINGS
     assert float(per_view[unregistered:].max()) > 0.4 > float(per_view[:unregistered].max()), per_view
+
+
+def test_the_phases_choose_the_unturned_candidate_for_a_crop_the_power_turned_wrongly():
+    """The power's turn estimate can turn an unturned crop by degrees; the phases line up on the view
+    as it is, pick it, and find its zoom there. Asked to search the turned view alone, they cannot."""
+    generator, detector = isotropic_networks()
+    own = message_from_key(OWN_KEY, DEFAULT_BITS)
+    x = natural_image(4, 256, 384)
+    with torch.no_grad():
+        marked = (x + generator(x, own[None])).clamp(0, 1)
+        frame = luma(F.interpolate(marked[..., 40:40 + 160, 125:125 + 160], size=(256, 256), mode="bilinear",
+                                   antialias=True))
+        candidates = torch.cat([rotate_about_centre(frame, torch.tensor([4.5])), frame], dim=1)
+        alignment = detector.phase_alignment(128)
+        zoom, choice = coherence_frame(alignment, candidates)
+        _, alone = coherence_frame(alignment, candidates, tried=torch.tensor([[True, False]]))
+    assert int(choice[0]) == 1 and int(alone[0]) == 0
+    assert abs(float(zoom[0]) / (160 / 256) - 1) < 0.015, zoom
 
 
 def alignment_from_the_whole_band(detector, view: torch.Tensor) -> float:
