@@ -60,6 +60,9 @@ READINGS = 5  # an isotropic matched filter's readings per view: unmoved, then f
 # New models' phases' registered view is read at its 16 best shift peaks (docs/history.md has the choice).
 REGISTRATION_PEAKS = 16
 SPECTRUM_CROP = 64
+# The phases' zoom search also tries the view unturned when the power's turn is this large (degrees): a
+# smaller error costs the matched filter little, and each candidate costs a coarse search.
+UNTURNED_ALSO_FROM = 1.0
 
 
 def networks_for_size(working_size: int = WORKING_SIZE, n_bits: int = DEFAULT_BITS,
@@ -242,7 +245,7 @@ class WatermarkDetector(nn.Module):
         if self.phase_registration:   # the phases' zoom, on the turned view or on the view as is
             size = self.working_size // (2 if 4 * band_width(self.spectrum_crop) <= self.working_size else 1)
             candidates = torch.cat([luma(turned), luma(x)], dim=1)
-            tried = torch.stack([torch.ones_like(angles, dtype=torch.bool), angles != 0], dim=1)
+            tried = torch.stack([torch.ones_like(angles, dtype=torch.bool), angles.abs() >= UNTURNED_ALSO_FROM], dim=1)
             phase_zooms, choice = coherence_frame(self.phase_alignment(size, x.device), candidates, tried)
             zooms = torch.cat([zooms, phase_zooms])
             turned = torch.cat([turned, torch.where(choice.view(-1, 1, 1, 1) == 0, turned, x)])
