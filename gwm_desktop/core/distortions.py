@@ -110,30 +110,38 @@ def square_center_crop() -> Distortion:
     return apply
 
 
+def random_crop_box(image: Image.Image, low: float = 0.5, high: float = 0.9, salt: int = 1) -> tuple[int, int, int, int]:
+    """The box ``random_crop`` keeps of this image: (left, top, right, bottom)."""
+    rng = _image_rng(image, salt)
+    width = max(1, round(image.width * rng.uniform(low, high)))
+    height = max(1, round(image.height * rng.uniform(low, high)))
+    left, top = rng.randint(0, image.width - width), rng.randint(0, image.height - height)
+    return left, top, left + width, top + height
+
+
 def random_crop(low: float = 0.5, high: float = 0.9, salt: int = 1) -> Distortion:
     """Keep ``low``-``high`` of each side (drawn independently, so any aspect) at any position."""
-    def apply(image: Image.Image) -> Image.Image:
-        rng = _image_rng(image, salt)
-        width = max(1, round(image.width * rng.uniform(low, high)))
-        height = max(1, round(image.height * rng.uniform(low, high)))
-        left, top = rng.randint(0, image.width - width), rng.randint(0, image.height - height)
-        return image.crop((left, top, left + width, top + height))
-    return apply
+    return lambda image: image.crop(random_crop_box(image, low, high, salt))
+
+
+def rotation_frame(image: Image.Image, max_degrees: float = 5.0, salt: int = 2) -> tuple[float, tuple[int, int, int, int]]:
+    """``rotation``'s angle for this image (degrees, counter-clockwise as Pillow turns) and the box it keeps."""
+    angle = _image_rng(image, salt).uniform(-max_degrees, max_degrees)
+    radians = math.radians(abs(angle))
+    cos, sin = math.cos(radians), math.sin(radians)
+    # The axis-aligned rectangle of the same aspect that fits inside the rotated frame.
+    scale = min(image.width / (image.width * cos + image.height * sin),
+                image.height / (image.width * sin + image.height * cos))
+    width, height = max(1, int(image.width * scale)), max(1, int(image.height * scale))
+    left, top = (image.width - width) // 2, (image.height - height) // 2
+    return angle, (left, top, left + width, top + height)
 
 
 def rotation(max_degrees: float = 5.0, salt: int = 2) -> Distortion:
     """Rotate by up to ``max_degrees`` either way, then crop to the largest upright rectangle inside."""
     def apply(image: Image.Image) -> Image.Image:
-        angle = _image_rng(image, salt).uniform(-max_degrees, max_degrees)
-        rotated = image.convert("RGB").rotate(angle, resample=Image.Resampling.BICUBIC)
-        radians = math.radians(abs(angle))
-        cos, sin = math.cos(radians), math.sin(radians)
-        # The axis-aligned rectangle of the same aspect that fits inside the rotated frame.
-        scale = min(image.width / (image.width * cos + image.height * sin),
-                    image.height / (image.width * sin + image.height * cos))
-        width, height = max(1, int(image.width * scale)), max(1, int(image.height * scale))
-        left, top = (image.width - width) // 2, (image.height - height) // 2
-        return rotated.crop((left, top, left + width, top + height))
+        angle, box = rotation_frame(image, max_degrees, salt)
+        return image.convert("RGB").rotate(angle, resample=Image.Resampling.BICUBIC).crop(box)
     return apply
 
 
