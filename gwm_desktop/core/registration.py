@@ -7,8 +7,9 @@ shifted). Every key draws from the same textures, so both are found from the ima
 * **scale and rotation** (``estimate_frame``): the zoom and the turn at which the whitened spectrum
   holds the most power at the textures' frequencies (the mean of the strongest half, which any key
   switches on); a rotation about the centre, as an editor's or a trainer's, leaves the centre anchor;
-* **zoom, again** (``coherence_zoom``): the zoom at which the shift search below lines the textures'
-  phases up best, a sharper measure than the power's;
+* **zoom, again** (``coherence_frame``): the zoom at which the shift search below lines the textures'
+  phases up best, a sharper measure than the power's (on the view turned by the power's estimate, or
+  unturned where the phases line up better there);
 * **shift** (``estimate_shifts``): the translation that lines up the textures' phases once each is
   squared (squaring removes the key's signs). Squaring halves the period, so a shift of half a tile
   on either axis is left open: it flips the sign of the textures with an odd frequency on that axis
@@ -208,7 +209,7 @@ def estimate_shifts(normalised: torch.Tensor, components: Components, count: int
 
 
 class PhaseAlignment:
-    """A luma view's best ``shift_scores`` at each of many zooms: what ``coherence_zoom`` maximises.
+    """A luma view's best ``shift_scores`` at each of many zooms: what ``coherence_frame`` maximises.
 
     Read from the textures' own bins and their local power alone (the whole band's whitening is not
     needed for these few bins), each zoom's bins computed directly from the view (``ZoomedBins``).
@@ -242,7 +243,7 @@ class PhaseAlignment:
         return shift_scores(normalised.flatten(0, 1), self.components, step=2).amax(dim=-1).view(band.shape[:2])
 
 
-# Zooms the key-independent phase search (``coherence_zoom``) tries: those of ``SCALES``, 0.5% apart,
+# Zooms the key-independent phase search (``coherence_frame``) tries: those of ``SCALES``, 0.5% apart,
 # visited every 3% first (the score's peak is wider than that), then finely around the best.
 PHASE_ZOOMS = tuple(float(s) for s in torch.exp(torch.linspace(math.log(0.45), 0.0, 121)))
 PHASE_COARSE_EVERY = 6
@@ -265,9 +266,9 @@ def coherence_frame(alignment: PhaseAlignment, candidates: torch.Tensor, tried: 
     strong image texture can pull off by 10% or more. The search runs at ``alignment.size`` px (the
     detector takes half the working size where its band fits: the textures lie well below its Nyquist
     frequency), every ``every``-th zoom of every candidate first, then the zooms around the best.
-    The scanner's candidates are the view turned by the power's estimate and the view as it is: that
-    estimate turns an unturned crop by half a degree or more about half the time, and by 4-6 degrees
-    now and then, which the phases, off by a bin or two there, do not line up with.
+    The scanner's candidates are the view turned by the power's estimate and the view as it is: an
+    image's own texture can pull that estimate degrees off on an unturned crop, and the phases, whose
+    bins a turn of degrees moves by one or two, line up on neither zoom there (docs/history.md).
     """
     size, count = alignment.size, len(alignment.zooms)
     batch, choices = candidates.shape[:2]
