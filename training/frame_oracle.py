@@ -3,8 +3,8 @@
 Reads the case files of ``training.scan_decisions make`` (a profile's exports, distorted), as the
 scanner reads them, and decides each by the key-rank test three ways: as the scanner does; with both
 registered views unturned; and with the true frame given (the crop's zoom and the turn the distortion
-drew, recomputed from the export). The gap between the first and the last is what a better frame
-estimate could win; what the last misses is lost to the watermark itself.
+drew, recomputed from the export; a bucket only moves it). The gap between the first and the last is
+what a better frame estimate could win; what the last misses is lost to the watermark itself.
 
     python -m training.scan_decisions make runs/scan_ab
     python -m training.frame_oracle runs/scan_ab --group own_p0.05 --condition random_crop
@@ -20,7 +20,7 @@ from unittest import mock
 import numpy as np
 import torch
 
-CONDITIONS = ("random_crop", "rotate5")
+CONDITIONS = ("random_crop", "rotate5", "bucket512")
 MODES = ("scan", "unturned", "true_frame")
 
 
@@ -51,6 +51,8 @@ def true_frame(export, condition: str) -> tuple[float, float]:
     coordinates (y down: Pillow's counter-clockwise angle, negated)."""
     from gwm_desktop.core.distortions import random_crop_box, rotation_frame
 
+    if condition == "bucket512":    # a square of the shorter side, resized: moved, never magnified
+        return 1.0, 0.0
     angle, box = (0.0, random_crop_box(export)) if condition == "random_crop" else rotation_frame(export)
     left, top, right, bottom = box
     return min(right - left, bottom - top) / min(export.size), -angle

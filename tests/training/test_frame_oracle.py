@@ -56,6 +56,10 @@ def test_the_turn_is_in_the_sense_the_scanner_turns_back() -> None:
     assert errors[0] < 0.3 * errors[1], errors
 
 
+def test_a_bucket_only_moves_the_frame() -> None:
+    assert true_frame(portrait(0), "bucket512") == (1.0, 0.0)
+
+
 def test_arguments_default_to_the_balanced_exports_under_a_random_crop(tmp_path: Path) -> None:
     config = parse_args([str(tmp_path), "--condition", "rotate5"])
     assert (config.folder, config.group, config.condition, config.profile, config.fpr) == (
