@@ -184,7 +184,7 @@ class ZoomedBins:
         else:
             rows = torch.bmm(row_ops.flatten(1, 2), image).view(batch * count, -1, size)
             products = torch.bmm(rows, col_ops.flatten(0, 1)).view(batch, count, *rows.shape[1:2], -1)
-        n_rows, n_cols = products.shape[-2] // 2, products.shape[-1] // 2             # (B, K, 2R, 2C)
+        n_rows, n_cols = products.shape[-2] // 2, products.shape[-1] // 2             # (B, K, 2R, 2 |u|s)
         rr, ri = products[..., :n_rows, :n_cols], products[..., :n_rows, n_cols:]
         ir, ii = products[..., n_rows:, :n_cols], products[..., n_rows:, n_cols:]
         # columns at u >= 0 (rr - ii, ri + ir), then their conjugate twins at -u (rr + ii, ir - ri)
