@@ -1,10 +1,11 @@
 """How much of what a crop or a turn costs is the scanner's frame estimate, and how much the watermark's?
 
 Reads the case files of ``training.scan_decisions make`` (a profile's exports, distorted), as the
-scanner reads them, and decides each by the key-rank test three ways: as the scanner does; with both
-registered views unturned; and with the true frame given (the crop's zoom and the turn the distortion
-drew, recomputed from the export; a bucket only moves it). The gap between the first and the last is
-what a better frame estimate could win; what the last misses is lost to the watermark itself.
+scanner reads them, and decides each by the key-rank test: as the scanner does; with both registered
+views unturned; with the true frame given (the crop's zoom and the turn the distortion drew,
+recomputed from the export; a bucket only moves it); and, for a bucket, with the true shift put first
+among the shift search's peaks too. The gap between the first and the last is what a better frame
+(and shift) estimate could win; what the last misses is lost to the watermark itself.
 
     python -m training.scan_decisions make runs/scan_ab
     python -m training.frame_oracle runs/scan_ab --group own_p0.05 --condition random_crop
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 CONDITIONS = ("random_crop", "rotate5", "bucket512")
-MODES = ("scan", "unturned", "true_frame")
+MODES = ("scan", "unturned", "true_frame", "true_shift")
 
 
 @dataclass
@@ -58,25 +59,48 @@ def true_frame(export, condition: str) -> tuple[float, float]:
     return min(right - left, bottom - top) / min(export.size), -angle
 
 
-def decisions(detector, test, frames: torch.Tensor, frames_given: list[tuple[float, float]], mode: str,
-              fpr: float) -> list[bool]:
-    """Each frame found (p <= fpr) when its views are read in ``mode`` (``MODES``)."""
+def true_shift(export, condition: str, working_size: int) -> tuple[float, float] | None:
+    """Where a bucket puts the watermark's origin (the export's centre), from the kept square's centre,
+    in working pixels (x, y); None for the other conditions."""
+    from gwm_desktop.core.distortions import bucket_geometry
+
+    if condition != "bucket512":
+        return None
+    (width, height), (left, top, right, _) = bucket_geometry(export, 512)
+    side = right - left
+    return ((width / 2 - left - side / 2) * working_size / side, (height / 2 - top - side / 2) * working_size / side)
+
+
+def decisions(detector, test, frames: torch.Tensor, given: list[tuple[tuple[float, float], tuple[float, float] | None]],
+              mode: str, fpr: float) -> list[bool]:
+    """Each frame found (p <= fpr) when its views are read in ``mode`` (``MODES``); ``given``: each
+    frame's ``true_frame`` and ``true_shift``."""
     from gwm_desktop.core import models
 
-    estimate, phases = models.estimate_frame, models.coherence_frame
+    estimate, phases, shifts = models.estimate_frame, models.coherence_frame, models.estimate_shifts
+    exact = mode in ("true_frame", "true_shift")
+    half_tile = detector.components.tile // 2
     found = []
-    for frame, (zoom, turn) in zip(frames, frames_given, strict=True):
+    for frame, ((zoom, turn), shift) in zip(frames, given, strict=True):
         def power(white, components, *rest, zoom=zoom, turn=turn):
             zooms, angles = estimate(white, components, *rest)
-            if mode == "true_frame":
+            if exact:
                 return torch.tensor([zoom]), torch.tensor([turn])
             return zooms, torch.zeros_like(angles) if mode == "unturned" else angles
 
         def phase(alignment, candidates, *rest, zoom=zoom):
             zooms, choice = phases(alignment, candidates, *rest)
-            return (torch.tensor([zoom]), torch.zeros_like(choice)) if mode == "true_frame" else (zooms, choice)
+            return (torch.tensor([zoom]), torch.zeros_like(choice)) if exact else (zooms, choice)
 
-        with mock.patch.object(models, "estimate_frame", power), mock.patch.object(models, "coherence_frame", phase):
+        def shift_peaks(normalised, components, count=1, shift=shift):
+            peaks = shifts(normalised, components, count)
+            if mode != "true_shift":
+                return peaks
+            true = torch.tensor(shift, dtype=peaks.dtype) % half_tile
+            return torch.cat([true.expand(peaks.shape[0], 1, 2), peaks[:, :-1]], dim=1)
+
+        with mock.patch.object(models, "estimate_frame", power), mock.patch.object(models, "coherence_frame", phase), \
+                mock.patch.object(models, "estimate_shifts", shift_peaks):
             found.append(float(test.p_values(detector.decode_views(frame[None]))[0]) <= fpr)
     return found
 
@@ -100,9 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     cases = [config.folder / "cases" / config.condition / config.group / f"{p.parent.name}_{p.stem}.png" for p in exports]
     size = detector.working_size
     frames = frames_tensor(np.stack([load_luma_resized(c, (size, size), centre_square=True) for c in cases]), "cpu")
-    given = [true_frame(Image.open(p).convert("RGB"), config.condition) for p in exports]
+    given = []
+    for path in exports:
+        export = Image.open(path).convert("RGB")
+        given.append((true_frame(export, config.condition), true_shift(export, config.condition, size)))
     print(f"{len(cases)} {config.group} exports under {config.condition}, found at {config.fpr:.1%}:")
-    for mode in MODES:
+    for mode in MODES if config.condition == "bucket512" else MODES[:-1]:
         found = decisions(detector, test, frames, given, mode, config.fpr)
         print(f"  {mode:11} {100 * sum(found) / len(found):5.1f}%")
     return 0

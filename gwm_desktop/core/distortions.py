@@ -145,17 +145,20 @@ def rotation(max_degrees: float = 5.0, salt: int = 2) -> Distortion:
     return apply
 
 
+def bucket_geometry(image: Image.Image, resolution: int, salt: int = 3) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """``resolution_bucket``'s resized size for this image and the square it keeps of that."""
+    factor = resolution / min(image.size)
+    size = (max(resolution, round(image.width * factor)), max(resolution, round(image.height * factor)))
+    rng = _image_rng(image, salt)
+    left, top = rng.randint(0, size[0] - resolution), rng.randint(0, size[1] - resolution)
+    return size, (left, top, left + resolution, top + resolution)
+
+
 def resolution_bucket(resolution: int, salt: int = 3) -> Distortion:
     """A trainer's bucket: shorter side to ``resolution``, then a random square crop (diffusers' default)."""
     def apply(image: Image.Image) -> Image.Image:
-        factor = resolution / min(image.size)
-        resized = image.convert("RGB").resize((max(resolution, round(image.width * factor)),
-                                               max(resolution, round(image.height * factor))),
-                                              Image.Resampling.BICUBIC)
-        rng = _image_rng(image, salt)
-        left = rng.randint(0, resized.width - resolution)
-        top = rng.randint(0, resized.height - resolution)
-        return resized.crop((left, top, left + resolution, top + resolution))
+        size, box = bucket_geometry(image, resolution, salt)
+        return image.convert("RGB").resize(size, Image.Resampling.BICUBIC).crop(box)
     return apply
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from gwm_desktop.core.distortions import TRAINING_TRANSFORMS
-from training.frame_oracle import parse_args, true_frame
+from training.frame_oracle import parse_args, true_frame, true_shift
 
 
 def portrait(seed: int) -> Image.Image:
@@ -58,6 +58,22 @@ def test_the_turn_is_in_the_sense_the_scanner_turns_back() -> None:
 
 def test_a_bucket_only_moves_the_frame() -> None:
     assert true_frame(portrait(0), "bucket512") == (1.0, 0.0)
+
+
+@pytest.mark.parametrize("size", [(600, 400), (400, 760)])
+def test_a_buckets_shift_is_where_it_puts_the_exports_centre(size: tuple[int, int]) -> None:
+    """The export's centre (the watermark's origin) found in the bucket, from the bucket's centre, in
+    working pixels (256 for the bucket's 512)."""
+    export = Image.new("RGB", size, "black")
+    export.paste((255, 255, 255), (size[0] // 2 - 2, size[1] // 2 - 2, size[0] // 2 + 2, size[1] // 2 + 2))
+    bucket = np.asarray(TRAINING_TRANSFORMS["bucket512"](export).convert("L"), dtype=np.float64)
+    ys, xs = np.mgrid[:512, :512]
+    centre = ((xs * bucket).sum() / bucket.sum(), (ys * bucket).sum() / bucket.sum())
+    dx, dy = true_shift(export, "bucket512", 256)
+    assert abs(dx) + abs(dy) > 10     # the drawn square is off the centre along the longer side
+    assert dx == pytest.approx((centre[0] + 0.5 - 256) / 2, abs=0.5)
+    assert dy == pytest.approx((centre[1] + 0.5 - 256) / 2, abs=0.5)
+    assert true_shift(export, "random_crop", 256) is None
 
 
 def test_arguments_default_to_the_balanced_exports_under_a_random_crop(tmp_path: Path) -> None:
