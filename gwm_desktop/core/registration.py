@@ -45,7 +45,8 @@ class Components:
     texture: (J,) the texture each belongs to; parity: (n_textures, 2) each texture's frequency parity
     along x and y in cycles per tile (what a half-tile shift flips); shifts (G, 2) and rotations
     (J, G): the shift search's candidates and each component's exp(-i 2 phase) at them, made once
-    (``shift_grid``) because every scan needs them.
+    (``shift_grid``) because every scan needs them; mirrors (P, 2): the two components of each
+    texture that has two (``shift_energy`` reads their relation).
     """
 
     bins: torch.Tensor
@@ -55,19 +56,23 @@ class Components:
     tile: int
     shifts: torch.Tensor
     rotations: torch.Tensor
+    mirrors: torch.Tensor
 
 
 def mirrored_components(frequencies: list[tuple[int, int]], working_size: int, tile: int) -> Components:
     """Each texture (u, v) cycles per tile is cos(u x) cos(v y + phase): waves (u, v) and (-u, v)."""
     ratio = working_size // tile
-    bins, texture = [], []
+    bins, texture, mirrors = [], [], []
     for index, (u, v) in enumerate(frequencies):
+        if u:
+            mirrors.append((len(bins), len(bins) + 1))
         for sign in ((1, -1) if u else (1,)):
             bins.append((sign * u * ratio, v * ratio))
             texture.append(index)
     parity = torch.tensor([(u % 2, v % 2) for u, v in frequencies])
     bins = torch.tensor(bins)
-    return Components(bins, torch.tensor(texture), parity, working_size, tile, *shift_grid(bins, working_size, tile))
+    return Components(bins, torch.tensor(texture), parity, working_size, tile, *shift_grid(bins, working_size, tile),
+                      torch.tensor(mirrors, dtype=torch.long).view(-1, 2))
 
 
 def half_tile_signs(components: Components) -> torch.Tensor:
@@ -190,16 +195,41 @@ def shift_scores(normalised: torch.Tensor, components: Components, step: int = 1
     return (normalised**2 @ rotations.to(normalised.device, normalised.dtype)).real
 
 
+def shift_energy(normalised: torch.Tensor, components: Components) -> torch.Tensor:
+    """(B, J) ``normalised_components`` -> (B, G) the textures' matched-filter energy at each candidate
+    shift (``Components.shifts``): sum over textures of (Re sum_j y_j e^{-i 2 pi f_j.t / S})^2, less a
+    constant.
+
+    Squaring each texture's correlation removes the key's sign, as squaring each y does in
+    ``shift_scores``, but keeps the relation between a texture's two mirrored waves: their phase
+    difference tells the shift along x, their phase sum along y. Expanded, the energy is half of
+    ``shift_scores`` plus a term in t_x alone and one in t_y alone, so it costs little more.
+    """
+    half, size = components.tile // 2, components.working_size
+    mirrors = components.mirrors.to(normalised.device)
+    first, second = normalised[:, mirrors[:, 0]], normalised[:, mirrors[:, 1]]
+    bins = components.bins.to(normalised.device, torch.float32)
+    across = bins[mirrors[:, 0], 0] - bins[mirrors[:, 1], 0]          # f1 - f2: along x only
+    down = bins[mirrors[:, 0], 1] + bins[mirrors[:, 1], 1]            # f1 + f2: along y only
+    steps = torch.arange(half, dtype=torch.float32, device=normalised.device)
+    turn_x = torch.polar(torch.ones(len(across), half, device=normalised.device), -2 * math.pi * across[:, None] * steps / size)
+    turn_y = torch.polar(torch.ones(len(down), half, device=normalised.device), -2 * math.pi * down[:, None] * steps / size)
+    along_x = ((first * second.conj()) @ turn_x.to(normalised.dtype)).real                # (B, half): t_x
+    along_y = ((first * second) @ turn_y.to(normalised.dtype)).real                       # (B, half): t_y
+    return 0.5 * shift_scores(normalised, components) + (along_y[:, :, None] + along_x[:, None, :]).flatten(1)
+
+
 def estimate_shifts(normalised: torch.Tensor, components: Components, count: int = 1) -> torch.Tensor:
     """(B, J) ``normalised_components`` -> (B, count, 2) the ``count`` best shifts (x, y) in working
-    pixels, modulo half a tile, each the highest within 2 px of itself (the score's peaks are about 4 px
-    wide).
+    pixels, modulo half a tile, by ``shift_energy``, each the highest within 2 px of itself (the
+    score's peaks are about 4 px wide).
 
     A faint or cropped watermark's true shift is often the second or third peak rather than the first;
-    reading a few peaks finds it, and the bank, built with the same readings, prices the search.
+    reading a few peaks finds it, and the key-rank test, which reads every key through the same
+    readings, prices the search.
     """
     half = components.tile // 2
-    score = shift_scores(normalised, components).view(-1, 1, half, half)      # [ty, tx]
+    score = shift_energy(normalised, components).view(-1, 1, half, half)      # [ty, tx]
     if count > 1:
         wrapped = F.pad(score, (2, 2, 2, 2), mode="circular")
         peak = score >= wrapped.unfold(-2, 5, 1).amax(-1).unfold(-1, 5, 1).amax(-1)  # each 5 x 5's max

@@ -5,6 +5,8 @@ it; the detector finds both without the key. Tests use 1/f noise images and an u
 textures), read by the matched filter alone, so they check the geometry, not training.
 """
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -22,6 +24,7 @@ from gwm_desktop.core.registration import (
     coherence_frame,
     coherence_zoom,
     estimate_scale,
+    shift_energy,
     shift_scores,
 )
 from gwm_desktop.core.spectrum import (
@@ -145,6 +148,23 @@ def test_the_phases_choose_the_unturned_candidate_for_a_crop_the_power_turned_wr
         _, alone = coherence_frame(alignment, candidates, tried=torch.tensor([[True, False]]))
     assert int(choice[0]) == 1 and int(alone[0]) == 0
     assert abs(float(zoom[0]) / (160 / 256) - 1) < 0.015, zoom
+
+
+def test_the_shift_energy_is_each_textures_correlation_squared_and_summed_whatever_the_keys_signs():
+    """``shift_energy``'s expansion (half the squared-phase score plus a term along each axis) is the
+    textures' matched-filter energy at every candidate shift, less one constant per image; flipping a
+    texture's sign (another key) leaves it as it is."""
+    _, detector = isotropic_networks()
+    components = detector.components
+    y = torch.randn(3, components.bins.shape[0], dtype=torch.complex64, generator=torch.Generator().manual_seed(1))
+    angle = 2 * math.pi * (components.bins.float() @ components.shifts.T) / components.working_size
+    aligned = (y[:, :, None] * torch.polar(torch.ones_like(angle), -angle)[None]).real
+    per_texture = torch.zeros(3, components.parity.shape[0], aligned.shape[-1]).index_add_(1, components.texture, aligned)
+    direct = (per_texture**2).sum(1)
+    gap = direct - shift_energy(y, components)
+    assert float((gap - gap.mean(-1, keepdim=True)).abs().max()) < 1e-4 * float(direct.abs().max())
+    signs = torch.where(components.texture % 3 == 0, -1.0, 1.0)
+    assert torch.allclose(shift_energy(y * signs, components), shift_energy(y, components), atol=1e-4)
 
 
 def alignment_from_the_whole_band(detector, view: torch.Tensor) -> float:
