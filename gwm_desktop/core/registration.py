@@ -10,10 +10,11 @@ shifted). Every key draws from the same textures, so both are found from the ima
 * **zoom, again** (``coherence_frame``): the zoom at which the shift search below lines the textures'
   phases up best, a sharper measure than the power's (on the view turned by the power's estimate, or
   unturned where the phases line up better there);
-* **shift** (``estimate_shifts``): the translation that lines up the textures' phases once each is
-  squared (squaring removes the key's signs). Squaring halves the period, so a shift of half a tile
-  on either axis is left open: it flips the sign of the textures with an odd frequency on that axis
-  (``half_tile_signs``), and the scanner keeps all four readings as views.
+* **shift** (``estimate_shifts``): the translation at which the textures' matched-filter energy is
+  highest (``shift_energy``: each texture's correlation squared, which removes the key's sign; the
+  zoom search above squares each wave's phase alone, ``shift_scores``). Squaring leaves a shift of
+  half a tile on either axis open: it flips the sign of the textures with an odd frequency on that
+  axis (``half_tile_signs``), and the scanner keeps all four readings as views.
 
 A search raises the null of whatever it maximises, so the calibration bank is built with the same
 search (``WatermarkDetector.decode_views``) and the false-positive rate stays the one asked for.
