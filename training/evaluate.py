@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from gwm_desktop.core.atomic import write_atomic
+from gwm_desktop.core.detect import frames_tensor
 from gwm_desktop.core.devices import resolve_device
 from gwm_desktop.core.distortions import STANDARD_DISTORTIONS, TRAINING_TRANSFORMS, Distortion
 from gwm_desktop.core.image_io import (
@@ -166,9 +167,8 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
 def working_batch(images: list[Image.Image], size: int, centre_square: bool = False) -> torch.Tensor:
     """PIL images -> (B, 1, S, S) luma float in [0, 1], read as the scanner reads files (``resize_frame``
     of the luma; an isotropic detector's centred square of the shorter side)."""
-    arrays = [np.asarray(resize_frame(im.convert("L"), (size, size), centre_square), dtype=np.float32)
-              for im in images]
-    return torch.from_numpy(np.stack(arrays) / 255.0)[:, None]
+    return frames_tensor(np.stack([np.asarray(resize_frame(im.convert("L"), (size, size), centre_square))
+                                   for im in images]), "cpu")
 
 
 @torch.no_grad()
