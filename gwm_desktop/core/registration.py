@@ -280,12 +280,6 @@ PHASE_ZOOMS = tuple(float(s) for s in torch.exp(torch.linspace(math.log(0.45), 0
 PHASE_COARSE_EVERY = 6
 
 
-def coherence_zoom(alignment: PhaseAlignment, grey: torch.Tensor, every: int = PHASE_COARSE_EVERY) -> torch.Tensor:
-    """(B, 1, S, S) luma -> (B,) the zoom-out at which ``alignment`` is highest (``coherence_frame``
-    with one candidate)."""
-    return coherence_frame(alignment, grey, every=every)[0]
-
-
 def coherence_frame(alignment: PhaseAlignment, candidates: torch.Tensor, tried: torch.Tensor | None = None,
                     every: int = PHASE_COARSE_EVERY) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, C, S, S) luma, C candidate views of each image -> (B,) the zoom-out and (B,) the candidate at

@@ -22,7 +22,6 @@ from gwm_desktop.core.models import READINGS, REGISTRATION_PEAKS, networks_for_s
 from gwm_desktop.core.registration import (
     PHASE_ZOOMS,
     coherence_frame,
-    coherence_zoom,
     estimate_scale,
     shift_energy,
     shift_scores,
@@ -115,7 +114,7 @@ def test_a_random_crops_magnification_is_estimated_and_undone():
 
 
 def test_an_off_centre_crops_zoom_is_found_from_the_phases_and_read_at_a_shift_peak():
-    """The power's estimate above is a few per cent off; the phases' (``coherence_zoom``) about 1%,
+    """The power's estimate above is a few per cent off; the phases' (``coherence_frame``) about 1%,
     and the registered views, read at the shift search's best peaks, find the key there."""
     generator, detector = isotropic_networks()
     own = message_from_key(OWN_KEY, DEFAULT_BITS)
@@ -124,7 +123,7 @@ def test_an_off_centre_crops_zoom_is_found_from_the_phases_and_read_at_a_shift_p
         marked = (x + generator(x, own[None])).clamp(0, 1)
         frame = F.interpolate(marked[..., 40:40 + 160, 125:125 + 160], size=(256, 256), mode="bilinear",
                               antialias=True)
-        zoom = float(coherence_zoom(detector.phase_alignment(128), luma(frame))[0])
+        zoom = float(coherence_frame(detector.phase_alignment(128), luma(frame))[0][0])
         per_view = matched_agreement(detector.decode_views(frame)[..., DEFAULT_BITS:], own.view(1, 1, -1))[0]
     assert abs(zoom / (160 / 256) - 1) < 0.015, zoom
     assert per_view.shape[0] == detector.view_count == (len(SCAN_ZOOMS) + 1) * READINGS + 1 + 4 * REGISTRATION_PEAKS
