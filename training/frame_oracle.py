@@ -114,14 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     from gwm_desktop.core.key_rank import KeyRankTest, null_keys_for
     from gwm_desktop.core.keys import message_from_key
     from gwm_desktop.core.profiles import ProfileStore
+    from training.scan_decisions import case_file, exports_of
 
     config = parse_args(argv)
     engine = Engine(device="cpu")
     bundle, detector = engine.bundle, engine.bundle.detector
     key = ProfileStore(config.folder / "home").get(config.profile).key
     test = KeyRankTest(detector, message_from_key(key, bundle.n_bits), null_keys_for(config.fpr))
-    exports = sorted(p for p in (config.folder / config.group).rglob("*") if p.is_file())
-    cases = [config.folder / "cases" / config.condition / config.group / f"{p.parent.name}_{p.stem}.png" for p in exports]
+    exports = exports_of(config.folder, config.group)
+    cases = [case_file(config.folder, config.condition, config.group, p) for p in exports]
     size = detector.working_size
     frames = frames_tensor(np.stack([load_luma_resized(c, (size, size), centre_square=True) for c in cases]), "cpu")
     given = []

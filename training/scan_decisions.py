@@ -70,6 +70,16 @@ def _gwm(tree: Path, home: Path, *arguments: str) -> subprocess.CompletedProcess
                           text=True, check=False)
 
 
+def exports_of(folder: Path, group: str) -> list[Path]:
+    """The files of one group (the originals, or one profile's exports at one level), in a fixed order."""
+    return sorted(p for p in (folder / group).rglob("*") if p.is_file())
+
+
+def case_file(folder: Path, condition: str, group: str, export: Path, suffix: str = ".png") -> Path:
+    """Where ``make`` writes ``export`` (a file of ``group``) under ``condition``."""
+    return folder / "cases" / condition / group / f"{export.parent.name}_{export.stem}{suffix}"
+
+
 def make_cases(config: Config) -> None:
     from PIL import Image
 
@@ -95,16 +105,16 @@ def make_cases(config: Config) -> None:
             raise SystemExit(f"protect {name} failed: {result.stderr.strip()[-400:]}")
         groups.append(name)
     for group in groups:
-        for path in sorted(p for p in (folder / group).rglob("*") if p.is_file()):
+        for path in exports_of(folder, group):
             image = Image.open(path).convert("RGB")
             for condition in CONDITIONS:
-                out = folder / "cases" / condition / group
-                out.mkdir(parents=True, exist_ok=True)
+                out = case_file(folder, condition, group, path)
+                out.parent.mkdir(parents=True, exist_ok=True)
                 change = distortion(condition)
-                (image if change is None else change(image)).save(out / f"{path.parent.name}_{path.stem}.png")
-            out = folder / "cases" / "file_jpeg90" / group
-            out.mkdir(parents=True, exist_ok=True)
-            image.save(out / f"{path.parent.name}_{path.stem}.jpg", quality=90)
+                (image if change is None else change(image)).save(out)
+            out = case_file(folder, "file_jpeg90", group, path, ".jpg")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            image.save(out, quality=90)
     print(f"cases under {folder / 'cases'}")
 
 

@@ -38,3 +38,16 @@ def test_parse_args_reads_each_action() -> None:
     scan = parse_args(["scan", "out", "--tree", "/t", "--json", "s.jsonl"])
     assert (scan.tree, scan.json_out) == (Path("/t"), Path("s.jsonl"))
     assert parse_args(["compare", "a", "b"]).after == Path("b")
+
+
+def test_case_files_are_named_by_folder_and_stem_under_condition_and_group(tmp_path: Path) -> None:
+    """The one naming ``make`` writes by and ``training.frame_oracle`` reads by."""
+    from training.scan_decisions import case_file, exports_of
+
+    (tmp_path / "own_p0.05" / "portraits").mkdir(parents=True)
+    for name in ("b.png", "a.png"):
+        (tmp_path / "own_p0.05" / "portraits" / name).write_bytes(b"")
+    exports = exports_of(tmp_path, "own_p0.05")
+    assert [p.name for p in exports] == ["a.png", "b.png"]
+    assert case_file(tmp_path, "flip", "own_p0.05", exports[0]) == tmp_path / "cases" / "flip" / "own_p0.05" / "portraits_a.png"
+    assert case_file(tmp_path, "file_jpeg90", "own_p0.05", exports[0], ".jpg").name == "portraits_a.jpg"
