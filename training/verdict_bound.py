@@ -2,7 +2,7 @@
 
 Null sets (the verdict must say "no" at rate <= alpha): random sets of held-out images (eval split),
 clean or watermarked with *other* keys, undistorted and under SPEC distortions; each set is tested
-against a fresh random profile key. Direct copies: sets of images protected with the tested key,
+against a fresh random profile key of its own (none shared between sets, conditions or sizes). Direct copies: sets of images protected with the tested key,
 under every SPEC distortion (p < 1e-6 expected for 8 images), and power against set size.
 
 Each image's evidence is computed once and scored against every message once; sets (which may
@@ -27,7 +27,7 @@ from gwm_desktop.core.distortions import STANDARD_DISTORTIONS
 from gwm_desktop.core.image_io import ImageLoadError, load_image, to_rgb8
 from gwm_desktop.core.keys import message_from_key, random_messages
 from gwm_desktop.core.lpips_metric import build_lpips
-from gwm_desktop.core.random_keys import NULL_SEED, MessageTable
+from gwm_desktop.core.random_keys import NULL_SEED, MessageTable, message_scores_in_chunks
 from gwm_desktop.core.verdict import VERDICT_PEAKS, decide, set_verdict
 from gwm_desktop.core.watermark import CalibrationError, Embedder
 from gwm_desktop.core.weights import load_model
@@ -155,14 +155,18 @@ def main(argv: list[str] | None = None) -> int:
 
     null_table = MessageTable.of(random_messages(config.null_keys, n_bits, torch.Generator().manual_seed(NULL_SEED)))
     rng = np.random.default_rng(config.seed)
-    tested = random_messages(config.sets, n_bits, torch.Generator().manual_seed(config.seed + 1))
+    # Every set is tested against a key of its own, never shared with another set, condition or size:
+    # the guarantee is over the key's draw, so a key reused across cells would count its luck in each.
+    key_stream = torch.Generator().manual_seed(config.seed + 1)
     report: dict = {"config": vars(config), "images": len(clean), "null": {}, "direct": {}, "power": {}}
     alphas = (0.01, 0.001)
     checked = False
     for source, by_condition in evidence.items():
         for condition, ev in by_condition.items():
-            scores = SetScores.build(torch.from_numpy(ev), null_table, MessageTable.of(tested))
+            null_scores = message_scores_in_chunks(torch.from_numpy(ev), null_table).numpy()
             for size in config.sizes:
+                tested = random_messages(config.sets, n_bits, key_stream)
+                scores = SetScores(null_scores, message_scores_in_chunks(torch.from_numpy(ev), MessageTable.of(tested)).numpy())
                 sets = random_sets(rng, len(ev), size, config.sets)
                 p_mc, p_tail, _ = scores.p_values(sets, np.arange(config.sets))
                 if not checked:  # the shortcut must be the app's statistic exactly

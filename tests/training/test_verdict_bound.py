@@ -35,9 +35,17 @@ def test_clopper_pearson_is_the_exact_beta_interval(hits, trials):
     assert clopper_pearson(hits, trials) == pytest.approx((low, high), abs=1e-10)
 
 
-def test_script_writes_the_figures(tmp_path, portraits):
+def test_script_writes_the_figures(tmp_path, portraits, monkeypatch):
+    import training.verdict_bound as bound
     from training.verdict_bound import main
 
+    tables = []
+
+    def recording(messages: torch.Tensor) -> MessageTable:
+        tables.append(messages)
+        return MessageTable.of(messages)
+
+    monkeypatch.setattr(bound, "MessageTable", type("Recording", (), {"of": staticmethod(recording)}))
     out = tmp_path / "bound.json"
     assert main(["--data", str(portraits[0].parent), "--max-per-source", "10", "--sets", "40", "--sizes", "4",
                  "--null-keys", "999", "--null-conditions", "none,flip", "--other-conditions", "jpeg75",
@@ -47,3 +55,6 @@ def test_script_writes_the_figures(tmp_path, portraits):
     assert all(report["null"]["clean"][c]["4"]["0.001"]["sets"] == 40 for c in ("none", "flip"))
     assert report["direct"]["0.05"]["crop0.8"]["share_at_floor"] == 1.0  # p = 1 / 1000, the least 999 keys give
     assert report["power"]["crop0.8"]["4"]["0.001"] == 1.0
+    # every null set had a tested key of its own: 40 sets in each of the 3 cells, no key shared
+    tested = torch.cat([t for t in tables if len(t) == 40])
+    assert len(tested) == 120 and len(torch.unique(tested, dim=0)) == 120
