@@ -1,10 +1,10 @@
 """Many model-level verdicts over sets drawn from one pool of images, each image scored only once.
 
 ``core.verdict.set_verdict`` scores a set's images against K + 1 messages; a measurement of the
-false-alarm rate runs thousands of overlapping sets. Here every image is scored once against the K
-random messages and against each set's tested message, and the set statistic is assembled from
-those scores by one matrix product per block of sets, with exactly the same moments (over all K + 1
-messages, the tested one included) as the app.
+false-alarm rate runs thousands of overlapping sets. Here every image's term (``image_terms``: its
+key-rank test against the fixed reference keys, a fixed function of the message) is computed once
+for the K random messages and for each set's tested message, and the set statistic is assembled
+from those terms by one matrix product per block of sets: the app's statistic exactly.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gwm_desktop.core.random_keys import MessageTable, message_scores_in_chunks
+from gwm_desktop.core.random_keys import MessageTable
+from gwm_desktop.core.verdict import TIE_TOLERANCE, image_terms
 
 
 def _binomial_cdf(k: int, n: int, p: float) -> float:
@@ -60,36 +61,30 @@ def random_sets(rng: np.random.Generator, pool: int, size: int, count: int) -> n
 
 @dataclass
 class SetScores:
-    null: np.ndarray    # (N, K) each image's best-view agreement with each random message
-    tested: np.ndarray  # (N, T) ... with each message a set may be tested against
+    null: np.ndarray    # (N, K) each image's term (``core.verdict.image_terms``) for each random message
+    tested: np.ndarray  # (N, T) ... for each message a set may be tested against
 
     @classmethod
-    def build(cls, evidence: torch.Tensor, null: MessageTable, tested: MessageTable) -> SetScores:
-        return cls(message_scores_in_chunks(evidence, null).numpy(), message_scores_in_chunks(evidence, tested).numpy())
+    def build(cls, evidence: torch.Tensor, null: MessageTable, tested: MessageTable,
+              groups: list[tuple[list[int], float]]) -> SetScores:
+        return cls(image_terms(evidence, null, groups).numpy(), image_terms(evidence, tested, groups).numpy())
 
     def p_values(self, sets: np.ndarray, tested_index: np.ndarray, block: int = 250
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(M, n) image indices, (M,) tested-message index -> Monte Carlo p, normal-tail p, exceedances (M,)."""
         n_keys = self.null.shape[1]
-        total = n_keys + 1
-        sums, squares = self.null.sum(1), (self.null**2).sum(1)
         p_mc, p_tail, exceed = (np.empty(len(sets)) for _ in range(3))
         for start in range(0, len(sets), block):
             chunk, which = sets[start:start + block], tested_index[start:start + block]
-            true = self.tested[chunk, which[:, None]]                      # (m, n)
-            mean = (sums[chunk] + true) / total
-            var = np.clip((squares[chunk] + true**2 - total * mean**2) / (total - 1), 0, None)
-            sd = np.sqrt(var)
-            weight = np.where(sd > 0, 1 / np.where(sd > 0, sd, 1), 0) / math.sqrt(chunk.shape[1])
+            scale = 1 / math.sqrt(chunk.shape[1])
             dense = np.zeros((len(chunk), self.null.shape[0]))
-            np.add.at(dense, (np.arange(len(chunk))[:, None], chunk), weight)
-            offset = (weight * mean).sum(1)
-            statistics = dense @ self.null - offset[:, None]                # (m, K)
-            observed = (weight * (true - mean)).sum(1)
-            count = (statistics >= observed[:, None]).sum(1)
+            np.add.at(dense, (np.arange(len(chunk))[:, None], chunk), 1.0)
+            statistics = (dense @ self.null) * scale                        # (m, K)
+            observed = self.tested[chunk, which[:, None]].sum(1) * scale
+            count = (statistics >= observed[:, None] - TIE_TOLERANCE).sum(1)
             centre, spread = statistics.mean(1), statistics.std(1, ddof=1)
             z = (observed - centre) / np.where(spread > 0, spread, np.inf)
-            p_mc[start:start + len(chunk)] = (1 + count) / total
+            p_mc[start:start + len(chunk)] = (1 + count) / (n_keys + 1)
             p_tail[start:start + len(chunk)] = 0.5 * np.vectorize(math.erfc)(z / math.sqrt(2))
             exceed[start:start + len(chunk)] = count
         return p_mc, p_tail, exceed

@@ -57,16 +57,17 @@ def null_messages(true_message: torch.Tensor, count: int, seed: int = NULL_SEED)
         drawn[same] = random_messages(int(same.sum()), n_bits, generator)
 
 
-@functools.lru_cache(maxsize=1)
-def _seeded_table(count: int, n_bits: int, seed: int) -> MessageTable:
-    """The seeded random messages, prepared once per process (drawing and signing 10^6 takes seconds)."""
+@functools.lru_cache(maxsize=4)
+def seeded_table(count: int, n_bits: int, seed: int) -> MessageTable:
+    """The seeded random messages, whatever the key tested, prepared once per process (drawing and
+    signing 10^6 takes seconds; the verdict holds two: its random keys and its reference keys)."""
     return MessageTable.of(null_messages(torch.zeros(n_bits), count, seed))  # all-zero: never a real message
 
 
 def null_table(true_message: torch.Tensor, count: int, seed: int = NULL_SEED) -> MessageTable:
     """``MessageTable.of(null_messages(...))``, from the per-process cache when the true message is not
     among the seeded draws (as good as always: there are C(32, 16), about 6 x 10^8, messages)."""
-    cached = _seeded_table(count, true_message.shape[-1], seed)
+    cached = seeded_table(count, true_message.shape[-1], seed)
     if not (cached.messages == true_message.view(1, -1).to(cached.messages)).all(dim=-1).any():
         return cached
     return MessageTable.of(null_messages(true_message, count, seed))

@@ -7,11 +7,15 @@ random messages from a seeded generator: p = (1 + #{random >= true}) / (K + 1) h
 images look like, and it is the p-value reported and decided on. A normal fit of the random keys'
 statistics gives a tail estimate beyond 1 / (K + 1), shown only as such: it is not a bound.
 
-The set statistic is a Stouffer sum: each image's best-view agreement is standardised against that
-image's own spread over all K + 1 messages, and the standardised scores are summed over images and
-divided by sqrt(n). Every image counts in the same units, so no single image whose evidence varies
-widely across keys swamps the set. Exchangeability needs evidence that does not depend on the key:
-use the shipped model's detector, never a detector fine-tuned on the profile's key.
+The set statistic is a Stouffer sum of each image's own test: for a message, an image's term is its
+key-rank p as the scanner computes it (``key_rank``: each group of readings' best agreement ranked,
+divided by the group's share of the budget, the smallest kept, that ranked again), here against a
+fixed reference draw of random keys and carried beyond the best of them by a normal fit, as a normal
+score; the terms are summed over images and divided by sqrt(n). Every image counts in the same units, and the unmoved readings are held to their
+own null, not to the searched ones'. The term is a fixed function of the message, whichever message
+is the profile's, so the rank among the random keys stays exact.
+Exchangeability needs evidence that does not depend on the key: use the shipped model's detector,
+never a detector fine-tuned on the profile's key.
 """
 
 from __future__ import annotations
@@ -26,15 +30,31 @@ import torch
 
 from gwm_desktop.core.detect import Unreadable, frames_tensor, load_in_batches
 from gwm_desktop.core.jobs import CancelToken, Progress
+from gwm_desktop.core.key_rank import group_best, reading_groups
 from gwm_desktop.core.models import WatermarkDetector
-from gwm_desktop.core.random_keys import NULL_SEED, MessageTable, chunks, message_scores, null_table
+from gwm_desktop.core.random_keys import (
+    NULL_SEED,
+    MessageTable,
+    chunks,
+    message_scores,
+    null_table,
+    reading_scores,
+    seeded_table,
+)
 
 DEFAULT_ALPHA = 0.001
 DEFAULT_NULL_KEYS = 100_000
 # The verdict reads the phases' view at its 3 best shift peaks, not the scan's 16: its bound and power
 # (README) were measured so, and all 16 would near triple its cost (a 32-image set's 100,000 keys).
 VERDICT_PEAKS = 3
-_KEPT_SCORES = 16_000_000  # best-view scores (images x messages) kept between the two passes, ~128 MB
+# Each image's test ranks a key against a fixed reference draw of random keys (its own seed, so no
+# verdict key is ranked against itself by construction; a fixed function of the key either way).
+REFERENCE_KEYS = 9_999
+REFERENCE_SEED = NULL_SEED + 1
+# Sums of the same terms in another order may differ in the last bits; a random key within this of the
+# true key's statistic counts as reaching it (conservative), so the order never changes a p-value.
+TIE_TOLERANCE = 1e-9
+_BLOCK_ELEMENTS = 8_000_000  # readings x reference keys of a block of images, ~64 MB in float64
 
 
 @dataclass
@@ -50,7 +70,7 @@ class ImageEvidence:
 class ImageContribution:
     path: Path
     agreement: float   # best-view agreement with the profile's message, -1..1
-    z: float           # that agreement in units of this image's spread over random keys
+    z: float           # this image's term for it, in units of its spread over random keys
     p_value: float     # this image alone: (1 + #{random keys scoring >= it}) / (K + 1)
 
 
@@ -62,7 +82,7 @@ class VerdictResult:
     exceedances: int         # random keys whose statistic reached the true key's
     null_keys: int
     seed: int
-    statistic: float         # the true key's Stouffer statistic
+    statistic: float         # the true key's statistic (sum of the images' terms / sqrt(n))
     effect_z: float          # how far it stands out: (statistic - mean) / sd of the random keys'
     alpha: float
     verdict: bool
@@ -102,12 +122,105 @@ def decide(p_value: float | np.ndarray, alpha: float) -> bool | np.ndarray:
     return np.asarray(p_value <= alpha)
 
 
+def verdict_groups(detector: WatermarkDetector, view_count: int) -> list[tuple[list[int], float]]:
+    """The readings' groups each image's test joins (the scanner's ``key_rank.reading_groups``)."""
+    return reading_groups(detector, view_count)
+
+
+def _log_tails(bests: list[torch.Tensor], reference: _Reference, groups: list[tuple[list[int], float]],
+               own: bool = False) -> torch.Tensor:
+    """Each group's best readings (N, M) -> (N, M) log of the joined tail (``key_rank``'s join): each
+    group's tail among the reference keys (beyond the best of them, carried on by a normal fit of
+    theirs, so stronger evidence always scores lower), divided by the group's share, the smallest kept.
+    ``own``: the reference keys themselves (each already counted among them)."""
+    size = reference.ranked[0].shape[-1]
+    counts = torch.arange(size + 2, dtype=torch.float64)
+    log_share_of = ((counts + (0 if own else 1)) / (size + 1)).clamp_min(0.5 / (size + 1)).log()  # by count
+    logs = []
+    for best, (_, share), ranked, mean, sd in zip(bests, groups, reference.ranked, reference.mean, reference.sd,
+                                                   strict=True):
+        at_least = size - torch.searchsorted(ranked, best.contiguous(), side="left")  # reference keys scoring >= it
+        log_tail = log_share_of[at_least]
+        beyond = at_least == 0
+        if beyond.any():
+            rows = beyond.nonzero()[:, 0]
+            log_tail[beyond] += (torch.special.log_ndtr(-(best[beyond] - mean[rows, 0]) / sd[rows, 0])
+                                 - torch.special.log_ndtr(-(ranked[rows, -1] - mean[rows, 0]) / sd[rows, 0])).clamp_max(0)
+        logs.append(log_tail - math.log(share))
+    return torch.stack(logs).amin(dim=0)
+
+
+def _image_terms(readings: torch.Tensor, reference: _Reference, groups: list[tuple[list[int], float]]) -> torch.Tensor:
+    """(N, V, M) agreements of M messages -> (N, M) each message's per-image term: its joined tail
+    ranked among the reference keys' own (the scanner's p against them; beyond the best of them, scaled
+    by how far beyond), as a normal score (mid-p, so a p of 1 stays finite)."""
+    log_joined = _log_tails([group_best(readings, group) for group, _ in groups], reference, groups)
+    size = reference.joined.shape[-1]
+    below = torch.searchsorted(reference.joined, log_joined.contiguous(), side="right")  # reference keys <= it
+    terms = reference.score_of[below]
+    beyond = below == 0
+    if beyond.any():
+        rows = beyond.nonzero()[:, 0]
+        log_mid = math.log(0.5 / (size + 1)) + (log_joined[beyond] - reference.joined[rows, 0]).clamp_max(0)
+        terms[beyond] = -torch.special.ndtri(log_mid.clamp_min(-700).exp())
+    return terms
+
+
+@dataclass
+class _Reference:
+    """A block of images' fixed yardstick: each group's best reading for every reference key, sorted
+    (N, R) per image, with their mean and spread (N, 1) for the tail beyond them, and the reference
+    keys' own joined log tails, sorted (N, R); ``score_of``: the normal score of a mid-p by how many
+    reference keys are at or below it."""
+
+    ranked: list[torch.Tensor]
+    mean: list[torch.Tensor]
+    sd: list[torch.Tensor]
+    joined: torch.Tensor
+    score_of: torch.Tensor
+
+    @classmethod
+    def of(cls, evidence: torch.Tensor, table: MessageTable, groups: list[tuple[list[int], float]]) -> _Reference:
+        readings = reading_scores(evidence, table)
+        bests = [group_best(readings, group) for group, _ in groups]
+        size = len(table)
+        score_of = -torch.special.ndtri((torch.arange(size + 1, dtype=torch.float64) + 0.5) / (size + 1))
+        partial = cls([best.sort(dim=-1).values for best in bests], [best.mean(-1, keepdim=True) for best in bests],
+                      [best.std(-1, keepdim=True).clamp_min(1e-12) for best in bests], torch.empty(0), score_of)
+        partial.joined = _log_tails(bests, partial, groups, own=True).sort(dim=-1).values
+        return partial
+
+
+def image_terms(evidence: torch.Tensor, table: MessageTable, groups: list[tuple[list[int], float]],
+                reference: MessageTable | None = None) -> torch.Tensor:
+    """(N, V, E) evidence -> (N, M) each image's term for every message of ``table``, as ``set_verdict``
+    computes it (for measurements that assemble many sets from one pool of images)."""
+    reference = reference or seeded_table(REFERENCE_KEYS, table.messages.shape[-1], REFERENCE_SEED)
+    evidence = evidence.double()
+    n_images, n_views, _ = evidence.shape
+    out = torch.empty(n_images, len(table), dtype=torch.float64)
+    block = _image_block(n_views)
+    for first in range(0, n_images, block):
+        part = evidence[first:first + block]
+        yardstick = _Reference.of(part, reference, groups)
+        for start, stop in chunks(len(part), n_views, len(table)):
+            out[first:first + len(part), start:stop] = _image_terms(reading_scores(part, table.rows(start, stop)),
+                                                                    yardstick, groups)
+    return out
+
+
+def _image_block(n_views: int) -> int:
+    return max(1, _BLOCK_ELEMENTS // (n_views * REFERENCE_KEYS))
+
+
 def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor, alpha: float = DEFAULT_ALPHA,
                 null_keys: int = DEFAULT_NULL_KEYS, seed: int = NULL_SEED,
-                paths: list[Path] | None = None, cancel: CancelToken | None = None) -> VerdictResult:
+                paths: list[Path] | None = None, cancel: CancelToken | None = None,
+                groups: list[tuple[list[int], float]] | None = None) -> VerdictResult:
     """(N, V, E) key-independent evidence of N images -> the verdict for the set (N = 1: one image's).
 
-    ``cancel`` is checked between blocks of messages (raises JobCancelled): thousands of images take a while.
+    ``groups``: the readings each image's test joins (``verdict_groups`` of the detector that read
+    them; default one group of all). ``cancel`` is checked between blocks (raises JobCancelled).
     """
     cancel = cancel or CancelToken()
     check_alpha(alpha, null_keys)
@@ -115,40 +228,44 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
     if evidence.dim() != 3 or evidence.shape[0] == 0:
         raise ValueError("the verdict needs the evidence of at least one image, shaped (N, views, E)")
     n_images, n_views, _ = evidence.shape
+    groups = groups or [(list(range(n_views)), 1.0)]
     table = null_table(true_message, null_keys, seed)
-    true_scores = message_scores(evidence, MessageTable.of(true_message.view(1, -1)))[:, 0]
-    total = len(table) + 1
-    sums, squares = true_scores.clone(), true_scores**2
-    image_exceed = torch.zeros(n_images, dtype=torch.float64)
-    # the first pass's scores, kept for the second where they fit (a few images x many keys): half the work
-    kept: list[torch.Tensor] | None = [] if n_images * len(table) <= _KEPT_SCORES else None
-    for start, stop in chunks(n_images, n_views, len(table)):
+    reference_table = seeded_table(REFERENCE_KEYS, true_message.shape[-1], REFERENCE_SEED)  # never the key's
+    true_table = MessageTable.of(true_message.view(1, -1))
+    agreement = message_scores(evidence, true_table)[:, 0]
+    statistics = torch.zeros(len(table), dtype=torch.float64)
+    observed = 0.0
+    z_true, image_exceed = torch.empty(n_images, dtype=torch.float64), torch.empty(n_images, dtype=torch.float64)
+    block = _image_block(n_views)
+    for first in range(0, n_images, block):   # a block of images against every key; the terms summed as they come
         cancel.raise_if_cancelled()
-        scores = message_scores(evidence, table.rows(start, stop))
-        if kept is not None:
-            kept.append(scores)
-        sums += scores.sum(-1)
-        squares += (scores**2).sum(-1)
-        image_exceed += (scores >= true_scores[:, None]).double().sum(-1)
-    # Moments over all K + 1 messages (true one included), a symmetric function of them: exchangeable.
-    mean = sums / total
-    sd = ((squares - total * mean**2).clamp_min(0) / (total - 1)).sqrt()
-    scale = torch.where(sd > 0, 1 / sd.clamp_min(1e-300), torch.zeros_like(sd))
-    observed = float(((true_scores - mean) * scale).sum() / math.sqrt(n_images))
-    statistics = torch.empty(len(table), dtype=torch.float64)
-    for index, (start, stop) in enumerate(chunks(n_images, n_views, len(table))):
-        cancel.raise_if_cancelled()
-        scores = kept[index] if kept is not None else message_scores(evidence, table.rows(start, stop))
-        statistics[start:stop] = ((scores - mean[:, None]) * scale[:, None]).sum(0) / math.sqrt(n_images)
-    null = statistics.numpy()
-    exceed = int((null >= observed).sum())
+        part = evidence[first:first + block]
+        reference = _Reference.of(part, reference_table, groups)
+        true_terms = _image_terms(reading_scores(part, true_table), reference, groups)[:, 0]
+        sums, squares = true_terms.clone(), true_terms**2
+        exceed = torch.zeros(len(part), dtype=torch.float64)
+        for start, stop in chunks(len(part), n_views, len(table)):
+            cancel.raise_if_cancelled()
+            terms = _image_terms(reading_scores(part, table.rows(start, stop)), reference, groups)
+            statistics[start:stop] += terms.sum(0)
+            sums += terms.sum(-1)
+            squares += (terms**2).sum(-1)
+            exceed += (terms >= true_terms[:, None] - TIE_TOLERANCE).double().sum(-1)
+        total = len(table) + 1
+        mean = sums / total
+        sd = ((squares - total * mean**2).clamp_min(0) / (total - 1)).sqrt()
+        z_true[first:first + len(part)] = torch.where(sd > 0, (true_terms - mean) / sd.clamp_min(1e-300), 0.0)
+        image_exceed[first:first + len(part)] = exceed
+        observed += float(true_terms.sum())
+    null = (statistics / math.sqrt(n_images)).numpy()
+    observed /= math.sqrt(n_images)
+    exceed = int((null >= observed - TIE_TOLERANCE).sum())
     p_mc = (1 + exceed) / (null_keys + 1)
     effect_z, p_tail = normal_tail(null, observed)
     verdict = decide(p_mc, alpha)
-    z_true = ((true_scores - mean) * scale).tolist()
     paths = paths or [Path(f"image {i + 1}") for i in range(n_images)]
     images = [ImageContribution(path, float(a), float(z), (1 + float(e)) / (null_keys + 1))
-              for path, a, z, e in zip(paths, true_scores.tolist(), z_true, image_exceed.tolist(), strict=True)]
+              for path, a, z, e in zip(paths, agreement.tolist(), z_true.tolist(), image_exceed.tolist(), strict=True)]
     return VerdictResult(n_images, p_mc, p_tail, exceed, null_keys, seed, observed, effect_z, alpha, bool(verdict),
                          images)
 
@@ -189,7 +306,8 @@ def verdict_job(detector: WatermarkDetector, true_message: torch.Tensor, paths: 
         return
     result = None
     if found:
-        result = set_verdict(np.stack([item.evidence for item in found if item.evidence is not None]),
-                             true_message, alpha, null_keys, seed, [item.path for item in found], cancel)
+        evidence = np.stack([item.evidence for item in found if item.evidence is not None])
+        result = set_verdict(evidence, true_message, alpha, null_keys, seed, [item.path for item in found], cancel,
+                             verdict_groups(detector, evidence.shape[1]))
         result.errors = errors
     yield Progress(len(paths), len(paths), "verdict", result)

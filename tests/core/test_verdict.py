@@ -11,7 +11,7 @@ import torch
 from gwm_desktop.core.keys import message_from_key, random_messages, texture_signs
 from gwm_desktop.core.models import WatermarkDetector
 from gwm_desktop.core.random_keys import MessageTable, message_scores, null_messages
-from gwm_desktop.core.verdict import set_verdict, verdict_job
+from gwm_desktop.core.verdict import image_terms, set_verdict, verdict_job
 
 N_BITS = 32
 
@@ -58,22 +58,51 @@ def test_same_images_and_key_give_the_same_verdict():
     assert first.to_json() == second.to_json()
 
 
-def test_keeping_the_first_pass_scores_changes_nothing(monkeypatch):
-    """Small sets keep the first pass's scores for the second (half the work); large ones recompute."""
+def test_images_in_blocks_change_nothing(monkeypatch):
+    """Many images are tested a block at a time against the reference keys; one block or six, the same."""
     import gwm_desktop.core.verdict as verdict
 
     evidence = key_independent_evidence(6, 3)
     message = message_from_key(b"kept" * 8, N_BITS)
-    kept = set_verdict(evidence, message, null_keys=3000)
-    monkeypatch.setattr(verdict, "_KEPT_SCORES", 0)
-    assert set_verdict(evidence, message, null_keys=3000).to_json() == kept.to_json()
+    whole = set_verdict(evidence, message, null_keys=3000)
+    monkeypatch.setattr(verdict, "_BLOCK_ELEMENTS", 1)
+    blocks = set_verdict(evidence, message, null_keys=3000)
+    assert (blocks.p_value, blocks.exceedances) == (whole.p_value, whole.exceedances)
+    assert blocks.statistic == pytest.approx(whole.statistic, abs=1e-9)
+    assert [i.p_value for i in blocks.images] == [i.p_value for i in whole.images]
 
 
-def test_false_alarm_rate_is_at_most_alpha_when_evidence_ignores_the_key():
+def test_an_images_term_is_a_fixed_function_of_the_message():
+    """What keeps the rank exact: a message's term does not depend on the other messages tested with it."""
+    evidence = torch.from_numpy(key_independent_evidence(3, 9))
+    messages = random_messages(50, N_BITS, torch.Generator().manual_seed(9))
+    groups = [([0], 0.7), ([1], 0.3)]
+    every = image_terms(evidence, MessageTable.of(messages), groups)
+    assert torch.equal(image_terms(evidence, MessageTable.of(messages[[7, 3]]), groups), every[:, [7, 3]])
+    assert every.std() > 0
+
+
+def test_stronger_evidence_never_scores_lower_beyond_the_reference_keys():
+    """Past the best reference key the term keeps rising (a normal fit carries the tail on): a clear
+    watermark is never tied with the random keys that share part of it."""
+    message = message_from_key(b"strong" * 5 + b"xx", N_BITS)
+    on = (message > 0).numpy()
+    terms = []
+    for strength in (0.5, 1.0, 2.0, 4.0):
+        evidence = key_independent_evidence(1, 8)
+        evidence[:, :, :N_BITS] += 3.0 * strength * message.numpy()
+        evidence[:, :, N_BITS:][:, :, on] = 2.0 * strength * texture_signs(message)[on].numpy()
+        terms.append(float(image_terms(torch.from_numpy(evidence), MessageTable.of(message.view(1, -1)),
+                                       [([0], 0.7), ([1], 0.3)])[0, 0]))
+    assert terms == sorted(terms) and len(set(terms)) == 4 and terms[-1] > 4.5  # 4.5: beyond 1 in 10,000
+
+
+@pytest.mark.parametrize("groups", [None, [([0], 0.7), ([1], 0.3)]])
+def test_false_alarm_rate_is_at_most_alpha_when_evidence_ignores_the_key(groups):
     # Under the null, the rank p-value is super-uniform: P(p <= a) <= a for every a.
     evidence = key_independent_evidence(8, 1)
     keys = random_messages(300, N_BITS, torch.Generator().manual_seed(2))
-    p = np.array([set_verdict(evidence, key, alpha=0.05, null_keys=199).p_value for key in keys])
+    p = np.array([set_verdict(evidence, key, alpha=0.05, null_keys=199, groups=groups).p_value for key in keys])
     for alpha, allowed in ((0.05, 0.09), (0.2, 0.26)):  # a binomial(300, alpha) upper 0.999 quantile
         assert (p <= alpha).mean() <= allowed
     assert (p <= 0.5).mean() > 0.35  # and not degenerate (always 1)

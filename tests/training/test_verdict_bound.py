@@ -19,7 +19,7 @@ def test_set_scores_reproduce_set_verdict():
     evidence = rng.normal(0, 1.5, (12, 2, 64))
     null = MessageTable.of(random_messages(999, 32, torch.Generator().manual_seed(NULL_SEED)))
     tested = random_messages(5, 32, torch.Generator().manual_seed(3))
-    scores = SetScores.build(torch.from_numpy(evidence), null, MessageTable.of(tested))
+    scores = SetScores.build(torch.from_numpy(evidence), null, MessageTable.of(tested), [([0, 1], 1.0)])
     sets = np.stack([rng.choice(12, 4, replace=False) for _ in range(5)])
     p_mc, p_tail, _ = scores.p_values(sets, np.arange(5))
     for j in range(5):

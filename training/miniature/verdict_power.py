@@ -29,7 +29,7 @@ import torch
 from gwm_desktop.core.atomic import write_atomic
 from gwm_desktop.core.keys import message_from_key, random_messages
 from gwm_desktop.core.random_keys import NULL_SEED, MessageTable
-from gwm_desktop.core.verdict import decide, evidence_of_paths, set_verdict
+from gwm_desktop.core.verdict import decide, evidence_of_paths, set_verdict, verdict_groups
 from gwm_desktop.core.weights import load_model
 from training.phase2.config import Phase2Config
 from training.phase2.layout import RunLayout
@@ -127,11 +127,11 @@ def shares(p_values: np.ndarray) -> dict[str, Any]:
 
 
 def model_row(config: PowerConfig, rng: np.random.Generator, evidence: np.ndarray, message: torch.Tensor,
-              null_table: MessageTable, own: MessageTable) -> dict[str, Any]:
+              null_table: MessageTable, own: MessageTable, groups: list[tuple[list[int], float]]) -> dict[str, Any]:
     """One model's figures: the verdict on all its images (the app's 100,000 keys) and, per set size,
     the share of random sets with a verdict (``config.null_keys`` keys)."""
-    whole = set_verdict(evidence, message).to_json()
-    scores = SetScores.build(torch.from_numpy(evidence), null_table, own)
+    whole = set_verdict(evidence, message, groups=groups).to_json()
+    scores = SetScores.build(torch.from_numpy(evidence), null_table, own, groups)
     row: dict[str, Any] = {"images": len(evidence), "all_images": {
         k: whole[k] for k in ("n", "p_value", "p_tail_estimate", "effect_z", "verdict")}}
     for size in (s for s in config.sizes if s <= len(evidence)):
@@ -142,7 +142,7 @@ def model_row(config: PowerConfig, rng: np.random.Generator, evidence: np.ndarra
 
 
 def bound(config: PowerConfig, rng: np.random.Generator, pool: np.ndarray, own: MessageTable, n_bits: int,
-          log: Any) -> dict[str, Any]:
+          groups: list[tuple[list[int], float]], log: Any) -> dict[str, Any]:
     """The clean twins' pooled images: shares of random sets with p <= alpha, tested against fresh
     random keys (each of ``config.null_draws`` draws a new null table and new tested keys; the first
     is the app's table) and against the runs' key (the app's table)."""
@@ -157,7 +157,7 @@ def bound(config: PowerConfig, rng: np.random.Generator, pool: np.ndarray, own: 
     for name, draws in against.items():
         per_size: dict[int, list[np.ndarray]] = {size: [] for size in config.bound_sizes}
         for null_table, table, index in draws:
-            scores = SetScores.build(torch.from_numpy(pool), null_table, table)
+            scores = SetScores.build(torch.from_numpy(pool), null_table, table, groups)
             for size in config.bound_sizes:
                 per_size[size].append(scores.p_values(random_sets(rng, len(pool), size, config.sets), index)[0])
         for size, p_values in per_size.items():
@@ -201,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             for method in layout.config.methods:
                 for variant in variants:
                     evidence = model_evidence(bundle.detector, model_images(layout, method, variant, config.images, log))
-                    row = model_row(config, rng, evidence, message, null_table, own)
+                    groups = verdict_groups(bundle.detector, evidence.shape[1])
+                    row = model_row(config, rng, evidence, message, null_table, own, groups)
                     label = "clean" if variant == "clean" else variant
                     report["models"].setdefault(str(run), {}).setdefault(method, {})[label] = row
                     log(f"  {method} {label}: all {row['images']} p = {row['all_images']['p_value']:.2g} "
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                         + " at alpha 0.001")
                     if variant == "clean":
                         clean_pool.append(evidence)
-    report["bound"] = bound(config, rng, np.concatenate(clean_pool), own, n_bits, log)
+    report["bound"] = bound(config, rng, np.concatenate(clean_pool), own, n_bits, groups, log)
     report["seconds"] = round(time.monotonic() - started, 1)
     if config.json_out:
         Path(config.json_out).parent.mkdir(parents=True, exist_ok=True)

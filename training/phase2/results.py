@@ -77,7 +77,7 @@ def model_verdicts(run: RunLayout, key: bytes, device: Any) -> dict[str, dict[st
     import numpy as np
 
     from gwm_desktop.core.keys import message_from_key
-    from gwm_desktop.core.verdict import evidence_of_paths, set_verdict
+    from gwm_desktop.core.verdict import evidence_of_paths, set_verdict, verdict_groups
     from gwm_desktop.core.weights import load_model
 
     bundle = load_model(run.watermark_model_dir(), device)
@@ -92,8 +92,9 @@ def model_verdicts(run: RunLayout, key: bytes, device: Any) -> dict[str, dict[st
             if not readable:  # recorded, not raised: the rest of the report is still worth having
                 verdicts[method][label] = None
                 continue
-            result = set_verdict(np.stack([item.evidence for item in readable]), message,
-                                 paths=[item.path for item in readable]).to_json()
+            evidence = np.stack([item.evidence for item in readable])
+            result = set_verdict(evidence, message, paths=[item.path for item in readable],
+                                 groups=verdict_groups(bundle.detector, evidence.shape[1])).to_json()
             verdicts[method][label] = {k: result[k] for k in VERDICT_FIELDS}
     return verdicts
 
