@@ -135,12 +135,12 @@ def _log_tails(bests: list[torch.Tensor], reference: _Reference, groups: list[tu
     ``own``: the reference keys themselves (each already counted among them)."""
     size = reference.ranked[0].shape[-1]
     counts = torch.arange(size + 2, dtype=torch.float64)
-    log_share_of = ((counts + (0 if own else 1)) / (size + 1)).clamp_min(0.5 / (size + 1)).log()  # by count
+    log_tail_of = ((counts + (0 if own else 1)) / (size + 1)).clamp_min(0.5 / (size + 1)).log()  # by count
     logs = []
     for best, (_, share), ranked, mean, sd in zip(bests, groups, reference.ranked, reference.mean, reference.sd,
                                                    strict=True):
         at_least = size - torch.searchsorted(ranked, best.contiguous(), side="left")  # reference keys scoring >= it
-        log_tail = log_share_of[at_least]
+        log_tail = log_tail_of[at_least]
         beyond = at_least == 0
         if beyond.any():
             rows = beyond.nonzero()[:, 0]
@@ -191,11 +191,10 @@ class _Reference:
         return partial
 
 
-def image_terms(evidence: torch.Tensor, table: MessageTable, groups: list[tuple[list[int], float]],
-                reference: MessageTable | None = None) -> torch.Tensor:
+def image_terms(evidence: torch.Tensor, table: MessageTable, groups: list[tuple[list[int], float]]) -> torch.Tensor:
     """(N, V, E) evidence -> (N, M) each image's term for every message of ``table``, as ``set_verdict``
     computes it (for measurements that assemble many sets from one pool of images)."""
-    reference = reference or seeded_table(REFERENCE_KEYS, table.messages.shape[-1], REFERENCE_SEED)
+    reference = seeded_table(REFERENCE_KEYS, table.messages.shape[-1], REFERENCE_SEED)
     evidence = evidence.double()
     n_images, n_views, _ = evidence.shape
     out = torch.empty(n_images, len(table), dtype=torch.float64)
@@ -230,7 +229,7 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
     n_images, n_views, _ = evidence.shape
     groups = groups or [(list(range(n_views)), 1.0)]
     table = null_table(true_message, null_keys, seed)
-    reference_table = seeded_table(REFERENCE_KEYS, true_message.shape[-1], REFERENCE_SEED)  # never the key's
+    reference_table = seeded_table(REFERENCE_KEYS, true_message.shape[-1], REFERENCE_SEED)  # the same for every key
     true_table = MessageTable.of(true_message.view(1, -1))
     agreement = message_scores(evidence, true_table)[:, 0]
     statistics = torch.zeros(len(table), dtype=torch.float64)
