@@ -2,8 +2,9 @@
 
 Null sets (the verdict must say "no" at rate <= alpha): random sets of held-out images (eval split),
 clean or watermarked with *other* keys, undistorted and under SPEC distortions; each set is tested
-against a fresh random profile key of its own (none shared between sets, conditions or sizes). Direct copies: sets of images protected with the tested key,
-under every SPEC distortion (p < 1e-6 expected for 8 images), and power against set size.
+against a fresh random profile key of its own (none shared between sets, conditions or sizes).
+Direct copies: sets of images protected with the tested key, under every SPEC distortion (p < 1e-6
+expected for 8 images), and power against set size.
 
 Each image's evidence is computed once and scored against every message once; sets (which may
 overlap) reuse those scores, with exactly the statistic of ``core.verdict.set_verdict`` (checked on a

@@ -32,8 +32,8 @@ ASSUMPTIONS = (
     "secret key with {keys} random keys. Each image is tested against every key as the scan tests it "
     "(how far that key stands out among a fixed set of reference keys); these results are added up over "
     "the images per key. If the model never learned your watermark, nothing in its images can prefer "
-    "your key over a random one, so your key ranks anywhere among the random keys with equal chance. The p-value is how often a random key "
-    "does at least as well as yours: small means your key stands out.",
+    "your key over a random one, so your key ranks anywhere among the random keys with equal chance. The "
+    "p-value is how often a random key does at least as well as yours: small means your key stands out.",
     "What it assumes: the images were scanned with the shipped detector, which was never trained on your "
     "key (a detector fine-tuned on your key is not used for this test), and your key was made at random "
     "(the app does this). It assumes nothing about what the images look like. It does not say who trained "
