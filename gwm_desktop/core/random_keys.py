@@ -102,14 +102,6 @@ def message_scores(evidence: torch.Tensor, table: MessageTable) -> torch.Tensor:
     return reading_scores(evidence, table).amax(dim=1)
 
 
-def message_scores_in_chunks(evidence: torch.Tensor, table: MessageTable) -> torch.Tensor:
-    """``message_scores`` a block of messages at a time: the same (N, K) scores with the working memory
-    bounded (one pass over 236 images x 28 views x 10^5 keys at once needs over 20 GB)."""
-    n_images, n_views, _ = evidence.shape
-    return torch.cat([message_scores(evidence, table.rows(start, stop))
-                      for start, stop in chunks(n_images, n_views, len(table))], dim=1)
-
-
 def chunks(n_images: int, n_views: int, count: int) -> Iterator[tuple[int, int]]:
     step = max(256, _CHUNK_ELEMENTS // max(1, n_images * n_views))
     for start in range(0, count, step):

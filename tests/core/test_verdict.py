@@ -30,16 +30,16 @@ def test_fast_scores_are_the_detectors_agreement(width):
     assert torch.allclose(message_scores(evidence, MessageTable.of(messages)), expected, atol=1e-12)
 
 
-def test_scores_in_chunks_are_the_one_pass_scores(monkeypatch):
+def test_terms_in_chunks_are_the_one_pass_terms(monkeypatch):
     import gwm_desktop.core.random_keys as random_keys
 
-    monkeypatch.setattr(random_keys, "_CHUNK_ELEMENTS", 2_000)  # 5 images x 2 views: 256 keys a chunk, 4 chunks
     evidence = torch.randn(5, 2, 2 * N_BITS) * 2
     table = MessageTable.of(random_messages(1_000, N_BITS, torch.Generator().manual_seed(2)))
+    one_pass = image_terms(evidence, table, [([0], 0.7), ([1], 0.3)])
+    monkeypatch.setattr(random_keys, "_CHUNK_ELEMENTS", 2_000)  # 5 images x 2 views: 256 keys a chunk, 4 chunks
     assert len(list(random_keys.chunks(5, 2, len(table)))) == 4
     # the same up to float64 rounding (a BLAS may sum a smaller block of messages in another order)
-    assert torch.allclose(random_keys.message_scores_in_chunks(evidence, table), message_scores(evidence, table),
-                          rtol=1e-12, atol=1e-12)
+    assert torch.allclose(image_terms(evidence, table, [([0], 0.7), ([1], 0.3)]), one_pass, rtol=1e-12, atol=1e-12)
 
 
 def test_random_keys_are_seeded_and_never_the_true_key():
