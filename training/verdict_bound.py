@@ -26,10 +26,11 @@ import torch
 from gwm_desktop.core.atomic import write_atomic
 from gwm_desktop.core.distortions import STANDARD_DISTORTIONS
 from gwm_desktop.core.image_io import ImageLoadError, load_image, to_rgb8
+from gwm_desktop.core.key_rank import reading_groups
 from gwm_desktop.core.keys import message_from_key, random_messages
 from gwm_desktop.core.lpips_metric import build_lpips
 from gwm_desktop.core.random_keys import NULL_SEED, MessageTable
-from gwm_desktop.core.verdict import VERDICT_PEAKS, decide, image_terms, set_verdict, verdict_groups
+from gwm_desktop.core.verdict import VERDICT_PEAKS, decide, image_terms, set_verdict
 from gwm_desktop.core.watermark import CalibrationError, Embedder
 from gwm_desktop.core.weights import load_model
 from training.datasets import list_images
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     checked = False
     for source, by_condition in evidence.items():
         for condition, ev in by_condition.items():
-            groups = verdict_groups(detector, ev.shape[1])
+            groups = reading_groups(detector, ev.shape[1])
             null_terms = image_terms(torch.from_numpy(ev), null_table, groups).numpy()
             for size in config.sizes:
                 tested = random_messages(config.sets, n_bits, key_stream)
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     own_table = MessageTable.of(own_message.view(1, -1))
     for p, by_condition in direct_evidence.items():
         for condition, ev in by_condition.items():
-            scores = SetScores.build(torch.from_numpy(ev), null_table, own_table, verdict_groups(detector, ev.shape[1]))
+            scores = SetScores.build(torch.from_numpy(ev), null_table, own_table, reading_groups(detector, ev.shape[1]))
             sets = random_sets(rng, len(ev), min(8, len(ev)), config.direct_sets)
             p_mc, p_tail, _ = scores.p_values(sets, np.zeros(len(sets), dtype=int))
             floor = 1 / (config.null_keys + 1)

@@ -122,11 +122,6 @@ def decide(p_value: float | np.ndarray, alpha: float) -> bool | np.ndarray:
     return np.asarray(p_value <= alpha)
 
 
-def verdict_groups(detector: WatermarkDetector, view_count: int) -> list[tuple[list[int], float]]:
-    """The readings' groups each image's test joins (the scanner's ``key_rank.reading_groups``)."""
-    return reading_groups(detector, view_count)
-
-
 def _log_tails(bests: list[torch.Tensor], reference: _Reference, groups: list[tuple[list[int], float]],
                own: bool = False) -> torch.Tensor:
     """Each group's best readings (N, M) -> (N, M) log of the joined tail (``key_rank``'s join): each
@@ -218,7 +213,7 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
                 groups: list[tuple[list[int], float]] | None = None) -> VerdictResult:
     """(N, V, E) key-independent evidence of N images -> the verdict for the set (N = 1: one image's).
 
-    ``groups``: the readings each image's test joins (``verdict_groups`` of the detector that read
+    ``groups``: the readings each image's test joins (``key_rank.reading_groups`` of the detector that read
     them; default one group of all). ``cancel`` is checked between blocks (raises JobCancelled).
     """
     cancel = cancel or CancelToken()
@@ -307,6 +302,6 @@ def verdict_job(detector: WatermarkDetector, true_message: torch.Tensor, paths: 
     if found:
         evidence = np.stack([item.evidence for item in found if item.evidence is not None])
         result = set_verdict(evidence, true_message, alpha, null_keys, seed, [item.path for item in found], cancel,
-                             verdict_groups(detector, evidence.shape[1]))
+                             reading_groups(detector, evidence.shape[1]))
         result.errors = errors
     yield Progress(len(paths), len(paths), "verdict", result)

@@ -9,9 +9,10 @@ from PIL import Image
 
 from gwm_desktop.core.distortions import STANDARD_DISTORTIONS
 from gwm_desktop.core.image_io import EncodeOptions, decode_bytes, load_image, to_rgb8
+from gwm_desktop.core.key_rank import reading_groups
 from gwm_desktop.core.keys import message_from_key
 from gwm_desktop.core.models import WatermarkDetector
-from gwm_desktop.core.verdict import VERDICT_PEAKS, set_verdict, verdict_groups
+from gwm_desktop.core.verdict import VERDICT_PEAKS, set_verdict
 from training.evaluate import working_batch
 
 pytestmark = pytest.mark.slow  # the shipped model and a million random keys per distortion
@@ -42,7 +43,7 @@ def test_eight_protected_images_give_p_below_one_in_a_million(engine, protected,
     distort = STANDARD_DISTORTIONS.get(condition, lambda image: image)
     detector = engine.bundle.detector
     evidence = detector.decode_views(working([distort(im) for im in images], detector), peaks=VERDICT_PEAKS)
-    groups = verdict_groups(detector, evidence.shape[1])
+    groups = reading_groups(detector, evidence.shape[1])
     assert len(groups) == 2  # as ``gwm verdict`` reads them: the unmoved readings ranked on their own
     result = set_verdict(evidence.numpy(), message, null_keys=1_000_000, groups=groups)
     assert result.p_value < 1e-6 and result.verdict
@@ -55,5 +56,5 @@ def test_the_same_images_unprotected_give_no_verdict(engine, paintings):
     originals = [to_rgb8(load_image(p).rgb) for p in paintings[:8]]
     evidence = detector.decode_views(working(originals, detector), peaks=VERDICT_PEAKS).numpy()
     result = set_verdict(evidence, message_from_key(b"direct-copy-test-key-00000000000", 32), null_keys=10_000,
-                         groups=verdict_groups(detector, evidence.shape[1]))
+                         groups=reading_groups(detector, evidence.shape[1]))
     assert not result.verdict and result.p_value > 1e-3

@@ -27,9 +27,10 @@ import numpy as np
 import torch
 
 from gwm_desktop.core.atomic import write_atomic
+from gwm_desktop.core.key_rank import reading_groups
 from gwm_desktop.core.keys import message_from_key, random_messages
 from gwm_desktop.core.random_keys import NULL_SEED, MessageTable
-from gwm_desktop.core.verdict import decide, evidence_of_paths, set_verdict, verdict_groups
+from gwm_desktop.core.verdict import decide, evidence_of_paths, set_verdict
 from gwm_desktop.core.weights import load_model
 from training.phase2.config import Phase2Config
 from training.phase2.layout import RunLayout
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             for method in layout.config.methods:
                 for variant in variants:
                     evidence = model_evidence(bundle.detector, model_images(layout, method, variant, config.images, log))
-                    groups = verdict_groups(bundle.detector, evidence.shape[1])
+                    groups = reading_groups(bundle.detector, evidence.shape[1])
                     row = model_row(config, rng, evidence, message, null_table, own, groups)
                     label = "clean" if variant == "clean" else variant
                     report["models"].setdefault(str(run), {}).setdefault(method, {})[label] = row

@@ -76,8 +76,9 @@ def model_verdicts(run: RunLayout, key: bytes, device: Any) -> dict[str, dict[st
     which breaks the test's exchangeability."""
     import numpy as np
 
+    from gwm_desktop.core.key_rank import reading_groups
     from gwm_desktop.core.keys import message_from_key
-    from gwm_desktop.core.verdict import evidence_of_paths, set_verdict, verdict_groups
+    from gwm_desktop.core.verdict import evidence_of_paths, set_verdict
     from gwm_desktop.core.weights import load_model
 
     bundle = load_model(run.watermark_model_dir(), device)
@@ -94,7 +95,7 @@ def model_verdicts(run: RunLayout, key: bytes, device: Any) -> dict[str, dict[st
                 continue
             evidence = np.stack([item.evidence for item in readable])
             result = set_verdict(evidence, message, paths=[item.path for item in readable],
-                                 groups=verdict_groups(bundle.detector, evidence.shape[1])).to_json()
+                                 groups=reading_groups(bundle.detector, evidence.shape[1])).to_json()
             verdicts[method][label] = {k: result[k] for k in VERDICT_FIELDS}
     return verdicts
 
