@@ -20,6 +20,7 @@ never a detector fine-tuned on the profile's key.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -122,6 +123,18 @@ def decide(p_value: float | np.ndarray, alpha: float) -> bool | np.ndarray:
     return np.asarray(p_value <= alpha)
 
 
+@functools.lru_cache(maxsize=4)
+def _count_tables(size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Tables by count, for ``size`` reference keys: the log tail of a key that ``count`` of them reach
+    (itself not among them: 1 + count; one of them: count), and the normal score of a mid-p that
+    ``count`` of them are at or below. Indexed, never written."""
+    counts = torch.arange(size + 2, dtype=torch.float64)
+    outside = ((counts + 1) / (size + 1)).log()
+    own = (counts / (size + 1)).clamp_min(0.5 / (size + 1)).log()
+    scores = -torch.special.ndtri((counts[:size + 1] + 0.5) / (size + 1))
+    return outside, own, scores
+
+
 def _log_tails(bests: list[torch.Tensor], reference: _Reference, groups: list[tuple[list[int], float]],
                own: bool = False) -> torch.Tensor:
     """Each group's best readings (N, M) -> (N, M) log of the joined tail (``key_rank``'s join): each
@@ -129,8 +142,7 @@ def _log_tails(bests: list[torch.Tensor], reference: _Reference, groups: list[tu
     theirs, so stronger evidence always scores lower), divided by the group's share, the smallest kept.
     ``own``: the reference keys themselves (each already counted among them)."""
     size = reference.ranked[0].shape[-1]
-    counts = torch.arange(size + 2, dtype=torch.float64)
-    log_tail_of = ((counts + (0 if own else 1)) / (size + 1)).clamp_min(0.5 / (size + 1)).log()  # by count
+    log_tail_of = _count_tables(size)[1 if own else 0]
     logs = []
     for best, (_, share), ranked, mean, sd in zip(bests, groups, reference.ranked, reference.mean, reference.sd,
                                                    strict=True):
@@ -152,7 +164,7 @@ def _image_terms(readings: torch.Tensor, reference: _Reference, groups: list[tup
     log_joined = _log_tails([group_best(readings, group) for group, _ in groups], reference, groups)
     size = reference.joined.shape[-1]
     below = torch.searchsorted(reference.joined, log_joined.contiguous(), side="right")  # reference keys <= it
-    terms = reference.score_of[below]
+    terms = _count_tables(size)[2][below]
     beyond = below == 0
     if beyond.any():
         rows = beyond.nonzero()[:, 0]
@@ -165,23 +177,19 @@ def _image_terms(readings: torch.Tensor, reference: _Reference, groups: list[tup
 class _Reference:
     """A block of images' fixed yardstick: each group's best reading for every reference key, sorted
     (N, R) per image, with their mean and spread (N, 1) for the tail beyond them, and the reference
-    keys' own joined log tails, sorted (N, R); ``score_of``: the normal score of a mid-p by how many
-    reference keys are at or below it."""
+    keys' own joined log tails, sorted (N, R)."""
 
     ranked: list[torch.Tensor]
     mean: list[torch.Tensor]
     sd: list[torch.Tensor]
     joined: torch.Tensor
-    score_of: torch.Tensor
 
     @classmethod
     def of(cls, evidence: torch.Tensor, table: MessageTable, groups: list[tuple[list[int], float]]) -> _Reference:
         readings = reading_scores(evidence, table)
         bests = [group_best(readings, group) for group, _ in groups]
-        size = len(table)
-        score_of = -torch.special.ndtri((torch.arange(size + 1, dtype=torch.float64) + 0.5) / (size + 1))
         partial = cls([best.sort(dim=-1).values for best in bests], [best.mean(-1, keepdim=True) for best in bests],
-                      [best.std(-1, keepdim=True).clamp_min(1e-12) for best in bests], torch.empty(0), score_of)
+                      [best.std(-1, keepdim=True).clamp_min(1e-12) for best in bests], torch.empty(0))
         partial.joined = _log_tails(bests, partial, groups, own=True).sort(dim=-1).values
         return partial
 
