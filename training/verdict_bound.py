@@ -30,7 +30,7 @@ from gwm_desktop.core.key_rank import reading_groups
 from gwm_desktop.core.keys import message_from_key, random_messages
 from gwm_desktop.core.lpips_metric import build_lpips
 from gwm_desktop.core.random_keys import NULL_SEED, MessageTable
-from gwm_desktop.core.verdict import VERDICT_PEAKS, decide, image_terms, set_verdict
+from gwm_desktop.core.verdict import VERDICT_PEAKS, decide, set_verdict
 from gwm_desktop.core.watermark import CalibrationError, Embedder
 from gwm_desktop.core.weights import load_model
 from training.datasets import list_images
@@ -166,15 +166,16 @@ def main(argv: list[str] | None = None) -> int:
     for source, by_condition in evidence.items():
         for condition, ev in by_condition.items():
             groups = reading_groups(detector, ev.shape[1])
-            null_terms = image_terms(torch.from_numpy(ev), null_table, groups).numpy()
-            for size in config.sizes:
-                tested = random_messages(config.sets, n_bits, key_stream)
-                scores = SetScores(null_terms, image_terms(torch.from_numpy(ev), MessageTable.of(tested), groups).numpy())
+            # each size's sets tested against keys of their own, all scored in one pass
+            tested = torch.cat([random_messages(config.sets, n_bits, key_stream) for _ in config.sizes])
+            scores = SetScores.build(torch.from_numpy(ev), null_table, MessageTable.of(tested), groups)
+            for index, size in enumerate(config.sizes):
                 sets = random_sets(rng, len(ev), size, config.sets)
-                p_mc, p_tail, _ = scores.p_values(sets, np.arange(config.sets))
+                keys = index * config.sets + np.arange(config.sets)
+                p_mc, p_tail, _ = scores.p_values(sets, keys)
                 if not checked:  # the shortcut must be the app's statistic exactly
                     for j in range(3):
-                        app = set_verdict(ev[sets[j]], tested[j], null_keys=config.null_keys, groups=groups)
+                        app = set_verdict(ev[sets[j]], tested[keys[j]], null_keys=config.null_keys, groups=groups)
                         assert abs(app.p_value - p_mc[j]) < 1e-12, (app.p_value, p_mc[j])
                     checked = True
                 row = {}
