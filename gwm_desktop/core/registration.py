@@ -213,10 +213,13 @@ def shift_energy(normalised: torch.Tensor, components: Components) -> torch.Tens
     across = bins[mirrors[:, 0], 0] - bins[mirrors[:, 1], 0]          # f1 - f2: along x only
     down = bins[mirrors[:, 0], 1] + bins[mirrors[:, 1], 1]            # f1 + f2: along y only
     steps = torch.arange(half, dtype=torch.float32, device=normalised.device)
-    turn_x = torch.polar(torch.ones(len(across), half, device=normalised.device), -2 * math.pi * across[:, None] * steps / size)
-    turn_y = torch.polar(torch.ones(len(down), half, device=normalised.device), -2 * math.pi * down[:, None] * steps / size)
-    along_x = ((first * second.conj()) @ turn_x.to(normalised.dtype)).real                # (B, half): t_x
-    along_y = ((first * second) @ turn_y.to(normalised.dtype)).real                       # (B, half): t_y
+
+    def turns(frequency: torch.Tensor) -> torch.Tensor:   # (P, half): e^{-i 2 pi f t / S} at each step t
+        angle = -2 * math.pi * frequency[:, None] * steps / size
+        return torch.polar(torch.ones_like(angle), angle).to(normalised.dtype)
+
+    along_x = ((first * second.conj()) @ turns(across)).real                # (B, half): t_x
+    along_y = ((first * second) @ turns(down)).real                         # (B, half): t_y
     return 0.5 * shift_scores(normalised, components) + (along_y[:, :, None] + along_x[:, None, :]).flatten(1)
 
 
