@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"config": vars(config), "models": {}, "bound": {}}
     clean_pool: list[np.ndarray] = []
     tested_key: bytes | None = None   # the pooled bound against the runs' key needs them to share one
+    pool_groups: list[tuple[list[int], float]] | None = None   # and the pool one way to read its readings
     null_table, n_bits = None, 0
     for run in map(Path, config.runs):
         for layout, key in load_runs(run):
@@ -203,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
                 for variant in variants:
                     evidence = model_evidence(bundle.detector, model_images(layout, method, variant, config.images, log))
                     groups = reading_groups(bundle.detector, evidence.shape[1])
+                    if pool_groups not in (None, groups):
+                        raise SystemExit(f"{run}'s detector groups its readings otherwise than the runs before it")
+                    pool_groups = groups
                     row = model_row(config, rng, evidence, message, null_table, own, groups)
                     label = "clean" if variant == "clean" else variant
                     report["models"].setdefault(str(run), {}).setdefault(method, {})[label] = row
@@ -212,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                         + " at alpha 0.001")
                     if variant == "clean":
                         clean_pool.append(evidence)
-    report["bound"] = bound(config, rng, np.concatenate(clean_pool), own, n_bits, groups, log)
+    if pool_groups is None:
+        raise SystemExit("no clean twin among the runs: the bound needs their images")
+    report["bound"] = bound(config, rng, np.concatenate(clean_pool), own, n_bits, pool_groups, log)
     report["seconds"] = round(time.monotonic() - started, 1)
     if config.json_out:
         Path(config.json_out).parent.mkdir(parents=True, exist_ok=True)
