@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                         + " at alpha 0.001")
                     if variant == "clean":
                         clean_pool.append(evidence)
-    if pool_groups is None:
+    if not clean_pool or pool_groups is None:
         raise SystemExit("no clean twin among the runs: the bound needs their images")
     report["bound"] = bound(config, rng, np.concatenate(clean_pool), own, n_bits, pool_groups, log)
     report["seconds"] = round(time.monotonic() - started, 1)
