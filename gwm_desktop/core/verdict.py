@@ -37,7 +37,6 @@ from gwm_desktop.core.random_keys import (
     NULL_SEED,
     MessageTable,
     chunks,
-    message_scores,
     null_table,
     reading_scores,
     seeded_table,
@@ -233,8 +232,8 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
     groups = groups or [(list(range(n_views)), 1.0)]
     table = null_table(true_message, null_keys, seed)
     reference_table = seeded_table(REFERENCE_KEYS, true_message.shape[-1], REFERENCE_SEED)  # the same for every key
-    true_table = MessageTable.of(true_message.view(1, -1))
-    agreement = message_scores(evidence, true_table)[:, 0]
+    true_readings = reading_scores(evidence, MessageTable.of(true_message.view(1, -1)))   # (N, V, 1)
+    total = len(table) + 1
     statistics = torch.zeros(len(table), dtype=torch.float64)
     observed = 0.0
     z_true, image_exceed = torch.empty(n_images, dtype=torch.float64), torch.empty(n_images, dtype=torch.float64)
@@ -243,7 +242,7 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
         cancel.raise_if_cancelled()
         part = evidence[first:first + block]
         reference = _Reference.of(part, reference_table, groups)
-        true_terms = _image_terms(reading_scores(part, true_table), reference, groups)[:, 0]
+        true_terms = _image_terms(true_readings[first:first + block], reference, groups)[:, 0]
         sums, squares = true_terms.clone(), true_terms**2
         exceed = torch.zeros(len(part), dtype=torch.float64)
         for start, stop in chunks(len(part), n_views, len(table)):
@@ -253,7 +252,6 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
             sums += terms.sum(-1)
             squares += (terms**2).sum(-1)
             exceed += (terms >= true_terms[:, None] - TIE_TOLERANCE).double().sum(-1)
-        total = len(table) + 1
         mean = sums / total
         sd = ((squares - total * mean**2).clamp_min(0) / (total - 1)).sqrt()
         z_true[first:first + len(part)] = torch.where(sd > 0, (true_terms - mean) / sd.clamp_min(1e-300), 0.0)
@@ -267,7 +265,7 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
     verdict = decide(p_mc, alpha)
     paths = paths or [Path(f"image {i + 1}") for i in range(n_images)]
     images = [ImageContribution(path, float(a), float(z), (1 + float(e)) / (null_keys + 1))
-              for path, a, z, e in zip(paths, agreement.tolist(), z_true.tolist(), image_exceed.tolist(), strict=True)]
+              for path, a, z, e in zip(paths, true_readings.amax(dim=1)[:, 0].tolist(), z_true.tolist(), image_exceed.tolist(), strict=True)]
     return VerdictResult(n_images, p_mc, p_tail, exceed, null_keys, seed, observed, effect_z, alpha, bool(verdict),
                          images)
 
