@@ -35,14 +35,18 @@ def null_keys_for(fpr: float) -> int:
     return max(FEWEST_NULL_KEYS, math.ceil(10 / fpr) - 1)
 
 
+def one_group(view_count: int) -> list[tuple[list[int], float]]:
+    """Every reading ranked together, with the whole budget: the groups of a detector that reads one kind."""
+    return [(list(range(view_count)), 1.0)]
+
+
 def reading_groups(detector: WatermarkDetector, view_count: int) -> list[tuple[list[int], float]]:
     """The readings ranked together, each group with its share of the budget: an isotropic matched
     filter's unmoved readings of the as-is and the 0.8 view, then the rest; else one group of all."""
-    readings = list(range(view_count))
     if not (detector.isotropic and detector.matched_filter) or view_count <= READINGS + 1:
-        return [(readings, 1.0)]
+        return one_group(view_count)
     unmoved = [0, READINGS]
-    return [(unmoved, UNMOVED_SHARE), ([r for r in readings if r not in unmoved], 1 - UNMOVED_SHARE)]
+    return [(unmoved, UNMOVED_SHARE), ([r for r in range(view_count) if r not in unmoved], 1 - UNMOVED_SHARE)]
 
 
 def tail_shares(scores: torch.Tensor) -> torch.Tensor:

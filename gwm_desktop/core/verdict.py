@@ -199,6 +199,7 @@ def image_terms(evidence: torch.Tensor, table: MessageTable, groups: list[tuple[
     reference = seeded_table(REFERENCE_KEYS, table.messages.shape[-1], REFERENCE_SEED)
     evidence = evidence.double()
     n_images, n_views, _ = evidence.shape
+    check_groups(groups, n_views)
     out = torch.empty(n_images, len(table), dtype=torch.float64)
     block = _image_block(n_views)
     for first in range(0, n_images, block):
@@ -210,18 +211,29 @@ def image_terms(evidence: torch.Tensor, table: MessageTable, groups: list[tuple[
     return out
 
 
+def check_groups(groups: list[tuple[list[int], float]], n_views: int) -> None:
+    """Groups that name only readings the evidence has, none twice, with positive shares (else ValueError)."""
+    named = [r for group, _ in groups for r in group]
+    if not groups or any(share <= 0 or not group for group, share in groups):
+        raise ValueError("the verdict needs at least one non-empty group of readings, each with a positive share")
+    if len(set(named)) != len(named) or min(named) < 0 or max(named) >= n_views:
+        raise ValueError(f"the reading groups do not fit evidence of {n_views} readings an image "
+                         "(each reading at most once): were they made for another detector's views?")
+
+
 def _image_block(n_views: int) -> int:
     return max(1, _BLOCK_ELEMENTS // (n_views * REFERENCE_KEYS))
 
 
-def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor, alpha: float = DEFAULT_ALPHA,
+def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
+                groups: list[tuple[list[int], float]], alpha: float = DEFAULT_ALPHA,
                 null_keys: int = DEFAULT_NULL_KEYS, seed: int = NULL_SEED,
-                paths: list[Path] | None = None, cancel: CancelToken | None = None,
-                groups: list[tuple[list[int], float]] | None = None) -> VerdictResult:
+                paths: list[Path] | None = None, cancel: CancelToken | None = None) -> VerdictResult:
     """(N, V, E) key-independent evidence of N images -> the verdict for the set (N = 1: one image's).
 
-    ``groups``: the readings each image's test joins (``key_rank.reading_groups`` of the detector that read
-    them; default one group of all). ``cancel`` is checked between blocks (raises JobCancelled).
+    ``groups``: the readings each image's test joins, ``key_rank.reading_groups`` of the detector that
+    read them (required: a default of one group would silently test the shipped detector's readings
+    otherwise than its scan does). ``cancel`` is checked between blocks (raises JobCancelled).
     """
     cancel = cancel or CancelToken()
     check_alpha(alpha, null_keys)
@@ -229,7 +241,7 @@ def set_verdict(evidence: np.ndarray | torch.Tensor, true_message: torch.Tensor,
     if evidence.dim() != 3 or evidence.shape[0] == 0:
         raise ValueError("the verdict needs the evidence of at least one image, shaped (N, views, E)")
     n_images, n_views, _ = evidence.shape
-    groups = groups or [(list(range(n_views)), 1.0)]
+    check_groups(groups, n_views)
     table = null_table(true_message, null_keys, seed)
     reference_table = seeded_table(REFERENCE_KEYS, true_message.shape[-1], REFERENCE_SEED)  # the same for every key
     true_readings = reading_scores(evidence, MessageTable.of(true_message.view(1, -1)))   # (N, V, 1)
@@ -307,7 +319,7 @@ def verdict_job(detector: WatermarkDetector, true_message: torch.Tensor, paths: 
     result = None
     if found:
         evidence = np.stack([item.evidence for item in found if item.evidence is not None])
-        result = set_verdict(evidence, true_message, alpha, null_keys, seed, [item.path for item in found], cancel,
-                             reading_groups(detector, evidence.shape[1]))
+        result = set_verdict(evidence, true_message, reading_groups(detector, evidence.shape[1]), alpha, null_keys,
+                             seed, [item.path for item in found], cancel)
         result.errors = errors
     yield Progress(len(paths), len(paths), "verdict", result)

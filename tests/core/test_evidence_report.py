@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from gwm_desktop.core.evidence_report import key_fingerprint, write_evidence_report
+from gwm_desktop.core.key_rank import one_group
 from gwm_desktop.core.keys import message_from_key
 from gwm_desktop.core.profiles import ProfileStore
 from gwm_desktop.core.protection_log import record_export
@@ -20,7 +21,8 @@ def test_report_states_the_test_and_never_shows_the_key(tmp_path, model_dir, pai
     record_export(profile.folder, 0.05, tmp_path / "a.png", b"a", when=1_700_000_000)
     record_export(profile.folder, 0.05, tmp_path / "b.png", b"b", when=1_700_100_000)
     evidence = np.random.default_rng(0).normal(0, 1.5, (2, 2, 64))
-    result = set_verdict(evidence, message_from_key(profile.key, 32), null_keys=999, paths=paintings[:2])
+    result = set_verdict(evidence, message_from_key(profile.key, 32), one_group(2), null_keys=999,
+                         paths=paintings[:2])
     json_path = write_evidence_report(result, profile, read_manifest(model_dir), tmp_path / "ev.html")
     page = (tmp_path / "ev.html").read_text(encoding="utf-8")
     facts = json.loads(json_path.read_text(encoding="utf-8"))

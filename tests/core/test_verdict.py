@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from gwm_desktop.core.key_rank import one_group
 from gwm_desktop.core.keys import message_from_key, random_messages, texture_signs
 from gwm_desktop.core.models import WatermarkDetector
 from gwm_desktop.core.random_keys import MessageTable, message_scores, null_messages
 from gwm_desktop.core.verdict import image_terms, set_verdict, verdict_job
 
 N_BITS = 32
+ONE = one_group(2)  # the synthetic evidence below has 2 readings an image
 
 
 def key_independent_evidence(n_images: int, seed: int) -> np.ndarray:
@@ -54,7 +56,7 @@ def test_random_keys_are_seeded_and_never_the_true_key():
 def test_same_images_and_key_give_the_same_verdict():
     evidence = key_independent_evidence(6, 0)
     message = message_from_key(b"k" * 32, N_BITS)
-    first, second = set_verdict(evidence, message, null_keys=2000), set_verdict(evidence, message, null_keys=2000)
+    first, second = set_verdict(evidence, message, ONE, null_keys=2000), set_verdict(evidence, message, ONE, null_keys=2000)
     assert first.to_json() == second.to_json()
 
 
@@ -64,9 +66,9 @@ def test_images_in_blocks_change_nothing(monkeypatch):
 
     evidence = key_independent_evidence(6, 3)
     message = message_from_key(b"kept" * 8, N_BITS)
-    whole = set_verdict(evidence, message, null_keys=3000)
+    whole = set_verdict(evidence, message, ONE, null_keys=3000)
     monkeypatch.setattr(verdict, "_BLOCK_ELEMENTS", 1)
-    blocks = set_verdict(evidence, message, null_keys=3000)
+    blocks = set_verdict(evidence, message, ONE, null_keys=3000)
     assert (blocks.p_value, blocks.exceedances) == (whole.p_value, whole.exceedances)
     assert blocks.statistic == pytest.approx(whole.statistic, abs=1e-9)
     assert [i.p_value for i in blocks.images] == [i.p_value for i in whole.images]
@@ -97,12 +99,12 @@ def test_stronger_evidence_never_scores_lower_beyond_the_reference_keys():
     assert terms == sorted(terms) and len(set(terms)) == 4 and terms[-1] > 4.5  # 4.5: beyond 1 in 10,000
 
 
-@pytest.mark.parametrize("groups", [None, [([0], 0.7), ([1], 0.3)]])
+@pytest.mark.parametrize("groups", [ONE, [([0], 0.7), ([1], 0.3)]])
 def test_false_alarm_rate_is_at_most_alpha_when_evidence_ignores_the_key(groups):
     # Under the null, the rank p-value is super-uniform: P(p <= a) <= a for every a.
     evidence = key_independent_evidence(8, 1)
     keys = random_messages(300, N_BITS, torch.Generator().manual_seed(2))
-    p = np.array([set_verdict(evidence, key, alpha=0.05, null_keys=199, groups=groups).p_value for key in keys])
+    p = np.array([set_verdict(evidence, key, groups, alpha=0.05, null_keys=199).p_value for key in keys])
     for alpha, allowed in ((0.05, 0.09), (0.2, 0.26)):  # a binomial(300, alpha) upper 0.999 quantile
         assert (p <= alpha).mean() <= allowed
     assert (p <= 0.5).mean() > 0.35  # and not degenerate (always 1)
@@ -110,7 +112,7 @@ def test_false_alarm_rate_is_at_most_alpha_when_evidence_ignores_the_key(groups)
 
 def test_one_image_gets_its_own_p_value_from_the_same_engine():
     evidence = key_independent_evidence(1, 3)
-    result = set_verdict(evidence, message_from_key(b"x" * 32, N_BITS), null_keys=999)
+    result = set_verdict(evidence, message_from_key(b"x" * 32, N_BITS), ONE, null_keys=999)
     assert result.n == 1
     assert result.p_value == pytest.approx(result.images[0].p_value)
 
@@ -121,7 +123,7 @@ def test_tail_model_matches_the_monte_carlo_where_both_resolve():
     evidence = key_independent_evidence(16, 4)
     keys = random_messages(20, N_BITS, torch.Generator().manual_seed(5))
     for key in keys:
-        result = set_verdict(evidence, key, null_keys=20_000)
+        result = set_verdict(evidence, key, ONE, null_keys=20_000)
         if result.p_value >= 1e-3:
             assert 0.5 < result.p_tail / result.p_value < 2.0
 
@@ -132,12 +134,22 @@ def test_the_reported_p_is_the_monte_carlo_rank_and_alpha_must_be_reachable():
     on = message > 0
     evidence[:, :, :N_BITS] += 3.0 * message.numpy()  # the key's textures, clearly present
     evidence[:, :, N_BITS:][:, :, on.numpy()] = 6.0 * texture_signs(message)[on].numpy()
-    result = set_verdict(evidence, message, alpha=1e-3, null_keys=999)
+    result = set_verdict(evidence, message, ONE, alpha=1e-3, null_keys=999)
     assert result.exceedances == 0 and result.p_value == 1 / 1000  # never below 1 / (K + 1)
     assert result.verdict and result.p_tail < result.p_value  # the estimate is shown, not decided on
     assert all(image.p_value >= 1 / 1000 for image in result.images)
     with pytest.raises(ValueError, match="needs at least 9,999 random keys"):
-        set_verdict(evidence, message, alpha=1e-4, null_keys=999)
+        set_verdict(evidence, message, ONE, alpha=1e-4, null_keys=999)
+
+
+@pytest.mark.parametrize("groups", [[([0, 1, 2], 1.0)], [([0, 1], 0.7), ([1], 0.3)], [([0, 1], 0.0)], []])
+def test_groups_that_do_not_fit_the_evidence_are_refused(groups):
+    # e.g. the groups of the scan's 80 readings on the verdict's 28: a wrong test, not a slower one
+    evidence = key_independent_evidence(3, 8)
+    with pytest.raises(ValueError, match="group"):
+        set_verdict(evidence, message_from_key(b"g" * 32, N_BITS), groups, null_keys=999)
+    with pytest.raises(ValueError, match="group"):
+        image_terms(torch.from_numpy(evidence), MessageTable.of(random_messages(9, N_BITS)), groups)
 
 
 def test_verdict_job_skips_bad_files_and_reports_each(engine, tmp_path, paintings):
@@ -158,4 +170,5 @@ def test_a_cancelled_verdict_stops_between_blocks():
     token = CancelToken()
     token.cancel()
     with pytest.raises(JobCancelled):
-        set_verdict(key_independent_evidence(4, 7), message_from_key(b"c" * 32, N_BITS), null_keys=999, cancel=token)
+        set_verdict(key_independent_evidence(4, 7), message_from_key(b"c" * 32, N_BITS), ONE, null_keys=999,
+                    cancel=token)

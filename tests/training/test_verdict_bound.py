@@ -23,7 +23,7 @@ def test_set_scores_reproduce_set_verdict():
     sets = np.stack([rng.choice(12, 4, replace=False) for _ in range(5)])
     p_mc, p_tail, _ = scores.p_values(sets, np.arange(5))
     for j in range(5):
-        app = set_verdict(evidence[sets[j]], tested[j], null_keys=999)
+        app = set_verdict(evidence[sets[j]], tested[j], [([0, 1], 1.0)], null_keys=999)
         assert app.p_value == p_mc[j] and abs(app.p_tail - p_tail[j]) < 1e-9
 
 
