@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from training.phase1 import Phase1Config, Phase1Trainer, command_line
+from training.phase1 import Phase1Config, Phase1Trainer, command_line, config_band
 
 
 def export_checkpoint(checkpoint: Path, folder: Path, metrics: dict | None = None) -> dict:
@@ -25,7 +25,8 @@ def export_checkpoint(checkpoint: Path, folder: Path, metrics: dict | None = Non
 
     trainer.config = config
     trainer.step = state["step"]
-    trainer.generator, trainer.detector = networks_for_size(config.working_size, config.n_bits, config.tile)
+    trainer.generator, trainer.detector = networks_for_size(config.working_size, config.n_bits, config.tile,
+                                                            isotropic=config.frame == "isotropic", band=config_band(config))
     if "templates" in state["detector"]:  # a run fine-tuned from a model with the matched filter
         from gwm_desktop.core.weights import architecture_config, build_networks
 

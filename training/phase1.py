@@ -37,6 +37,7 @@ from gwm_desktop.core.jobs import CancelToken, Progress, with_progress
 from gwm_desktop.core.keys import random_messages
 from gwm_desktop.core.lpips_metric import build_lpips
 from gwm_desktop.core.models import networks_for_size
+from gwm_desktop.core.textures import PATTERN_BAND
 from gwm_desktop.core.weights import load_model, save_model
 from training.checkpoints import latest_checkpoint, save_checkpoint
 from training.datasets import PreloadedImages, infinite_batches, list_images
@@ -72,6 +73,8 @@ class Phase1Config:
     latent_autoencoder: str | None = None  # "taef2" (shipped) or a TAEF2 folder: latent round trips in training
     p_latent: float = 0.25           # share of distorted samples that also get the latent round trip
     frame: str = "isotropic"         # "isotropic" (tile from the shorter side, mirror-symmetric) or "stretch"
+    band_low: float = PATTERN_BAND[0] * 128   # a fresh model's texture band, cycles per 128 px of tile
+    band_high: float = PATTERN_BAND[1] * 128
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,10 +115,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="put a latent round trip (the shipped TAEF2, or a TAEF2 folder) after some distortions")
     parser.add_argument("--p-latent", type=float, default=defaults.p_latent,
                         help="share of distorted samples that also get the latent round trip")
+    parser.add_argument("--band-low", type=float, default=defaults.band_low,
+                        help="lowest texture frequency of a fresh model, cycles per 128 px of tile")
+    parser.add_argument("--band-high", type=float, default=defaults.band_high,
+                        help="highest texture frequency of a fresh model, cycles per 128 px of tile")
     parser.add_argument("--frame", choices=("isotropic", "stretch"), default=defaults.frame,
                         help="watermark frame of a fresh model: isotropic and mirror-symmetric (new), or the "
                              "earlier square frame stretched to the image")
     return parser
+
+
+def config_band(config: Phase1Config) -> tuple[float, float]:
+    """The run's texture band in cycles per pixel, as ``textures.pattern_frequencies`` takes it."""
+    if not 0 < config.band_low < config.band_high:
+        raise SystemExit(f"--band-low must be positive and below --band-high, got {config.band_low:g}, {config.band_high:g}")
+    return (config.band_low / 128, config.band_high / 128)
 
 
 def parse_args(input_args: list[str] | None = None) -> Phase1Config:
@@ -153,7 +167,8 @@ class Phase1Trainer:
             config.working_size = self.generator.working_size
         else:
             self.generator, self.detector = networks_for_size(config.working_size, config.n_bits, config.tile,
-                                                              isotropic=config.frame == "isotropic")
+                                                              isotropic=config.frame == "isotropic",
+                                                              band=config_band(config))
         self.generator.to(self.device).train()
         self.detector.to(self.device).train()
         self.lpips = build_lpips(self.device)

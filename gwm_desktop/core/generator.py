@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gwm_desktop.core.keys import texture_signs
-from gwm_desktop.core.textures import luma_patterns
+from gwm_desktop.core.textures import PATTERN_BAND, luma_patterns
 
 WORKING_SIZE = 256
 DEFAULT_BITS = 32
@@ -46,7 +46,7 @@ class WatermarkGenerator(nn.Module):
 
     def __init__(self, n_bits: int = DEFAULT_BITS, tile: int = DEFAULT_TILE, width: int = 32,
                  base_amplitude: float = 0.02, working_size: int = WORKING_SIZE, signed: bool = False,
-                 isotropic: bool = False) -> None:
+                 isotropic: bool = False, band: tuple[float, float] = PATTERN_BAND) -> None:
         super().__init__()
         self.isotropic = isotropic
         self.working_size = working_size
@@ -56,8 +56,9 @@ class WatermarkGenerator(nn.Module):
         self.n_bits = n_bits
         self.tile = tile
         self.base_amplitude = base_amplitude
+        self.band = tuple(band)  # the textures' frequencies (``textures.pattern_frequencies``)
         # (n_bits, 1, tile, tile): one learned grey texture per message bit.
-        self.patterns = nn.Parameter(luma_patterns(n_bits, tile, mirrored=isotropic))
+        self.patterns = nn.Parameter(luma_patterns(n_bits, tile, mirrored=isotropic, band=self.band))
         # Amplitude map from a 64 px view of the image: the map is smooth, so low resolution suffices.
         self.amplitude_net = nn.Sequential(
             nn.Conv2d(3, width, 3, padding=1), nn.ReLU(inplace=True),

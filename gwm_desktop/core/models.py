@@ -54,7 +54,7 @@ from gwm_desktop.core.spectrum import (
     whitened_spectrum,
     zoom_out,
 )
-from gwm_desktop.core.textures import pattern_frequencies
+from gwm_desktop.core.textures import PATTERN_BAND, pattern_frequencies
 
 READINGS = 5  # an isotropic matched filter's readings per view: unmoved, then four after the shift search
 # New models' phases' registered view is read at its 16 best shift peaks (docs/history.md has the choice).
@@ -65,20 +65,22 @@ SPECTRUM_CROP = 64
 UNTURNED_ALSO_FROM = 1.0
 
 
-def networks_for_size(working_size: int = WORKING_SIZE, n_bits: int = DEFAULT_BITS,
-                      tile: int = 0, isotropic: bool = True) -> tuple[WatermarkGenerator, WatermarkDetector]:
+def networks_for_size(working_size: int = WORKING_SIZE, n_bits: int = DEFAULT_BITS, tile: int = 0,
+                      isotropic: bool = True, band: tuple[float, float] = PATTERN_BAND,
+                      ) -> tuple[WatermarkGenerator, WatermarkDetector]:
     """Fresh G and D for a working size: tile half the frame (0), spectrum crop just wide enough.
 
     The crop keeps every pattern's peak with room for a 1.3x zoom (64 bins at 256 px, 128 px tiles).
     ``isotropic``: the frame new models use (``WatermarkGenerator``); False builds the earlier form.
     """
     tile = tile or working_size // 2
-    frequencies = pattern_frequencies(n_bits, tile, mirrored=isotropic)
+    frequencies = pattern_frequencies(n_bits, tile, mirrored=isotropic, band=band)
     highest = max(math.hypot(u, v) for u, v in frequencies) * working_size / tile
     crop = min(working_size - 8, max(8, math.ceil(2 * 1.3 * highest / 8) * 8))
-    return (WatermarkGenerator(n_bits=n_bits, tile=tile, working_size=working_size, isotropic=isotropic),
+    return (WatermarkGenerator(n_bits=n_bits, tile=tile, working_size=working_size, isotropic=isotropic, band=band),
             WatermarkDetector(n_bits=n_bits, working_size=working_size, spectrum_crop=crop, tile=tile,
-                              isotropic=isotropic, registration_peaks=REGISTRATION_PEAKS if isotropic else 0))
+                              isotropic=isotropic, registration_peaks=REGISTRATION_PEAKS if isotropic else 0,
+                              band=band))
 
 
 class WatermarkDetector(nn.Module):
@@ -95,7 +97,7 @@ class WatermarkDetector(nn.Module):
     def __init__(self, n_bits: int = DEFAULT_BITS, widths: tuple[int, int, int] = (16, 32, 64),
                  spectrum_crop: int = SPECTRUM_CROP, working_size: int = WORKING_SIZE,
                  matched_filter: bool = False, tile: int = DEFAULT_TILE, isotropic: bool = False,
-                 registration_peaks: int = 0) -> None:
+                 registration_peaks: int = 0, band: tuple[float, float] = PATTERN_BAND) -> None:
         super().__init__()
         if spectrum_crop % 2:
             raise ValueError(f"spectrum_crop must be even (the band is centred on zero frequency), got {spectrum_crop}")
@@ -105,8 +107,9 @@ class WatermarkDetector(nn.Module):
         self.isotropic = isotropic
         # 0: the one registered view and shift peak of models calibrated before 2 Dec 2026 (``view_count``)
         self.registration_peaks = registration_peaks
-        self.components = (mirrored_components(pattern_frequencies(n_bits, tile, mirrored=True), working_size, tile)
-                           if isotropic else None)
+        self.band = tuple(band)  # G's textures' frequencies, which the registration looks for
+        self.components = (mirrored_components(pattern_frequencies(n_bits, tile, mirrored=True, band=self.band),
+                                               working_size, tile) if isotropic else None)
         self.matched_filter = matched_filter
         if matched_filter:
             # G's textures (``adopt_templates``): the matched filter correlates the image with them.

@@ -17,16 +17,18 @@ import torch
 PATTERN_BAND = (3.5 / 128, 12.0 / 128)
 
 
-def pattern_frequencies(n_patterns: int, tile: int, seed: int = 0, mirrored: bool = False) -> list[tuple[int, int]]:
+def pattern_frequencies(n_patterns: int, tile: int, seed: int = 0, mirrored: bool = False,
+                        band: tuple[float, float] = PATTERN_BAND) -> list[tuple[int, int]]:
     """n distinct integer frequencies (u, v) in cycles per tile, spread as far apart as possible.
 
-    Candidates lie in ``PATTERN_BAND`` (3.5 to 12 cycles per 128 px tile). Distance is measured in
+    Candidates lie in ``band`` (cycles per pixel; ``PATTERN_BAND``, 3.5 to 12 cycles per 128 px tile,
+    unless a model says otherwise). Distance is measured in
     log-polar terms, one unit = a 1.4x change of radius (a crop's 1.25x zoom moves a peak less than
     that) or 2.5 tile bins along the ring, and a farthest-point pass picks the spread. ``mirrored``:
     each texture also carries its mirror image (-u, v), so candidates have u, v >= 1 and a candidate's
     distance to a chosen one is to the nearer of it and its mirror.
     """
-    low, high = PATTERN_BAND[0] * tile, PATTERN_BAND[1] * tile
+    low, high = band[0] * tile, band[1] * tile
     while True:   # small tiles need a wider band to hold n frequencies
         reach = math.ceil(high)
         candidates = [(u, v) for u in range(-reach, reach + 1) for v in range(0, reach + 1)
@@ -55,7 +57,8 @@ def pattern_frequencies(n_patterns: int, tile: int, seed: int = 0, mirrored: boo
     return chosen
 
 
-def luma_patterns(n_patterns: int, tile: int, seed: int = 0, mirrored: bool = False) -> torch.Tensor:
+def luma_patterns(n_patterns: int, tile: int, seed: int = 0, mirrored: bool = False,
+                  band: tuple[float, float] = PATTERN_BAND) -> torch.Tensor:
     """(n_patterns, 1, tile, tile) initial textures: one plane wave each, at its own frequency
     (``mirrored``: the wave plus its mirror image, cos(u x) cos(v y + phase)).
 
@@ -68,7 +71,7 @@ def luma_patterns(n_patterns: int, tile: int, seed: int = 0, mirrored: bool = Fa
     coords = torch.arange(tile, dtype=torch.float32)
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
     patterns = []
-    for u, v in pattern_frequencies(n_patterns, tile, seed, mirrored):
+    for u, v in pattern_frequencies(n_patterns, tile, seed, mirrored, band):
         phase = 2 * math.pi * torch.rand(1, generator=generator).item()
         wave = torch.cos(2 * math.pi * (u * xx + v * yy) / tile + phase)
         if mirrored:

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from gwm_desktop.core.atomic import write_atomic
 from gwm_desktop.core.generator import WatermarkGenerator
 from gwm_desktop.core.models import WatermarkDetector
+from gwm_desktop.core.textures import PATTERN_BAND
 
 WEIGHTS_FILE = "model.safetensors"
 CALIBRATION_FILE = "calibration.safetensors"
@@ -79,18 +80,21 @@ def architecture_config(generator: WatermarkGenerator, detector: WatermarkDetect
         "matched_filter": detector.matched_filter,
         "isotropic": generator.isotropic,
         "registration_peaks": detector.registration_peaks,
+        "band": list(generator.band),
     }
 
 
 def build_networks(config: dict[str, Any]) -> tuple[WatermarkGenerator, WatermarkDetector]:
+    band = tuple(config.get("band", PATTERN_BAND))  # models before the band was a setting used the default
     generator = WatermarkGenerator(n_bits=config["n_bits"], tile=config["tile"], width=config["generator_width"],
                                    base_amplitude=config["base_amplitude"], working_size=config["working_size"],
-                                   signed=config.get("signed", False), isotropic=config.get("isotropic", False))
+                                   signed=config.get("signed", False), isotropic=config.get("isotropic", False),
+                                   band=band)
     detector = WatermarkDetector(n_bits=config["n_bits"], widths=tuple(config["detector_widths"]),
                                  spectrum_crop=config["spectrum_crop"], working_size=config["working_size"],
                                  matched_filter=config.get("matched_filter", False), tile=config["tile"],
                                  isotropic=config.get("isotropic", False),
-                                 registration_peaks=config.get("registration_peaks", 0))
+                                 registration_peaks=config.get("registration_peaks", 0), band=band)
     return generator, detector
 
 

@@ -53,6 +53,30 @@ def test_train_checkpoint_resume_and_export(tiny_corpus, tmp_path):
     assert {"loss_d", "loss_g", "lpips", "bit_acc"} <= set(log[0])
 
 
+def test_a_fresh_model_with_its_own_band_keeps_it_through_export_and_loading(tiny_corpus, tmp_path):
+    import math
+
+    from gwm_desktop.core.textures import pattern_frequencies
+    from training.export_checkpoint import export_checkpoint
+
+    out = tmp_path / "band"
+    assert main(["--data", str(tiny_corpus), "--out", str(out), "--working-size", "128", "--batch-size", "2",
+                 "--steps", "1", "--checkpoint-every", "1", "--device", "cpu", "--n-bits", "8",
+                 "--band-low", "6", "--band-high", "15"]) == 0
+    for folder in (out / "model", export_checkpoint(latest_checkpoint(out / "checkpoints"), tmp_path / "again")
+                   and tmp_path / "again"):
+        bundle = load_model(folder)
+        assert bundle.manifest["architecture"]["band"] == [6 / 128, 15 / 128]
+        assert bundle.generator.band == bundle.detector.band == (6 / 128, 15 / 128)
+        tile = bundle.generator.tile   # 64 px at a 128 px frame: 3 to 7.5 cycles a tile
+        radii = [math.hypot(u, v) for u, v in pattern_frequencies(8, tile, mirrored=True, band=bundle.detector.band)]
+        assert 3 <= min(radii) and max(radii) <= 7.5
+        assert radii != [math.hypot(u, v) for u, v in pattern_frequencies(8, tile, mirrored=True)]
+    with pytest.raises(SystemExit, match="band-low"):
+        Phase1Trainer(parse_args(["--data", str(tiny_corpus), "--out", str(tmp_path / "bad"), "--device", "cpu",
+                                  "--band-low", "12", "--band-high", "6"]))
+
+
 def test_fine_tuning_a_matched_model_refreshes_its_templates_and_exports_checkpoints(tiny_corpus, tmp_path):
     from training.export_checkpoint import export_checkpoint
 
