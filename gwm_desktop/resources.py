@@ -40,9 +40,13 @@ class EarlierModel:
     description: str
 
 
-# By folder under resources/models ("default" is the engine's own model).
-EARLIER_MODELS = {"previous": EarlierModel("Exports before 2 Dec 2026",
-                                           "exports made before 2 December 2026 (the previous watermark)")}
+# By folder under resources/models ("default" is the engine's own model), the most recent first.
+EARLIER_MODELS = {
+    "2026-12-02": EarlierModel("Exports from 2 to 7 Dec 2026",
+                               "exports made from 2 to 7 December 2026 (the first isotropic watermark)"),
+    "previous": EarlierModel("Exports before 2 Dec 2026",
+                             "exports made before 2 December 2026 (the previous watermark)"),
+}
 
 
 def earlier_model_dir(name: str) -> Path | None:

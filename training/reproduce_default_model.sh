@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # Rebuild resources/models/default from scratch, exactly as shipped (about 1.5 hours on 2 cores: Phase 1
-# 31 minutes, Phase 1b 4, evaluations about 50). The model it replaced is kept, unchanged, in
-# resources/models/previous (README, "Known limitations").
+# 21 minutes, Phase 1b 3, evaluations about 50). The models it replaced are kept, unchanged, in
+# resources/models/2026-12-02 and resources/models/previous (README, "Known limitations").
 # Needs ../shared/data (portraits, paintings, flat_art) and the dev extras (scikit-image).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=../shared/data
 python -m training.export_skimage_samples runs/data/skimage
 # Phase 1: G and D jointly; an isotropic, mirror-symmetric watermark (the default frame), with a
-# fine-tuning script's flips, crops and rotations among the distortions, as its detector sees them.
-gwm train phase1 --data "$SHARED/portraits" --data runs/data/skimage --out runs/phase1_iso \
-  --steps 3500 --warmup-steps 1000 --checkpoint-every 250 --threads 2 --training-transforms --resume latest
+# fine-tuning script's flips, crops and rotations among the distortions, as its detector sees them; its
+# textures at 6-15 cycles per 128 px tile (12-30 across the shorter side; docs/history.md, "The band").
+gwm train phase1 --data "$SHARED/portraits" --data runs/data/skimage --out runs/phase1_b615 \
+  --steps 3500 --warmup-steps 1000 --checkpoint-every 250 --threads 2 --training-transforms --resume latest \
+  --band-low 6 --band-high 15
 # Phase 1b: the detector, tuned on real exports under full-resolution distortions and training
 # transforms, read as the scanner reads them (G unchanged). Phase 1 exports with the matched filter.
-gwm train phase1b --model runs/phase1_iso/model --data "$SHARED/portraits" --data runs/data/skimage \
-  --out runs/tune_iso --steps 600 --batch-size 12 --max-images 400 --threads 2 --training-transforms
+gwm train phase1b --model runs/phase1_b615/model --data "$SHARED/portraits" --data runs/data/skimage \
+  --out runs/tune_b615 --steps 600 --batch-size 12 --max-images 400 --threads 2 --training-transforms
 rm -rf resources/models/default
-cp -r runs/tune_iso/model resources/models/default
+cp -r runs/tune_b615/model resources/models/default
 # No calibration bank ships: the scanner ranks the key among random keys (core.key_rank) and reads
 # none. The measurement tools that compare with the bank's threshold (training.key_rank_check's bank
 # rows, training.view_join, gwm eval's bank_threshold entries) need one written into a copy of the folder:
@@ -29,6 +31,10 @@ E="env GWM_THREADS=1 gwm eval --model resources/models/default --levels 0.01,0.0
 $E --data "$SHARED/portraits" --max-images 60 --conditions $NL --record-as portraits_eval_split
 $E --data "$SHARED/paintings" --split all --conditions $NL --record-as paintings
 $E --data "$SHARED/flat_art" --max-images 40 --conditions $NL --record-as flat_art_eval_split
+LV="env GWM_THREADS=1 gwm eval --model resources/models/default --levels very-subtle,subtle,strong"
+$LV --data "$SHARED/portraits" --max-images 60 --conditions $NL --record-as portraits_eval_split_other_levels
+$LV --data "$SHARED/paintings" --split all --conditions $NL --record-as paintings_other_levels
+$LV --data "$SHARED/flat_art" --max-images 40 --conditions $NL --record-as flat_art_eval_split_other_levels
 $E --data "$SHARED/portraits" --max-images 12 --conditions $LAT --record-as portraits_latent
 $E --data "$SHARED/paintings" --split all --conditions $LAT --record-as paintings_latent
 BIG=none,jpeg75,webp80,crop0.8,flip,square_crop,bucket512,random_crop,rotate5

@@ -54,6 +54,12 @@ class ProtectItem:
         return self.error is None
 
 
+def same_watermark(a: ModelBundle, b: ModelBundle) -> bool:
+    """Whether two models' generators make the same watermark (Phase 2 tunes D and leaves G as it was)."""
+    ta, tb = a.generator.textures().detach(), b.generator.textures().detach()
+    return ta.shape == tb.shape and a.generator.band == b.generator.band and bool(torch.equal(ta.cpu(), tb.cpu()))
+
+
 class Engine:
     """A verified model on one device. Heavy to build (loads torch and LPIPS): build once, reuse."""
 
@@ -73,16 +79,18 @@ class Engine:
         return describe_device(self.device)
 
     def bundle_for(self, profile: Profile, earlier: str | None = None) -> ModelBundle:
-        """The profile's own fine-tuned detector if it has one, else the shipped model; ``earlier``: that
-        earlier shipped model (``EARLIER_MODELS``; a profile's fine-tuned detector belongs to this one)."""
-        if earlier is not None:
-            return self.shipped(earlier)
+        """The shipped model that made the watermark looked for (this one, or ``earlier``, an
+        ``EARLIER_MODELS`` name), or the profile's own fine-tuned detector when it was tuned from that
+        model: a detector tuned from another model's textures cannot read this one's watermark (after an
+        upgrade, the profile's detector still serves scans for the earlier model it came from)."""
+        shipped = self.shipped(earlier)
         folder = profile.detector_folder
         if folder is None:
-            return self.bundle
+            return shipped
         if folder not in self._profile_bundles:
             self._profile_bundles[folder] = load_model(folder, self.device)
-        return self._profile_bundles[folder]
+        own = self._profile_bundles[folder]
+        return own if same_watermark(own, shipped) else shipped
 
     def shipped(self, earlier: str | None = None) -> ModelBundle:
         """This engine's shipped model, or an earlier one (verified and loaded on first use) for the

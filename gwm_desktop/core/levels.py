@@ -19,16 +19,16 @@ class Level:
 
 # What each level buys, as measured on held-out art (README, "Every level"): found at the scan's 1% rate.
 LEVELS: tuple[Level, ...] = (
-    Level("invisible", 0.01, "Hardest to see; found in about 5 of 6 photos and paintings but only 2 in 5 flat-colour "
-                             "images; crops, turns and bucket crops often lose it"),
-    Level("very-subtle", 0.02, "Near invisible at full size; found in 19 of 20 photos and paintings and about 3 in 5 "
-                               "flat-colour images; off-centre crops often lose it"),
-    Level("subtle", 0.03, "Hard to see without a side-by-side; found in nearly every photo and painting and 7 in 8 "
-                          "flat-colour images; off-centre crops often lose it"),
-    Level("balanced", 0.05, "Recommended: survives recompression, resizing, centred crops and mirroring (and most bucket "
-                            "and off-centre crops)"),
-    Level("strong", 0.08, "Most robust: survives recompression, mirroring and bucket crops, and about 4 in 5 off-centre "
-                          "crops; faint texture may show on flat areas"),
+    Level("invisible", 0.01, "Hardest to see; found in nearly every image as exported, but bucket crops and turns "
+                             "often lose it and off-centre crops usually do"),
+    Level("very-subtle", 0.02, "Near invisible at full size; survives recompression, resizing and mirroring and "
+                               "most bucket crops and turns; off-centre crops lose it about 1 time in 4"),
+    Level("subtle", 0.03, "Hard to see without a side-by-side; survives recompression, resizing, mirroring, bucket "
+                          "crops and turns, and at least 4 in 5 off-centre crops"),
+    Level("balanced", 0.05, "Recommended: survives recompression, resizing, mirroring, bucket crops and turns, "
+                            "and about 19 in 20 off-centre crops"),
+    Level("strong", 0.08, "Most robust: survived every edit and training crop measured, off-centre crops "
+                          "included; faint texture may show on flat areas"),
 )
 DEFAULT_LEVEL = "balanced"
 

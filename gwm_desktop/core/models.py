@@ -59,7 +59,9 @@ from gwm_desktop.core.textures import PATTERN_BAND, pattern_frequencies
 READINGS = 5  # an isotropic matched filter's readings per view: unmoved, then four after the shift search
 # New models' phases' registered view is read at its 16 best shift peaks (docs/history.md has the choice).
 REGISTRATION_PEAKS = 16
-SPECTRUM_CROP = 64
+# Bins of the whitened spectrum D reads at 256 px: the default band's peaks (up to 30) with room for a
+# 1.3x zoom (``networks_for_size`` works it out for other sizes and bands).
+SPECTRUM_CROP = 80
 # The phases' zoom search also tries the view unturned when the power's turn is this large (degrees): a
 # smaller error costs the matched filter little, and each candidate costs a coarse search.
 UNTURNED_ALSO_FROM = 1.0

@@ -10,11 +10,13 @@ import math
 
 import torch
 
-# Watermark band in cycles per pixel of the working image (1/37 to 1/11: 7 to 24 cycles across
-# the 256 px frame). Lower, and the image's own spectrum drowns the textures; higher, and JPEG/WebP at
-# a small image's native size remove them, as does a latent autoencoder: the band's top lands at
-# 0.047 cycle/px when Stable Diffusion resizes to 512 px, under its 8x latent grid's 1/16.
-PATTERN_BAND = (3.5 / 128, 12.0 / 128)
+# Watermark band of fresh models, in cycles per pixel of the working image (6 to 15 cycles per 128 px
+# tile: 12 to 30 across the 256 px frame). An LPIPS unit buys more amplitude over the image's own
+# spectrum the higher the band (docs/history.md, "The band"); the top is held under what a latent
+# autoencoder passes: 30 cycles at a 512 px bucket are 0.059 cycle/px, under an 8x latent grid's 1/16.
+PATTERN_BAND = (6.0 / 128, 15.0 / 128)
+# The band of every model made before the band was a setting (their manifests name none): 3.5 to 12.
+FIRST_BAND = (3.5 / 128, 12.0 / 128)
 
 
 def pattern_frequencies(n_patterns: int, tile: int, seed: int = 0, mirrored: bool = False,

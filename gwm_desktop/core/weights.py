@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from gwm_desktop.core.atomic import write_atomic
 from gwm_desktop.core.generator import WatermarkGenerator
 from gwm_desktop.core.models import WatermarkDetector
-from gwm_desktop.core.textures import PATTERN_BAND
+from gwm_desktop.core.textures import FIRST_BAND
 
 WEIGHTS_FILE = "model.safetensors"
 CALIBRATION_FILE = "calibration.safetensors"
@@ -85,7 +85,7 @@ def architecture_config(generator: WatermarkGenerator, detector: WatermarkDetect
 
 
 def build_networks(config: dict[str, Any]) -> tuple[WatermarkGenerator, WatermarkDetector]:
-    band = tuple(config.get("band", PATTERN_BAND))  # models before the band was a setting used the default
+    band = tuple(config.get("band", FIRST_BAND))  # a manifest without one predates the setting
     generator = WatermarkGenerator(n_bits=config["n_bits"], tile=config["tile"], width=config["generator_width"],
                                    base_amplitude=config["base_amplitude"], working_size=config["working_size"],
                                    signed=config.get("signed", False), isotropic=config.get("isotropic", False),

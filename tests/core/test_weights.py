@@ -62,3 +62,14 @@ def test_an_unreadable_manifest_is_a_clear_error(tmp_path, text):
     (tmp_path / MANIFEST_FILE).write_text(text)
     with pytest.raises(ModelIntegrityError, match="damaged"):
         load_model(tmp_path)
+
+
+def test_each_shipped_model_reads_with_its_own_band():
+    # A manifest that names no band predates the setting: its model was trained at the first band.
+    from gwm_desktop.core.textures import FIRST_BAND, PATTERN_BAND
+    from gwm_desktop.resources import earlier_model_dir, resource_path
+
+    assert load_model(resource_path("models", "default")).generator.band == PATTERN_BAND
+    earlier = load_model(earlier_model_dir("2026-12-02"))
+    assert "band" not in earlier.manifest["architecture"]
+    assert earlier.generator.band == earlier.detector.band == FIRST_BAND

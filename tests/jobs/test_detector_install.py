@@ -72,3 +72,27 @@ def test_gwm_profile_rollback_detector_swaps_back_and_refuses_when_there_is_noth
     assert (profile.detector_path / "manifest.json").read_text() == "1"
     assert main(["profile", "rollback-detector", "artist"]) == 0  # and back again
     assert (profile.detector_path / "manifest.json").read_text() == "2"
+
+
+def test_an_installed_detector_serves_only_the_shipped_model_it_was_tuned_from(engine, tmp_path: Path) -> None:
+    # After an upgrade the profile's Phase 2 detector (tuned from the earlier model's G) cannot read the
+    # new watermark: new scans use the new shipped model, scans for the earlier model use the detector.
+    import shutil
+
+    from gwm_desktop.core.engine import same_watermark
+    from gwm_desktop.resources import EARLIER_MODELS, earlier_model_dir
+
+    profile = ProfileStore().create("upgraded")
+    name = next(iter(EARLIER_MODELS))
+    shutil.copytree(earlier_model_dir(name), profile.detector_path)
+    assert engine.bundle_for(profile) is engine.bundle
+    tuned_earlier = engine.bundle_for(profile, name)
+    assert tuned_earlier is not engine.shipped(name) and same_watermark(tuned_earlier, engine.shipped(name))
+    assert not same_watermark(engine.bundle, engine.shipped(name))
+    # A detector tuned from this model is this model's
+    shutil.rmtree(profile.detector_path)
+    shutil.copytree(engine.model_dir, profile.detector_path)
+    engine.invalidate_profile(profile)   # as an install does
+    own = engine.bundle_for(profile)
+    assert own is not engine.bundle and same_watermark(own, engine.bundle)
+    assert engine.bundle_for(profile, name) is engine.shipped(name)

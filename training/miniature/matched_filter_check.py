@@ -31,7 +31,13 @@ from gwm_desktop.core.weights import load_model
 from training.matched_filter import with_matched_filter
 from training.metrics import auc
 
-WATERMARK_MODEL = "watermark64_b16_t64_ae/model"
+
+def watermark_model(run: Path) -> Path:
+    """The run's autoencoder-aware watermark model (``watermark64_<tag>_ae``, whatever its band)."""
+    found = sorted(run.glob("watermark64_*_ae*/model"))
+    if len(found) != 1:
+        raise SystemExit(f"{run}: expected one watermark64_*_ae*/model folder, found {len(found)}")
+    return found[0]
 
 
 def load_folder(folder: Path, size: int) -> torch.Tensor:
@@ -41,7 +47,7 @@ def load_folder(folder: Path, size: int) -> torch.Tensor:
 
 
 def scores(run: Path, method: str, variant: str = "marked") -> dict[str, float]:
-    bundle = load_model(run / WATERMARK_MODEL)
+    bundle = load_model(watermark_model(run))
     _, detector = with_matched_filter(bundle.generator, bundle.detector)
     message = message_from_key((run / "subject.key").read_bytes(), bundle.n_bits).view(1, -1)
     signs = texture_signs(message)
@@ -61,7 +67,7 @@ def scores(run: Path, method: str, variant: str = "marked") -> dict[str, float]:
     result = {"linear": separation({name: (c * signs)[:, on].sum(-1) for name, c in matched.items()}),
               "agreement": separation({name: matched_agreement(c, message) for name, c in matched.items()}),
               "n": sum(len(x) for x in images.values())}
-    detectors = {"phase1": run / WATERMARK_MODEL,
+    detectors = {"phase1": watermark_model(run),
                  "phase2": run / "phase2" / ("detectors" if variant == "marked" else "detectors_wf0.25") / method}
     for label, folder in detectors.items():
         if not (folder / "manifest.json").exists():

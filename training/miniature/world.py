@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from gwm_desktop.core.textures import FIRST_BAND, PATTERN_BAND
 from training.miniature.autoencoder import AutoencoderConfig, train_autoencoder
 from training.miniature.data import CorpusItem, all_caption_words, build_corpus, stack_images
 from training.miniature.prior import PriorConfig, assemble_pipeline, train_prior
@@ -88,17 +89,23 @@ class WatermarkStageConfig:
     autoencoder_steps: int = 300        # then fine-tuned with the autoencoder round trip (watermark.py)
     autoencoder_batch_size: int = 8
     autoencoder_share: float = 0.5
-    # The whole 64 px frame is one tile and 16 bits fit the pattern band there (1.75 to 6 cycles
-    # across the frame, under the 4x latent grid's 8): half-frame tiles would push 32 bits above it.
+    # The whole 64 px frame is one tile and 16 bits fit the pattern band there (at the default band
+    # 3 to 7.5 cycles across the frame, under the 4x latent grid's 8, as the shipped model's 30 cycles
+    # are under Stable Diffusion's 32 at 512 px): half-frame tiles would push 32 bits above it.
     n_bits: int = 16
     tile: int = 64
+    band_low: float = PATTERN_BAND[0] * 128    # cycles per 128 px of tile, as ``gwm train phase1 --band-low``
+    band_high: float = PATTERN_BAND[1] * 128
 
     @property
     def tag(self) -> str:
-        """Bits and tile, plus the step count when it is not the default, so runs of different lengths
-        never share a folder."""
+        """Bits and tile, plus the step count when it is not the default and the band unless it is the
+        first one (the folders of the worlds measured before the band moved), so runs of different
+        settings never share a folder."""
         steps = "" if self.steps == WatermarkStageConfig.steps else f"_s{self.steps}"
-        return f"b{self.n_bits}_t{self.tile}{steps}"
+        first = (self.band_low / 128, self.band_high / 128) == FIRST_BAND
+        band = "" if first else f"_f{self.band_low:g}-{self.band_high:g}"
+        return f"b{self.n_bits}_t{self.tile}{steps}{band}"
 
     @property
     def autoencoder_tag(self) -> str:
@@ -118,13 +125,14 @@ def ensure_watermark_model(config: WorldConfig, stage: WatermarkStageConfig, log
     args = ["--working-size", str(config.resolution), "--steps", str(stage.steps), "--warmup-steps",
             str(stage.warmup_steps), "--batch-size", str(stage.batch_size), "--out", str(folder),
             "--checkpoint-every", "100", "--resume", "latest", "--max-images", str(stage.max_images),
-            "--n-bits", str(stage.n_bits), "--tile", str(stage.tile)]
+            "--n-bits", str(stage.n_bits), "--tile", str(stage.tile), "--band-low", f"{stage.band_low:g}",
+            "--band-high", f"{stage.band_high:g}"]
     for d in data:
         args += ["--data", d]
     phase1 = Phase1Config(data=data, out=str(folder), steps=stage.steps, warmup_steps=stage.warmup_steps,
                           batch_size=stage.batch_size, working_size=config.resolution, checkpoint_every=100,
                           resume="latest", max_images=stage.max_images, device="cpu", n_bits=stage.n_bits,
-                          tile=stage.tile)
+                          tile=stage.tile, band_low=stage.band_low, band_high=stage.band_high)
     trainer = Phase1Trainer(phase1)
     for progress in trainer.run():
         if progress.done % 100 == 0 or progress.done == progress.total:
