@@ -11,13 +11,14 @@ from pathlib import Path
 
 import torch
 
-from training.phase1 import Phase1Config, Phase1Trainer, command_line, config_band
+from training.phase1 import Phase1Config, Phase1Trainer, command_line, config_band, saved_band
 
 
 def export_checkpoint(checkpoint: Path, folder: Path, metrics: dict | None = None) -> dict:
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     known = {f.name for f in fields(Phase1Config)}
     config = Phase1Config(**{k: v for k, v in state["config"].items() if k in known})
+    config.band_low, config.band_high = saved_band(state["config"])
     config.resume = str(checkpoint)
     config.device = "cpu"
     trainer = Phase1Trainer.__new__(Phase1Trainer)  # networks only: no data, no LPIPS

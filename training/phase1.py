@@ -37,7 +37,7 @@ from gwm_desktop.core.jobs import CancelToken, Progress, with_progress
 from gwm_desktop.core.keys import random_messages
 from gwm_desktop.core.lpips_metric import build_lpips
 from gwm_desktop.core.models import networks_for_size
-from gwm_desktop.core.textures import PATTERN_BAND
+from gwm_desktop.core.textures import FIRST_BAND, PATTERN_BAND
 from gwm_desktop.core.weights import load_model, save_model
 from training.checkpoints import latest_checkpoint, save_checkpoint
 from training.datasets import PreloadedImages, infinite_batches, list_images
@@ -132,6 +132,11 @@ def config_band(config: Phase1Config) -> tuple[float, float]:
     return (config.band_low / 128, config.band_high / 128)
 
 
+def saved_band(saved_config: dict) -> tuple[float, float]:
+    """A checkpoint's band in cycles per 128 px of tile; checkpoints from before the setting used the first."""
+    return (saved_config.get("band_low", FIRST_BAND[0] * 128), saved_config.get("band_high", FIRST_BAND[1] * 128))
+
+
 def parse_args(input_args: list[str] | None = None) -> Phase1Config:
     args = build_parser().parse_args(input_args)
     return Phase1Config(**{k.replace("-", "_"): v for k, v in vars(args).items()})
@@ -164,6 +169,7 @@ class Phase1Trainer:
             self.generator, self.detector = bundle.generator, bundle.detector
             # The model's own architecture wins over the defaults (messages must have its bit count).
             config.n_bits, config.tile = bundle.n_bits, self.generator.tile
+            config.band_low, config.band_high = (edge * 128 for edge in self.generator.band)
             config.working_size = self.generator.working_size
         else:
             self.generator, self.detector = networks_for_size(config.working_size, config.n_bits, config.tile,
@@ -200,6 +206,10 @@ class Phase1Trainer:
         if path is None:
             return  # "latest" with no checkpoint yet: a fresh start, as diffusers' scripts do
         state = torch.load(path, map_location=self.device, weights_only=False)
+        band = saved_band(state.get("config", {}))
+        if band != (self.config.band_low, self.config.band_high):
+            raise SystemExit(f"{path} was trained with its textures at {band[0]:g}-{band[1]:g} cycles per 128 px of "
+                             f"tile: resume it with --band-low {band[0]:g} --band-high {band[1]:g}")
         self.generator.load_state_dict(state["generator"])
         self.detector.load_state_dict(state["detector"])
         self.opt_g.load_state_dict(state["opt_g"])

@@ -75,6 +75,10 @@ def test_a_fresh_model_with_its_own_band_keeps_it_through_export_and_loading(tin
     with pytest.raises(SystemExit, match="band-low"):
         Phase1Trainer(parse_args(["--data", str(tiny_corpus), "--out", str(tmp_path / "bad"), "--device", "cpu",
                                   "--band-low", "12", "--band-high", "6"]))
+    # resuming at another band would load textures into networks made for other frequencies
+    with pytest.raises(SystemExit, match="resume it with --band-low 5 --band-high 13"):
+        Phase1Trainer(parse_args(["--data", str(tiny_corpus), "--out", str(out), "--working-size", "128",
+                                  "--n-bits", "8", "--device", "cpu", "--resume", "latest"]))
 
 
 def test_fine_tuning_a_matched_model_refreshes_its_templates_and_exports_checkpoints(tiny_corpus, tmp_path):
