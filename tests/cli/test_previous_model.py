@@ -13,12 +13,12 @@ SAMPLES = resource_path("samples")
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EARLIER_MODELS))
 def test_earlier_exports_are_found_by_their_model_not_by_the_new_one(tmp_path, capsys, name):
-    PREVIOUS = earlier_model_dir(name)
-    assert PREVIOUS is not None, f"the build ships resources/models/{name}"
+    earlier = earlier_model_dir(name)
+    assert earlier is not None, f"the build ships resources/models/{name}"
     out = tmp_path / "old_exports"
-    code, text = run_gwm(["protect", SAMPLES, "--out", out, "--model", PREVIOUS], capsys)
+    code, text = run_gwm(["protect", SAMPLES, "--out", out, "--model", earlier], capsys)
     assert code == 0, text
-    code, text = run_gwm(["scan", out, "--model", PREVIOUS, "--json"], capsys)
+    code, text = run_gwm(["scan", out, "--model", earlier, "--json"], capsys)
     assert code == 0, text
     old = rows(text)
     assert old and all(row["flagged"] for row in old)
