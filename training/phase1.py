@@ -37,7 +37,7 @@ from gwm_desktop.core.jobs import CancelToken, Progress, with_progress
 from gwm_desktop.core.keys import random_messages
 from gwm_desktop.core.lpips_metric import build_lpips
 from gwm_desktop.core.models import networks_for_size
-from gwm_desktop.core.textures import FIRST_BAND, PATTERN_BAND
+from gwm_desktop.core.textures import FIRST_BAND, PATTERN_BAND, band_from_units, band_in_units
 from gwm_desktop.core.weights import load_model, save_model
 from training.checkpoints import latest_checkpoint, save_checkpoint
 from training.datasets import PreloadedImages, infinite_batches, list_images
@@ -73,8 +73,8 @@ class Phase1Config:
     latent_autoencoder: str | None = None  # "taef2" (shipped) or a TAEF2 folder: latent round trips in training
     p_latent: float = 0.25           # share of distorted samples that also get the latent round trip
     frame: str = "isotropic"         # "isotropic" (tile from the shorter side, mirror-symmetric) or "stretch"
-    band_low: float = PATTERN_BAND[0] * 128   # a fresh model's texture band, cycles per 128 px of tile
-    band_high: float = PATTERN_BAND[1] * 128
+    band_low: float = band_in_units(PATTERN_BAND)[0]   # a fresh model's texture band, cycles per 128 px of tile
+    band_high: float = band_in_units(PATTERN_BAND)[1]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,12 +129,13 @@ def config_band(config: Phase1Config) -> tuple[float, float]:
     """The run's texture band in cycles per pixel, as ``textures.pattern_frequencies`` takes it."""
     if not 0 < config.band_low < config.band_high:
         raise SystemExit(f"--band-low must be positive and below --band-high, got {config.band_low:g}, {config.band_high:g}")
-    return (config.band_low / 128, config.band_high / 128)
+    return band_from_units(config.band_low, config.band_high)
 
 
 def saved_band(saved_config: dict) -> tuple[float, float]:
     """A checkpoint's band in cycles per 128 px of tile; checkpoints from before the setting used the first."""
-    return (saved_config.get("band_low", FIRST_BAND[0] * 128), saved_config.get("band_high", FIRST_BAND[1] * 128))
+    first = band_in_units(FIRST_BAND)
+    return (saved_config.get("band_low", first[0]), saved_config.get("band_high", first[1]))
 
 
 def parse_args(input_args: list[str] | None = None) -> Phase1Config:
@@ -169,7 +170,7 @@ class Phase1Trainer:
             self.generator, self.detector = bundle.generator, bundle.detector
             # The model's own architecture wins over the defaults (messages must have its bit count).
             config.n_bits, config.tile = bundle.n_bits, self.generator.tile
-            config.band_low, config.band_high = (edge * 128 for edge in self.generator.band)
+            config.band_low, config.band_high = band_in_units(self.generator.band)
             config.working_size = self.generator.working_size
         else:
             self.generator, self.detector = networks_for_size(config.working_size, config.n_bits, config.tile,

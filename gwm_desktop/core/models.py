@@ -72,7 +72,7 @@ def networks_for_size(working_size: int = WORKING_SIZE, n_bits: int = DEFAULT_BI
                       ) -> tuple[WatermarkGenerator, WatermarkDetector]:
     """Fresh G and D for a working size: tile half the frame (0), spectrum crop just wide enough.
 
-    The crop keeps every pattern's peak with room for a 1.3x zoom (64 bins at 256 px, 128 px tiles).
+    The crop keeps every pattern's peak with room for a 1.3x zoom (80 bins at 256 px, 128 px tiles).
     ``isotropic``: the frame new models use (``WatermarkGenerator``); False builds the earlier form.
     """
     tile = tile or working_size // 2

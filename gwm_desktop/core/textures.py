@@ -17,13 +17,25 @@ import torch
 PATTERN_BAND = (6.0 / 128, 15.0 / 128)
 # The band of every model made before the band was a setting (their manifests name none): 3.5 to 12.
 FIRST_BAND = (3.5 / 128, 12.0 / 128)
+# The unit a band is given in on the command line: cycles per 128 px of tile (``--band-low``).
+BAND_UNIT_PX = 128
+
+
+def band_in_units(band: tuple[float, float]) -> tuple[float, float]:
+    """A band in cycles per pixel -> in cycles per ``BAND_UNIT_PX`` of tile (6 and 15 for the default)."""
+    return (band[0] * BAND_UNIT_PX, band[1] * BAND_UNIT_PX)
+
+
+def band_from_units(low: float, high: float) -> tuple[float, float]:
+    """``band_in_units`` undone: cycles per ``BAND_UNIT_PX`` of tile -> cycles per pixel."""
+    return (low / BAND_UNIT_PX, high / BAND_UNIT_PX)
 
 
 def pattern_frequencies(n_patterns: int, tile: int, seed: int = 0, mirrored: bool = False,
                         band: tuple[float, float] = PATTERN_BAND) -> list[tuple[int, int]]:
     """n distinct integer frequencies (u, v) in cycles per tile, spread as far apart as possible.
 
-    Candidates lie in ``band`` (cycles per pixel; ``PATTERN_BAND``, 3.5 to 12 cycles per 128 px tile,
+    Candidates lie in ``band`` (cycles per pixel; ``PATTERN_BAND``, 6 to 15 cycles per 128 px tile,
     unless a model says otherwise). Distance is measured in
     log-polar terms, one unit = a 1.4x change of radius (a crop's 1.25x zoom moves a peak less than
     that) or 2.5 tile bins along the ring, and a farthest-point pass picks the spread. ``mirrored``:

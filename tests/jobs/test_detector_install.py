@@ -74,7 +74,7 @@ def test_gwm_profile_rollback_detector_swaps_back_and_refuses_when_there_is_noth
     assert (profile.detector_path / "manifest.json").read_text() == "2"
 
 
-def test_an_installed_detector_serves_only_the_shipped_model_it_was_tuned_from(engine, tmp_path: Path) -> None:
+def test_an_installed_detector_serves_only_the_shipped_model_it_was_tuned_from(engine) -> None:
     # After an upgrade the profile's Phase 2 detector (tuned from the earlier model's G) cannot read the
     # new watermark: new scans use the new shipped model, scans for the earlier model use the detector.
     import shutil

@@ -63,8 +63,8 @@ def test_a_fresh_model_with_its_own_band_keeps_it_through_export_and_loading(tin
     assert main(["--data", str(tiny_corpus), "--out", str(out), "--working-size", "128", "--batch-size", "2",
                  "--steps", "1", "--checkpoint-every", "1", "--device", "cpu", "--n-bits", "8",
                  "--band-low", "5", "--band-high", "13"]) == 0
-    for folder in (out / "model", export_checkpoint(latest_checkpoint(out / "checkpoints"), tmp_path / "again")
-                   and tmp_path / "again"):
+    export_checkpoint(latest_checkpoint(out / "checkpoints"), tmp_path / "again")
+    for folder in (out / "model", tmp_path / "again"):
         bundle = load_model(folder)
         assert bundle.manifest["architecture"]["band"] == [5 / 128, 13 / 128]
         assert bundle.generator.band == bundle.detector.band == (5 / 128, 13 / 128)

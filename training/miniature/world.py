@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from gwm_desktop.core.textures import FIRST_BAND, PATTERN_BAND
+from gwm_desktop.core.textures import FIRST_BAND, PATTERN_BAND, band_from_units, band_in_units
 from training.miniature.autoencoder import AutoencoderConfig, train_autoencoder
 from training.miniature.data import CorpusItem, all_caption_words, build_corpus, stack_images
 from training.miniature.prior import PriorConfig, assemble_pipeline, train_prior
@@ -94,8 +94,8 @@ class WatermarkStageConfig:
     # are under Stable Diffusion's 32 at 512 px): half-frame tiles would push 32 bits above it.
     n_bits: int = 16
     tile: int = 64
-    band_low: float = PATTERN_BAND[0] * 128    # cycles per 128 px of tile, as ``gwm train phase1 --band-low``
-    band_high: float = PATTERN_BAND[1] * 128
+    band_low: float = band_in_units(PATTERN_BAND)[0]    # cycles per 128 px of tile, as ``gwm train phase1 --band-low``
+    band_high: float = band_in_units(PATTERN_BAND)[1]
 
     @property
     def tag(self) -> str:
@@ -103,7 +103,7 @@ class WatermarkStageConfig:
         first one (the folders of the worlds measured before the band moved), so runs of different
         settings never share a folder."""
         steps = "" if self.steps == WatermarkStageConfig.steps else f"_s{self.steps}"
-        first = (self.band_low / 128, self.band_high / 128) == FIRST_BAND
+        first = band_from_units(self.band_low, self.band_high) == FIRST_BAND
         band = "" if first else f"_f{self.band_low:g}-{self.band_high:g}"
         return f"b{self.n_bits}_t{self.tile}{steps}{band}"
 
