@@ -42,6 +42,9 @@ class EarlierModel:
 
 # By folder under resources/models ("default" is the engine's own model), the most recent first.
 EARLIER_MODELS = {
+    "2026-12-07": EarlierModel("Exports of 7 Dec 2026 (higher band)",
+                               "exports made with the version of 7 December 2026 whose textures sat at 12 to 30 "
+                               "cycles across (the higher band)"),
     "2026-12-02": EarlierModel("Exports from 2 to 7 Dec 2026",
                                "exports made from 2 to 7 December 2026 (the first isotropic watermark)"),
     "previous": EarlierModel("Exports before 2 Dec 2026",

@@ -19,16 +19,17 @@ class Level:
 
 # What each level buys, as measured on held-out art (README, "Every level"): found at the scan's 1% rate.
 LEVELS: tuple[Level, ...] = (
-    Level("invisible", 0.01, "Hardest to see; found in nearly every image as exported, but bucket crops and turns "
-                             "often lose it and off-centre crops usually do"),
-    Level("very-subtle", 0.02, "Near invisible at full size; survives recompression, resizing and mirroring and "
-                               "most bucket crops and turns; off-centre crops lose it about 1 time in 4"),
-    Level("subtle", 0.03, "Hard to see without a side-by-side; survives recompression, resizing, mirroring, bucket "
-                          "crops and turns, and at least 4 in 5 off-centre crops"),
-    Level("balanced", 0.05, "Recommended: survives recompression, resizing, mirroring, bucket crops and turns, "
-                            "and about 19 in 20 off-centre crops"),
-    Level("strong", 0.08, "Most robust: survived every edit and training crop measured, off-centre crops "
-                          "included; faint texture may show on flat areas"),
+    Level("invisible", 0.01, "Hardest to see; found in most images as exported (fewer on flat colour art), but "
+                             "bucket crops and turns often lose it and off-centre crops usually do"),
+    Level("very-subtle", 0.02, "Near invisible at full size; survives recompression, resizing, mirroring and most "
+                               "bucket crops and turns; off-centre crops lose it about 1 time in 4, and flat colour "
+                               "art loses more"),
+    Level("subtle", 0.03, "Hard to see without a side-by-side; survives recompression, resizing, mirroring and "
+                          "bucket crops, and most turns and off-centre crops (fewer on flat colour art)"),
+    Level("balanced", 0.05, "Recommended: survives recompression, resizing, mirroring, bucket crops and nearly "
+                            "all turns, and about 9 in 10 off-centre crops"),
+    Level("strong", 0.08, "Most robust: survives every standard edit, bucket crops and nearly all turns, and at "
+                          "least 9 in 10 off-centre crops; faint texture may show on flat areas"),
 )
 DEFAULT_LEVEL = "balanced"
 

@@ -10,11 +10,13 @@ import math
 
 import torch
 
-# Watermark band of fresh models, in cycles per pixel of the working image (6 to 15 cycles per 128 px
-# tile: 12 to 30 across the 256 px frame). An LPIPS unit buys more amplitude over the image's own
-# spectrum the higher the band (docs/history.md, "The band"); the top is held under what a latent
-# autoencoder passes: 30 cycles at a 512 px bucket are 0.059 cycle/px, under an 8x latent grid's 1/16.
-PATTERN_BAND = (6.0 / 128, 15.0 / 128)
+# Watermark band of fresh models, in cycles per pixel of the working image (3.5 to 15 cycles per 128 px
+# tile: 7 to 30 across the 256 px frame). An LPIPS unit buys more amplitude over the image's own
+# spectrum the higher the band, which direct copies and training crops need; the lower textures are
+# the ones a personalized model's samples carried in the miniature world (docs/history.md, "The band"
+# and "The band, widened"). The top is held under what a latent autoencoder passes: 30 cycles at a
+# 512 px bucket are 0.059 cycle/px, under an 8x latent grid's 1/16.
+PATTERN_BAND = (3.5 / 128, 15.0 / 128)
 # The band of every model made before the band was a setting (their manifests name none): 3.5 to 12.
 FIRST_BAND = (3.5 / 128, 12.0 / 128)
 # The unit a band is given in on the command line: cycles per 128 px of tile (``--band-low``).
@@ -22,7 +24,7 @@ BAND_UNIT_PX = 128
 
 
 def band_in_units(band: tuple[float, float]) -> tuple[float, float]:
-    """A band in cycles per pixel -> in cycles per ``BAND_UNIT_PX`` of tile (6 and 15 for the default)."""
+    """A band in cycles per pixel -> in cycles per ``BAND_UNIT_PX`` of tile (3.5 and 15 for the default)."""
     return (band[0] * BAND_UNIT_PX, band[1] * BAND_UNIT_PX)
 
 
@@ -35,7 +37,7 @@ def pattern_frequencies(n_patterns: int, tile: int, seed: int = 0, mirrored: boo
                         band: tuple[float, float] = PATTERN_BAND) -> list[tuple[int, int]]:
     """n distinct integer frequencies (u, v) in cycles per tile, spread as far apart as possible.
 
-    Candidates lie in ``band`` (cycles per pixel; ``PATTERN_BAND``, 6 to 15 cycles per 128 px tile,
+    Candidates lie in ``band`` (cycles per pixel; ``PATTERN_BAND``, 3.5 to 15 cycles per 128 px tile,
     unless a model says otherwise). Distance is measured in
     log-polar terms, one unit = a 1.4x change of radius (a crop's 1.25x zoom moves a peak less than
     that) or 2.5 tile bins along the ring, and a farthest-point pass picks the spread. ``mirrored``:

@@ -70,6 +70,8 @@ def test_each_shipped_model_reads_with_its_own_band():
     from gwm_desktop.resources import earlier_model_dir, resource_path
 
     assert load_model(resource_path("models", "default")).generator.band == PATTERN_BAND
+    higher = load_model(earlier_model_dir("2026-12-07"))   # the band's manifest entry, not the default's
+    assert higher.generator.band == higher.detector.band == (6 / 128, 15 / 128) != PATTERN_BAND
     earlier = load_model(earlier_model_dir("2026-12-02"))
     assert "band" not in earlier.manifest["architecture"]
     assert earlier.generator.band == earlier.detector.band == FIRST_BAND

@@ -179,7 +179,7 @@ def test_watermark_overrides_give_longer_runs_folders_of_their_own(tmp_path: Pat
     from training.miniature.run import full_config, override_watermark
 
     cfg = full_config(tmp_path, threads=1)
-    assert (cfg.watermark.tag, cfg.watermark.autoencoder_tag) == ("b16_t64_f6-15", "_ae")
+    assert (cfg.watermark.tag, cfg.watermark.autoencoder_tag) == ("b16_t64_f3.5-15", "_ae")
     override_watermark(cfg, "band_low=3.5")
     override_watermark(cfg, "band_high=12")
     assert cfg.watermark.tag == "b16_t64"   # the first band: the folders of the worlds measured before it moved
@@ -198,10 +198,12 @@ def test_matched_filter_check_tells_in_place_watermarks_from_clean_samples(tmp_p
 
     from gwm_desktop.core.keys import message_from_key
     from gwm_desktop.core.models import networks_for_size
+    from gwm_desktop.core.textures import FIRST_BAND
     from gwm_desktop.core.weights import save_model
     from training.miniature.matched_filter_check import main, scores
 
-    generator, detector = networks_for_size(64, 16, 64, isotropic=False)  # earlier runs: one 64 px tile, 16 bits
+    # earlier runs: one 64 px tile, 16 bits, the first band
+    generator, detector = networks_for_size(64, 16, 64, isotropic=False, band=FIRST_BAND)
     if signed:
         from training.matched_filter import with_matched_filter
 

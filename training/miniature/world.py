@@ -90,7 +90,7 @@ class WatermarkStageConfig:
     autoencoder_batch_size: int = 8
     autoencoder_share: float = 0.5
     # The whole 64 px frame is one tile and 16 bits fit the pattern band there (at the default band
-    # 3 to 7.5 cycles across the frame, under the 4x latent grid's 8, as the shipped model's 30 cycles
+    # 1.75 to 7.5 cycles across the frame, under the 4x latent grid's 8, as the shipped model's 30 cycles
     # are under Stable Diffusion's 32 at 512 px): half-frame tiles would push 32 bits above it.
     n_bits: int = 16
     tile: int = 64
