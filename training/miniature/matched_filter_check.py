@@ -47,7 +47,8 @@ def load_folder(folder: Path, size: int) -> torch.Tensor:
 
 
 def scores(run: Path, method: str, variant: str = "marked") -> dict[str, float]:
-    bundle = load_model(watermark_model(run))
+    phase1 = watermark_model(run)
+    bundle = load_model(phase1)
     _, detector = with_matched_filter(bundle.generator, bundle.detector)
     message = message_from_key((run / "subject.key").read_bytes(), bundle.n_bits).view(1, -1)
     signs = texture_signs(message)
@@ -67,7 +68,7 @@ def scores(run: Path, method: str, variant: str = "marked") -> dict[str, float]:
     result = {"linear": separation({name: (c * signs)[:, on].sum(-1) for name, c in matched.items()}),
               "agreement": separation({name: matched_agreement(c, message) for name, c in matched.items()}),
               "n": sum(len(x) for x in images.values())}
-    detectors = {"phase1": watermark_model(run),
+    detectors = {"phase1": phase1,
                  "phase2": run / "phase2" / ("detectors" if variant == "marked" else "detectors_wf0.25") / method}
     for label, folder in detectors.items():
         if not (folder / "manifest.json").exists():
