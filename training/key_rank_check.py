@@ -37,7 +37,7 @@ from gwm_desktop.core.key_rank import (
 )
 from gwm_desktop.core.keys import message_from_key, random_messages
 from gwm_desktop.core.models import WatermarkDetector
-from gwm_desktop.core.random_keys import MessageTable, null_messages, reading_scores
+from gwm_desktop.core.random_keys import NULL_SEED, MessageTable, reading_scores, seeded_table
 from gwm_desktop.core.weights import ModelBundle, load_model
 from training.evaluate import EVAL_KEY, bank_hint, other_key
 from training.evidence_file import read_evidence
@@ -196,12 +196,11 @@ def two_way_interval(flags: torch.Tensor, draws: int = 2000, seed: int = 0) -> t
     return float(low), float(high)
 
 
-def fresh_key_rates(bundle: ModelBundle, paths: list[Path], keys: int = 200) -> list[str]:
+def fresh_key_rates(bundle: ModelBundle, paths: list[Path], nulls: MessageTable, keys: int = 200) -> list[str]:
     """Part 4: every negative row (clean; other keys' exports) tested for ``keys`` fresh random profile
-    keys against the scanner's own random keys, as the app tests a profile's; the interval resamples
-    images and keys."""
+    keys against ``nulls``, the scanner's own random keys, as the app tests a profile's; the interval
+    resamples images and keys."""
     fresh = MessageTable.of(random_messages(keys, bundle.n_bits, torch.Generator().manual_seed(2026)).float())
-    nulls = MessageTable.of(null_messages(torch.zeros(bundle.n_bits), NULL_KEYS).float())  # the scanner's draw
     flags: dict[tuple[str, str], list[torch.Tensor]] = {}
     for path in paths:
         evidence, metadata = read_evidence(path)
@@ -233,15 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh-keys", type=int, default=200, help="fresh profile keys for part 4")
     args = parser.parse_args(argv)
     bundle = load_model(Path(args.model))
-    nulls = null_messages(torch.zeros(bundle.n_bits), NULL_KEYS).float()  # the scanner's draw
+    scanner_keys = seeded_table(NULL_KEYS, bundle.n_bits, NULL_SEED)  # the scanner's draw
     if bundle.calibration:
         lines = the_choice(bundle, bundle.manifest["calibration"]["conditions"])
     else:
         lines = [f"{args.model} has no calibration bank: part 1 and the bank's rows are left out ({bank_hint()})"]
     for path in args.evidence:
-        lines.extend(held_out(bundle, Path(path), nulls, args.keys))
+        lines.extend(held_out(bundle, Path(path), scanner_keys.messages, args.keys))
     if args.evidence:
-        lines.extend(fresh_key_rates(bundle, [Path(path) for path in args.evidence], args.fresh_keys))
+        lines.extend(fresh_key_rates(bundle, [Path(path) for path in args.evidence], scanner_keys, args.fresh_keys))
     print("\n".join(lines))
     return 0
 
