@@ -38,7 +38,7 @@ from gwm_desktop.core.keys import random_messages
 from gwm_desktop.core.lpips_metric import build_lpips
 from gwm_desktop.core.models import networks_for_size
 from gwm_desktop.core.textures import FIRST_BAND, PATTERN_BAND, band_from_units, band_in_units
-from gwm_desktop.core.weights import load_model, save_model
+from gwm_desktop.core.weights import load_model, read_manifest, save_model
 from training.checkpoints import latest_checkpoint, save_checkpoint
 from training.datasets import PreloadedImages, infinite_batches, list_images
 from training.distortion_layer import DistortionLayer
@@ -75,6 +75,9 @@ class Phase1Config:
     frame: str = "isotropic"         # "isotropic" (tile from the shorter side, mirror-symmetric) or "stretch"
     band_low: float = band_in_units(PATTERN_BAND)[0]   # a fresh model's texture band, cycles per 128 px of tile
     band_high: float = band_in_units(PATTERN_BAND)[1]
+    only_amplitude: bool = False     # fine-tune G's amplitude map alone: textures and detector frozen
+    local_ratio: float = 0.0         # > 0: also hinge the worst local LPIPS at this multiple of the budget
+    local_window: int = 32           # px of the working frame over which local LPIPS is averaged
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frame", choices=("isotropic", "stretch"), default=defaults.frame,
                         help="watermark frame of a fresh model: isotropic and mirror-symmetric (new), or the "
                              "earlier square frame stretched to the image")
+    parser.add_argument("--local-ratio", type=float, default=defaults.local_ratio,
+                        help="also keep the LPIPS of the worst --local-window square under this multiple of the "
+                             "budget (0: off). LPIPS is a mean over the image: without it G may gather its "
+                             "watermark into one visible patch that the mean forgives")
+    parser.add_argument("--local-window", type=int, default=defaults.local_window,
+                        help="side in px of the working frame's squares that --local-ratio bounds")
+    parser.add_argument("--only-amplitude", action="store_true",
+                        help="with --init-from: train only where G puts its watermark (its amplitude map); the "
+                             "textures and the detector stay as they are, so scans and earlier exports read the same")
     return parser
 
 
@@ -178,8 +190,15 @@ class Phase1Trainer:
                                                               band=config_band(config))
         self.generator.to(self.device).train()
         self.detector.to(self.device).train()
+        if config.only_amplitude:
+            if not config.init_from:
+                raise SystemExit("--only-amplitude fine-tunes a model's amplitude map: give --init-from MODEL")
+            self.generator.requires_grad_(False)
+            self.generator.amplitude_net.requires_grad_(True)
+            self.detector.requires_grad_(False)
         self.lpips = build_lpips(self.device)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_generator)
+        self.opt_g = torch.optim.Adam([p for p in self.generator.parameters() if p.requires_grad],
+                                      lr=config.lr_generator)
         self.opt_d = torch.optim.Adam(self.detector.parameters(), lr=config.lr_detector)
         self.distort = DistortionLayer(seed=config.seed, training_transforms=config.training_transforms,
                                        autoencoder=self._latent_autoencoder(), p_latent=config.p_latent,
@@ -235,6 +254,14 @@ class Phase1Trainer:
     def lpips_batch(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return self.lpips(a * 2 - 1, b * 2 - 1).flatten()
 
+    def lpips_map(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W): LPIPS before its spatial mean (``lpips.LPIPS`` reads ``spatial`` at each call)."""
+        self.lpips.spatial = True
+        try:
+            return self.lpips(a * 2 - 1, b * 2 - 1)
+        finally:
+            self.lpips.spatial = False
+
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
         cfg = self.config
         batch = x.shape[0]
@@ -256,13 +283,15 @@ class Phase1Trainer:
         clean_d, other_d = self.distort(x), self.distort(x_other)
         marked_d = self.distort(x_w)
 
-        # D step: detached inputs.
-        bits = self.detector(torch.cat([clean_d, marked_d.detach(), other_d]))
-        bits_clean, bits_marked, bits_other = bits.split(batch)
-        loss_d = self._detection_loss(bits_clean, bits_marked, bits_other, own, other)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        # D step: detached inputs (none with ``only_amplitude``: D is frozen, its loss only reported).
+        with torch.set_grad_enabled(not cfg.only_amplitude):
+            bits = self.detector(torch.cat([clean_d, marked_d.detach(), other_d]))
+            bits_clean, bits_marked, bits_other = bits.split(batch)
+            loss_d = self._detection_loss(bits_clean, bits_marked, bits_other, own, other)
+        if not cfg.only_amplitude:
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
 
         # G step: through the (momentarily frozen) detector.
         self.detector.requires_grad_(False)
@@ -270,13 +299,19 @@ class Phase1Trainer:
         loss_bits_g = F.binary_cross_entropy_with_logits(bits_marked_g, (own + 1) / 2)
         loss_bin_g = F.binary_cross_entropy_with_logits(self.detector.score_logit(bits_marked_g, own),
                                                         torch.ones(batch, device=self.device))
-        final = self.lpips_batch(x[window], x_w[window])
-        loss_inv = F.relu(final - budget).mean()
+        if cfg.local_ratio > 0:   # the LPIPS map: its mean is the budget's, its worst square the local bound's
+            lpips_map = self.lpips_map(x[window], x_w[window])
+            final = lpips_map.mean(dim=(1, 2, 3))
+            worst = F.avg_pool2d(lpips_map, cfg.local_window, stride=cfg.local_window // 4).amax(dim=(1, 2, 3))
+            loss_inv = F.relu(final - budget).mean() + F.relu(worst - cfg.local_ratio * budget).mean()
+        else:
+            final = self.lpips_batch(x[window], x_w[window])
+            loss_inv = F.relu(final - budget).mean()
         loss_g = cfg.lambda_inv * loss_inv + loss_bits_g + loss_bin_g
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
-        self.detector.requires_grad_(True)
+        self.detector.requires_grad_(not cfg.only_amplitude)
 
         with torch.no_grad():
             bit_acc = ((bits_marked > 0).float() * 2 - 1 == own).float().mean()
@@ -337,10 +372,14 @@ class Phase1Trainer:
             from training.matched_filter import with_matched_filter
 
             generator, detector = with_matched_filter(generator, detector)
-        return save_model(folder, generator, detector, calibration=calibration,
-                          manifest_extra={"training": {"phase": 1, "command": command, "config": asdict(self.config),
-                                                       "steps_done": self.step},
-                                          "metrics": metrics or {}})
+        run = {"command": command, "config": asdict(self.config), "steps_done": self.step}
+        if self.config.only_amplitude:   # the base's training and detector tuning still made D; its figures were of other exports
+            base = read_manifest(Path(self.config.init_from))
+            extra = {k: v for k, v in base.items() if k not in ("format", "architecture", "files", "calibration", "metrics")}
+            extra.update(amplitude_tuning=run, metrics=metrics or {})
+        else:
+            extra = {"training": {"phase": 1, **run}, "metrics": metrics or {}}
+        return save_model(folder, generator, detector, calibration=calibration, manifest_extra=extra)
 
 
 def command_line(argv: list[str] | None) -> str:

@@ -101,6 +101,40 @@ def test_fine_tuning_a_matched_model_refreshes_its_templates_and_exports_checkpo
     assert torch.equal(again.detector.templates, again.generator.textures().detach()[:, 0])
 
 
+def test_only_amplitude_moves_where_the_watermark_goes_and_nothing_a_scan_reads(tiny_corpus, tmp_path):
+    base = ["--data", str(tiny_corpus), "--working-size", "64", "--batch-size", "4", "--warmup-steps", "0",
+            "--device", "cpu"]
+    assert main([*base, "--out", str(tmp_path / "first"), "--steps", "1"]) == 0
+    assert main([*base, "--out", str(tmp_path / "tuned"), "--steps", "2", "--lpips-crop", "0", "--only-amplitude",
+                 "--local-ratio", "3", "--local-window", "16", "--init-from", str(tmp_path / "first" / "model")]) == 0
+    before, after = load_model(tmp_path / "first" / "model"), load_model(tmp_path / "tuned" / "model")
+    assert torch.equal(after.generator.patterns, before.generator.patterns)
+    for name, tensor in before.detector.state_dict().items():   # the detector, its matched filter included
+        assert torch.equal(after.detector.state_dict()[name], tensor), name
+    moved = [not torch.equal(after.generator.amplitude_net.state_dict()[n], t)
+             for n, t in before.generator.amplitude_net.state_dict().items()]
+    assert any(moved)
+    # the manifest keeps how D was made (the base's Phase 1 run) and adds the amplitude run after it
+    assert after.manifest["training"] == before.manifest["training"]
+    assert after.manifest["amplitude_tuning"]["config"]["only_amplitude"]
+    assert after.manifest["amplitude_tuning"]["config"]["local_ratio"] == 3
+    with pytest.raises(SystemExit, match="--init-from"):
+        Phase1Trainer(parse_args([*base, "--out", str(tmp_path / "bad"), "--only-amplitude"]))
+
+
+def test_the_lpips_map_is_lpips_before_its_mean(tmp_path):
+    trainer = Phase1Trainer(parse_args(["--data", "unused", "--out", str(tmp_path / "run"), "--working-size", "64",
+                                        "--device", "cpu", "--local-ratio", "3"]))
+    a = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    b = (a + 0.05 * torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    b[1, :, :16, :16] = 1 - b[1, :, :16, :16]          # one image damaged in one corner alone
+    lpips_map = trainer.lpips_map(a, b)
+    assert lpips_map.shape == (2, 1, 64, 64) and not trainer.lpips.spatial
+    assert torch.allclose(lpips_map.mean(dim=(1, 2, 3)), trainer.lpips_batch(a, b), rtol=0.05)
+    corner, rest = lpips_map[1, 0, :16, :16].mean(), lpips_map[1, 0, 32:, 32:].mean()
+    assert corner > 3 * rest   # the map says where: what the local bound reads
+
+
 def test_training_transforms_and_latent_round_trip_train_and_are_recorded(tiny_corpus, tmp_path):
     out = tmp_path / "run"
     assert main(["--data", str(tiny_corpus), "--out", str(out), "--working-size", "64", "--batch-size", "2",
