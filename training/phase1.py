@@ -302,7 +302,7 @@ class Phase1Trainer:
         if cfg.local_ratio > 0:   # the LPIPS map: its mean is the budget's, its worst square the local bound's
             lpips_map = self.lpips_map(x[window], x_w[window])
             final = lpips_map.mean(dim=(1, 2, 3))
-            worst = F.avg_pool2d(lpips_map, cfg.local_window, stride=cfg.local_window // 4).amax(dim=(1, 2, 3))
+            worst = F.avg_pool2d(lpips_map, cfg.local_window, stride=max(1, cfg.local_window // 4)).amax(dim=(1, 2, 3))
             loss_inv = F.relu(final - budget).mean() + F.relu(worst - cfg.local_ratio * budget).mean()
         else:
             final = self.lpips_batch(x[window], x_w[window])
