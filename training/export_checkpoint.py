@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from training.phase1 import Phase1Config, Phase1Trainer, command_line, config_band, saved_band
+from training.phase1 import Phase1Trainer, command_line
+from training.phase1_config import Phase1Config, config_band, saved_band
 
 
 def export_checkpoint(checkpoint: Path, folder: Path, metrics: dict | None = None) -> dict:

@@ -15,7 +15,8 @@ PHASE1_CURVES = ("loss_d", "loss_g", "lpips", "bit_acc", "agree_marked")
 def phase1_job(spec: JobSpec, cancel: CancelToken) -> Iterator[Progress]:
     """Checkpoints on cancel too, so Resume continues where it stopped; returns a ``JobOutcome``."""
     from training.checkpoints import save_checkpoint
-    from training.phase1 import Phase1Config, Phase1Trainer
+    from training.phase1 import Phase1Trainer
+    from training.phase1_config import Phase1Config
 
     yield Progress(0, spec.steps, "Loading networks and images…", {})
     config = Phase1Config(data=list(spec.data), out=spec.out, steps=spec.steps, batch_size=spec.batch_size,

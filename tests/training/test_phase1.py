@@ -10,7 +10,8 @@ from PIL import Image
 from gwm_desktop.core.weights import load_model
 from training.checkpoints import latest_checkpoint
 from training.datasets import list_images, split_of
-from training.phase1 import Phase1Trainer, main, parse_args
+from training.phase1 import Phase1Trainer, main
+from training.phase1_config import parse_args
 
 
 @pytest.fixture

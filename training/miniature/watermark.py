@@ -62,7 +62,8 @@ class AutoencoderRoundTrip(torch.nn.Module):
 def ensure_autoencoder_aware_watermark(out: Path, data: list[Path], resolution: int, base_model: Path, vae_dir: Path,
                                        stage: WatermarkStageConfig, log: Any = print) -> Path:
     """Fine-tune ``base_model`` (a Phase 1 model folder) with the round trip; returns the new model folder."""
-    from training.phase1 import Phase1Config, Phase1Trainer
+    from training.phase1 import Phase1Trainer
+    from training.phase1_config import Phase1Config
 
     folder = out / f"{Path(base_model).parent.name}{stage.autoencoder_tag}"   # e.g. watermark64_b16_t64_ae
     if (folder / "model" / "manifest.json").exists():

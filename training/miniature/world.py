@@ -116,7 +116,8 @@ class WatermarkStageConfig:
 
 def ensure_watermark_model(config: WorldConfig, stage: WatermarkStageConfig, log: Log = print) -> Path:
     """Phase 1 at the world's working size (G tile and bits from the stage config), via training.phase1."""
-    from training.phase1 import Phase1Config, Phase1Trainer, command_line
+    from training.phase1 import Phase1Trainer, command_line
+    from training.phase1_config import Phase1Config
 
     folder = config.out / f"watermark{config.resolution}_{stage.tag}"
     if (folder / "model" / "manifest.json").exists():
