@@ -16,6 +16,7 @@ Loss (SPEC section 2), per step, for a batch x and random profile messages m (ot
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -84,6 +85,10 @@ class Phase1Trainer:
             self.generator.requires_grad_(False)
             self.generator.amplitude_net.requires_grad_(True)
             self.detector.requires_grad_(False)
+        if config.amplitude_cap > 0 and not config.only_amplitude:
+            raise SystemExit("--amplitude-cap bounds an amplitude-only run against its base: add --only-amplitude")
+        # The base model's G, frozen: what --amplitude-cap measures the new amplitude map against.
+        self.reference = copy.deepcopy(self.generator).eval() if config.amplitude_cap > 0 else None
         self.lpips = build_lpips(self.device)
         self.opt_g = torch.optim.Adam([p for p in self.generator.parameters() if p.requires_grad],
                                       lr=config.lr_generator)
@@ -195,6 +200,8 @@ class Phase1Trainer:
         else:
             final = self.lpips_batch(x[window], x_w[window])
             loss_inv = F.relu(final - budget).mean()
+        if self.reference is not None:
+            loss_inv = loss_inv + self.excess_over_base(x, own, strength, budget, window)
         loss_g = cfg.lambda_inv * loss_inv + loss_bits_g + loss_bin_g
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -210,6 +217,18 @@ class Phase1Trainer:
                 "lpips": final.mean().item(), "budget": budget.mean().item(), "bit_acc": float(bit_acc),
                 "agree_marked": float(agree_marked), "agree_clean": float(agree_clean),
                 "agree_other": float(agree_other)}
+
+    def excess_over_base(self, x: torch.Tensor, message: torch.Tensor, strength: torch.Tensor,
+                         budget: torch.Tensor, window: tuple[slice, ...]) -> torch.Tensor:
+        """How far the watermark's strength passes ``amplitude_cap`` x the base model's, both calibrated to
+        the same budget (the textures are shared, so strength x amplitude is the whole story): the mean
+        ratio of each image's worst 1% of pixels, as a mean over the image would forgive one bright face."""
+        with torch.no_grad():
+            raw = self.lpips_batch(x[window], (x + self.reference(x, message)).clamp(0, 1)[window])
+            reference = torch.sqrt(budget / raw.clamp_min(1e-8)).view(-1, 1, 1, 1) * self.reference.amplitude(x)
+        ratio = (strength * self.generator.amplitude(x) / reference.clamp_min(1e-8)).flatten(1)
+        worst = ratio.topk(max(1, ratio.shape[1] // 100), dim=1).values.mean(dim=1)
+        return F.relu(worst - self.config.amplitude_cap).mean()
 
     def _detection_loss(self, bits_clean: torch.Tensor, bits_marked: torch.Tensor, bits_other: torch.Tensor,
                         own: torch.Tensor, other: torch.Tensor) -> torch.Tensor:

@@ -46,6 +46,7 @@ class Phase1Config:
     only_amplitude: bool = False     # fine-tune G's amplitude map alone: textures and detector frozen
     local_ratio: float = 0.0         # > 0: also hinge the worst local LPIPS at this multiple of the budget
     local_window: int = 32           # px of the working frame over which local LPIPS is averaged
+    amplitude_cap: float = 0.0       # > 0, with only_amplitude: nowhere stronger than this x the base model's
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "watermark into one visible patch that the mean forgives")
     parser.add_argument("--local-window", type=int, default=defaults.local_window,
                         help="side in px of the working frame's squares that --local-ratio bounds")
+    parser.add_argument("--amplitude-cap", type=float, default=defaults.amplitude_cap,
+                        help="with --only-amplitude: hinge the watermark's local strength, both at the budget, at "
+                             "this multiple of the base model's (0: off). The base's look was judged by eye; the "
+                             "cap lets G take strength from where it is wasted but add little anywhere")
     parser.add_argument("--only-amplitude", action="store_true",
                         help="with --init-from: train only where G puts its watermark (its amplitude map); the "
                              "textures and the detector stay as they are, so scans and earlier exports read the same")

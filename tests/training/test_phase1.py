@@ -123,6 +123,31 @@ def test_only_amplitude_moves_where_the_watermark_goes_and_nothing_a_scan_reads(
         Phase1Trainer(parse_args([*base, "--out", str(tmp_path / "bad"), "--only-amplitude"]))
 
 
+def test_the_amplitude_cap_measures_against_the_frozen_base(tiny_corpus, tmp_path):
+    base = ["--data", str(tiny_corpus), "--working-size", "64", "--batch-size", "4", "--warmup-steps", "0",
+            "--device", "cpu", "--lpips-crop", "0"]
+    assert main([*base, "--out", str(tmp_path / "first"), "--steps", "1"]) == 0
+    tuned = [*base, "--only-amplitude", "--init-from", str(tmp_path / "first" / "model"), "--steps", "2"]
+    trainer = Phase1Trainer(parse_args([*tuned, "--out", str(tmp_path / "tuned"), "--amplitude-cap", "1.2"]))
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    message = torch.ones(2, trainer.config.n_bits)
+    window = trainer.lpips_window(64)
+    budget = torch.full((2,), 0.02)
+    w = trainer.generator(x, message)
+    strength = torch.sqrt(budget / trainer.lpips_batch(x, (x + w).clamp(0, 1))).view(-1, 1, 1, 1)
+    # untrained, G is its base: no excess at a cap above 1, and the excess is how far a lower cap is passed
+    assert trainer.excess_over_base(x, message, strength, budget, window).item() == 0
+    trainer.config.amplitude_cap = 0.5
+    assert trainer.excess_over_base(x, message, strength, budget, window).item() == pytest.approx(0.5, abs=1e-3)
+    trainer.config.amplitude_cap = 1.2
+    frozen = {n: t.clone() for n, t in trainer.reference.state_dict().items()}
+    for _ in trainer.run():
+        pass
+    assert all(torch.equal(trainer.reference.state_dict()[n], t) for n, t in frozen.items())
+    with pytest.raises(SystemExit, match="--only-amplitude"):
+        Phase1Trainer(parse_args([*base, "--out", str(tmp_path / "bad"), "--amplitude-cap", "1.2"]))
+
+
 def test_the_lpips_map_is_lpips_before_its_mean(tmp_path):
     trainer = Phase1Trainer(parse_args(["--data", "unused", "--out", str(tmp_path / "run"), "--working-size", "64",
                                         "--device", "cpu", "--local-ratio", "3"]))
