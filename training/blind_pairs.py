@@ -11,7 +11,9 @@ settles it:
 ``make`` protects each image with the evaluation key through the export path with both models and
 writes one strip per image (the original, then copies A and B: a centre crop enlarged, A and B in an
 order drawn per strip) as OUT/NN.png; the order is sealed in OUT.key.json, beside the folder, not in
-it. ``score`` reads the viewer's answers (which copy shows more: A, B or =, one per strip, in order;
+it. ``--base none`` pits the candidate against the unprotected original: whether the watermark can be
+seen at all at that budget (a viewer who cannot see it answers = or picks either at random). ``score``
+reads the viewer's answers (which copy shows more: A, B or =, one per strip, in order;
 ``--clear`` lists the strips where the difference was plain) and counts them per model.
 """
 
@@ -65,6 +67,8 @@ def make(base: Path, candidate: Path, paths: list[Path], p: float, out: Path, se
     lpips_model = build_lpips(torch_device)
     embedders = {}
     for name, folder in (("base", base), ("candidate", candidate)):
+        if name == "base" and str(folder) == "none":
+            continue
         bundle = load_model(folder, torch_device)
         embedders[name] = Embedder(bundle.generator, message_from_key(EVAL_KEY, bundle.n_bits), lpips_model,
                                    torch_device)
@@ -83,6 +87,7 @@ def make(base: Path, candidate: Path, paths: list[Path], p: float, out: Path, se
         name = f"{index:02d}"
         with Image.open(path) as source:
             original = ImageOps.exif_transpose(source)
+            copies.setdefault("base", original)   # --base none: the original itself
             strip(original, copies[first], copies[second]).save(out / f"{name}.png")
         key[name] = {"file": path.name, "A": first}
     sealed = {"base": str(base), "candidate": str(candidate), "p": p, "strips": key}
@@ -112,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("make", help="protect with both models and write the blind strips")
-    build.add_argument("--base", type=Path, required=True, help="the model judged against (e.g. the shipped one)")
+    build.add_argument("--base", type=Path, required=True,
+                       help="the model judged against (e.g. the shipped one), or none: the original, unprotected")
     build.add_argument("--candidate", type=Path, required=True)
     build.add_argument("--data", type=Path, action="append", required=True, help="image folder (repeatable)")
     build.add_argument("--split", default="all", choices=("train", "calibration", "eval", "all"))

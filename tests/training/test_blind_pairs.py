@@ -55,3 +55,20 @@ def test_make_then_score_from_the_command_line(tmp_path, capsys):
     assert main(["score", str(out), "--answers", "A,=", "--clear", "0"]) == 0
     counts = json.loads(capsys.readouterr().out)
     assert sum(counts.values()) == 2 and counts["same"] == 1
+
+
+def test_against_none_one_copy_is_the_original_itself(tmp_path):
+    data = tmp_path / "art"
+    data.mkdir()
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(60, 200, (96, 128, 3), dtype=np.uint8)).save(data / "a.png")
+    out = tmp_path / "seen"
+    assert main(["make", "--base", "none", "--candidate", str(default_model_dir()), "--data", str(data),
+                 "--p", "0.05", "--out", str(out), "--seed", "1"]) == 0
+    sealed = json.loads((tmp_path / "seen.key.json").read_text())
+    shown = np.asarray(Image.open(out / "00.png")).astype(int)
+    tile = (shown.shape[1] - 24) // 3
+    original, first, second = (shown[:, i * (tile + 12): i * (tile + 12) + tile] for i in range(3))
+    base_tile = first if sealed["strips"]["00"]["A"] == "base" else second
+    marked_tile = second if sealed["strips"]["00"]["A"] == "base" else first
+    assert np.array_equal(base_tile, original) and not np.array_equal(marked_tile, original)
