@@ -13,6 +13,7 @@ from gwm_desktop.cli.common import (
     make_engine,
     resolve_profile,
 )
+from gwm_desktop.core.flat_colour import FLAT_COLOUR_NOTE
 from gwm_desktop.core.image_io import EncodeOptions
 from gwm_desktop.core.jobs import with_progress
 from gwm_desktop.core.levels import DEFAULT_LEVEL, LEVELS, level_by_name
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         item = progress.payload
         if item.ok:
             exported += 1
-            print(f"ok     {item.source} -> {item.output}  (LPIPS {item.lpips:.4f}, PSNR {item.psnr:.1f} dB)")
+            note = f"; {FLAT_COLOUR_NOTE}" if item.flat_colour else ""
+            print(f"ok     {item.source} -> {item.output}  (LPIPS {item.lpips:.4f}, PSNR {item.psnr:.1f} dB{note})")
         else:
             failures.append(item)
             print(f"FAILED {item.source}: {item.error}", file=sys.stderr)

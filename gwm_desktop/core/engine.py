@@ -15,6 +15,7 @@ import torch
 from gwm_desktop.core.atomic import write_new
 from gwm_desktop.core.detect import DEFAULT_FPR, Scanner
 from gwm_desktop.core.devices import describe_device, resolve_device
+from gwm_desktop.core.flat_colour import is_flat_colour
 from gwm_desktop.core.image_io import (
     EncodeOptions,
     ImageLoadError,
@@ -48,6 +49,7 @@ class ProtectItem:
     psnr: float | None = None
     strength: float | None = None
     seconds: float = 0.0
+    flat_colour: bool = False   # core.flat_colour: the watermark can show on it at any level
 
     @property
     def ok(self) -> bool:
@@ -165,6 +167,7 @@ class Engine:
                         target.unlink(missing_ok=True)
                         raise OSError(f"not exported: the protection log could not record it ({error})") from None
                 item.output, item.lpips, item.psnr, item.strength = target, result.lpips, result.psnr, result.strength
+                item.flat_colour = is_flat_colour(loaded.rgb, loaded.alpha)
             except FileNotFoundError:
                 item.error = "no such file"
             except (ImageLoadError, CalibrationError, ValueError, OSError) as error:

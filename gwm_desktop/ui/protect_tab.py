@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gwm_desktop.core.flat_colour import FLAT_COLOUR_NOTE, is_flat_colour
 from gwm_desktop.core.image_io import IMAGE_EXTENSIONS, EncodeOptions
 from gwm_desktop.core.jobs import CancelToken, eta_seconds
 from gwm_desktop.core.levels import DEFAULT_LEVEL, LEVELS, Level
@@ -47,7 +48,7 @@ def preview_job(engine: Any, profile: Any, path: Path, p: float,
         result = engine.embedder(profile).protect(loaded, p, options)
         after = to_rgb8(decode_bytes(result.data))
         return {"path": path, "p": p, "before": pil_to_qimage(before), "after": pil_to_qimage(after),
-                "lpips": result.lpips, "psnr": result.psnr}
+                "lpips": result.lpips, "psnr": result.psnr, "flat_colour": is_flat_colour(loaded.rgb, loaded.alpha)}
 
     return job
 
@@ -276,7 +277,8 @@ class ProtectTab(QWidget):
         self.compare.set_images(result["before"], result["after"])
         self.metrics_label.setText(
             f"<b>{result['path'].name}</b>: LPIPS {result['lpips']:.4f} (limit {result['p']:g}) · "
-            f"PSNR {result['psnr']:.1f} dB · {result['before'].width()}×{result['before'].height()} px")
+            f"PSNR {result['psnr']:.1f} dB · {result['before'].width()}×{result['before'].height()} px"
+            + (f"<br><i>{FLAT_COLOUR_NOTE[0].upper() + FLAT_COLOUR_NOTE[1:]}.</i>" if result["flat_colour"] else ""))
 
     def _preview_failed(self, name: str, message: str) -> None:
         self.compare.clear(f"Cannot preview {name}:\n{message}")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from gwm_desktop.cli.main import main
 from gwm_desktop.core.profiles import ProfileStore
@@ -113,3 +114,17 @@ def test_an_output_folder_inside_the_input_is_not_protected_again(tmp_path, pain
     assert main(["protect", str(art), "--out", str(out)]) == 0
     assert main(["protect", str(art), "--out", str(out)]) == 0
     assert len(list(out.iterdir())) == 4  # two runs x two paintings, no watermark-on-watermark copies
+
+
+def test_flat_colour_art_is_exported_with_a_note_that_its_watermark_can_show(tmp_path, capsys):
+    from tests.core.test_flat_colour import emoji_like
+    from tests.fixtures.bad_batch import photo_like_u8
+
+    art = tmp_path / "art"
+    art.mkdir()
+    Image.fromarray(emoji_like(256)).save(art / "emoji.png")
+    Image.fromarray(photo_like_u8(192, 256, seed=2)).save(art / "photo.png")
+    assert main(["protect", str(art), "--out", str(tmp_path / "out")]) == 0
+    lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line.startswith("ok")}
+    assert "flat colour art" in lines[str(art / "emoji.png")]
+    assert "flat colour art" not in lines[str(art / "photo.png")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
@@ -95,6 +96,7 @@ def test_preview_shows_before_after_and_metrics(window, qtbot, tmp_path: Path) -
     qtbot.waitUntil(lambda: not tab.compare.after.isNull(), timeout=30_000)
     assert tab.compare.before.size() == tab.compare.after.size()
     assert "LPIPS" in tab.metrics_label.text() and "PSNR" in tab.metrics_label.text()
+    assert "flat colour" not in tab.metrics_label.text()
     for mode in ("flicker", "difference", "split"):
         tab.compare.set_mode(mode)
         tab.compare.repaint()
@@ -119,3 +121,14 @@ def test_exports_are_detected_by_scan(window, qtbot, tmp_path: Path) -> None:
     assert sum(found) >= 3, found
     assert not any(verdicts[str(s)] for s in sources)  # originals never flagged
     assert scan.proxy.index(0, 3).data() == "Watermark found"  # sorted by score: found ones on top
+
+
+def test_the_preview_of_flat_colour_art_says_its_watermark_can_show(window, qtbot, tmp_path: Path) -> None:
+    from tests.core.test_flat_colour import emoji_like
+
+    tab = window.protect_tab
+    path = tmp_path / "emoji.png"
+    Image.fromarray(emoji_like(200)).save(path)
+    tab.add_paths([path])
+    qtbot.waitUntil(lambda: "flat colour" in tab.metrics_label.text().lower(), timeout=30_000)
+    assert "compare before sharing" in tab.metrics_label.text()
