@@ -32,6 +32,7 @@ def difference_image(before: QImage, after: QImage, gain: float = 10.0) -> QImag
     if a.shape != b.shape:
         return QImage()
     diff = np.clip(128 + (b.astype(np.int16) - a.astype(np.int16)) * gain, 0, 255).astype(np.uint8)
+    diff[a[..., 3] == 0, :3] = 128   # what no one sees in the artwork is no difference either
     diff[..., 3] = 255
     h, w = diff.shape[:2]
     return QImage(diff.tobytes(), w, h, w * 4, QImage.Format.Format_RGBA8888).copy()

@@ -7,6 +7,7 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from PySide6.QtCore import QSize, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
@@ -37,16 +38,24 @@ IMAGE_FILTER = "Images (" + " ".join(f"*{ext}" for ext in sorted(IMAGE_EXTENSION
 def preview_job(engine: Any, profile: Any, path: Path, p: float,
                 options: EncodeOptions) -> Callable[[CancelToken], Generator[str, None, dict | None]]:
     """Watermark one image in memory (nothing written) for the before/after view."""
+    from gwm_desktop.core.image_encode import to_uint8
     from gwm_desktop.core.image_io import decode_bytes, load_image, to_rgb8
 
     def job(cancel: CancelToken) -> Generator[str, None, dict | None]:
         loaded = load_image(path)
+        # Transparency kept (the export keeps it): the view shows it as a checkerboard, not as the
+        # colour stored under it.
+        alpha = None if loaded.alpha is None else Image.fromarray(to_uint8(loaded.alpha))
         before = to_rgb8(loaded.rgb)
+        if alpha is not None:
+            before.putalpha(alpha)
         yield "loaded"
         if cancel.cancelled:
             return None
         result = engine.embedder(profile).protect(loaded, p, options)
         after = to_rgb8(decode_bytes(result.data))
+        if alpha is not None:
+            after.putalpha(alpha)
         return {"path": path, "p": p, "before": pil_to_qimage(before), "after": pil_to_qimage(after),
                 "lpips": result.lpips, "psnr": result.psnr, "flat_colour": is_flat_colour(loaded.rgb, loaded.alpha)}
 

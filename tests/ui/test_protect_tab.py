@@ -128,7 +128,27 @@ def test_the_preview_of_flat_colour_art_says_its_watermark_can_show(window, qtbo
 
     tab = window.protect_tab
     path = tmp_path / "emoji.png"
-    Image.fromarray(emoji_like(200)).save(path)
+    rgba = Image.fromarray(emoji_like(200)).convert("RGBA")
+    rgba.putalpha(Image.fromarray(((emoji_like(200) != 255).any(axis=2) * 255).astype("uint8")))  # white -> clear
+    rgba.save(path)
     tab.add_paths([path])
     qtbot.waitUntil(lambda: "flat colour" in tab.metrics_label.text().lower(), timeout=30_000)
     assert "compare before sharing" in tab.metrics_label.text()
+    # the transparent corner stays transparent (shown over a checkerboard), before and after
+    assert tab.compare.before.pixelColor(2, 2).alpha() == 0 and tab.compare.after.pixelColor(2, 2).alpha() == 0
+    assert tab.compare.after.pixelColor(100, 100).alpha() == 255
+
+
+def test_the_difference_view_shows_nothing_where_the_art_is_transparent():
+    from PySide6.QtGui import QColor, QImage
+
+    from gwm_desktop.ui.compare_view import difference_image
+
+    before = QImage(4, 4, QImage.Format.Format_RGBA8888)
+    before.fill(QColor(0, 0, 0, 0))
+    before.setPixelColor(0, 0, QColor(100, 100, 100, 255))
+    after = before.copy()
+    after.setPixelColor(0, 0, QColor(110, 100, 100, 255))
+    after.setPixelColor(3, 3, QColor(50, 50, 50, 0))     # changed under full transparency
+    diff = difference_image(before, after)
+    assert diff.pixelColor(0, 0).red() == 228 and diff.pixelColor(3, 3) == QColor(128, 128, 128, 255)
