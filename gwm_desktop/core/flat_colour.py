@@ -15,7 +15,8 @@ from PIL import Image
 VIEW_SIDE = 256
 FLAT_RANGE = 2              # 8-bit levels
 FLAT_COLOUR_SHARE = 0.5     # README, "Every level": 98% of the flat-art set, 1% of portraits, 1 in 15 paintings
-FLAT_COLOUR_NOTE = "flat colour art: the watermark can show as a fine texture at any level; compare before sharing"
+FLAT_COLOUR_NOTE = ("large areas of flat colour: the watermark can show there as a fine texture at any level; "
+                    "compare before sharing")
 
 
 def _view(channel: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:

@@ -361,6 +361,10 @@ class ProtectTab(QWidget):
         failed = [r for r in self.results if not r.ok]
         lines = [stopped] if stopped else []
         lines.append(f"Exported {len(ok)} of {self.model.rowCount()} to {self._export_dir}.")
+        flat = [r for r in ok if r.flat_colour]
+        if flat:
+            lines.append(f"{len(flat)} with large areas of flat colour: the watermark can show there at any level; "
+                         "compare before sharing.")
         if failed:
             lines.append(f"{len(failed)} could not be protected:")
             lines += [f"• {r.source.name}: {r.error}" for r in failed[:8]]

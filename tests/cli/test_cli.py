@@ -126,5 +126,5 @@ def test_flat_colour_art_is_exported_with_a_note_that_its_watermark_can_show(tmp
     Image.fromarray(photo_like_u8(192, 256, seed=2)).save(art / "photo.png")
     assert main(["protect", str(art), "--out", str(tmp_path / "out")]) == 0
     lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line.startswith("ok")}
-    assert "flat colour art" in lines[str(art / "emoji.png")]
-    assert "flat colour art" not in lines[str(art / "photo.png")]
+    assert "flat colour" in lines[str(art / "emoji.png")]
+    assert "flat colour" not in lines[str(art / "photo.png")]

@@ -137,6 +137,10 @@ def test_the_preview_of_flat_colour_art_says_its_watermark_can_show(window, qtbo
     # the transparent corner stays transparent (shown over a checkerboard), before and after
     assert tab.compare.before.pixelColor(2, 2).alpha() == 0 and tab.compare.after.pixelColor(2, 2).alpha() == 0
     assert tab.compare.after.pixelColor(100, 100).alpha() == 255
+    tab.add_paths(write_images(tmp_path / "photos", 1))
+    tab.output_edit.setText(str(tmp_path / "out"))
+    assert all(r.ok for r in export_and_wait(qtbot, tab))
+    assert "1 with large areas of flat colour" in tab.summary_label.text()
 
 
 def test_the_difference_view_shows_nothing_where_the_art_is_transparent():
