@@ -20,7 +20,9 @@ FLAT_COLOUR_NOTE = ("large areas of flat colour: the watermark can show there as
 
 
 def _view(channel: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
-    eight = channel if channel.dtype == np.uint8 else (channel >> 8).astype(np.uint8)
+    step = max(1, max(channel.shape[:2]) // (2 * VIEW_SIDE))   # a strided view first: no full-size copy
+    strided = np.ascontiguousarray(channel[::step, ::step])
+    eight = strided if strided.dtype == np.uint8 else (strided >> 8).astype(np.uint8)
     image = Image.fromarray(eight)
     if size is None:
         scale = VIEW_SIDE / max(image.size)
