@@ -27,6 +27,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QImage, QPainter
 
 from gwm_desktop.core import scan_verdict
+from gwm_desktop.core.flat_colour import FLAT_COLOUR_NOTE
 from gwm_desktop.ui import theme
 from gwm_desktop.ui.qimage import pil_to_qimage
 
@@ -139,6 +140,7 @@ class ProtectEntry:
     output: Path | None = None
     lpips: float | None = None
     psnr: float | None = None
+    flat_colour: bool = False       # core.flat_colour: the watermark can show on it at any level
 
 
 STATUS_TEXT = {"ready": "Ready", "working": "Protecting…", "done": "Protected", "failed": "Failed",
@@ -163,7 +165,7 @@ class ProtectListModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             status = STATUS_TEXT[entry.status]
             if entry.status == "done" and entry.lpips is not None:
-                status += f" · LPIPS {entry.lpips:.3f}"
+                status += f" · LPIPS {entry.lpips:.3f}" + (" · flat colour: may show" if entry.flat_colour else "")
             elif entry.status == "failed" and entry.detail:
                 status += f": {entry.detail}"
             return f"{entry.path.name}\n{status}"
@@ -175,6 +177,8 @@ class ProtectListModel(QAbstractListModel):
                 lines.append(f"→ {entry.output}")
             if entry.detail:
                 lines.append(entry.detail)
+            if entry.status == "done" and entry.flat_colour:
+                lines.append(FLAT_COLOUR_NOTE[0].upper() + FLAT_COLOUR_NOTE[1:])
             return "\n".join(lines)
         if role == Qt.ItemDataRole.ForegroundRole and entry.status == "failed":
             return QColor(theme.FOUND[theme.current()])

@@ -342,7 +342,7 @@ class ProtectTab(QWidget):
         self.results.append(item)
         if item.ok:
             self.model.update(item.source, status="done", output=item.output, lpips=item.lpips, psnr=item.psnr,
-                              detail="")
+                              detail="", flat_colour=item.flat_colour)
         else:
             self.model.update(item.source, status="failed", detail=item.error)
         for entry in self.model.entries:  # the next file in the queue is the one now in work

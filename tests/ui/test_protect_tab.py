@@ -141,6 +141,8 @@ def test_the_preview_of_flat_colour_art_says_its_watermark_can_show(window, qtbo
     tab.output_edit.setText(str(tmp_path / "out"))
     assert all(r.ok for r in export_and_wait(qtbot, tab))
     assert "1 with large areas of flat colour" in tab.summary_label.text()
+    shown = [tab.model.data(tab.model.index(row), Qt.ItemDataRole.DisplayRole) for row in range(2)]
+    assert "flat colour: may show" in shown[0] and "flat colour" not in shown[1]
 
 
 def test_the_difference_view_shows_nothing_where_the_art_is_transparent():
