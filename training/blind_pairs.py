@@ -29,6 +29,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from gwm_desktop.core.atomic import write_atomic
 from gwm_desktop.core.devices import resolve_device
 from gwm_desktop.core.image_io import EncodeOptions, load_image
 from gwm_desktop.core.keys import message_from_key
@@ -72,11 +73,14 @@ def make(base: Path, candidate: Path, paths: list[Path], p: float, out: Path, se
         bundle = load_model(folder, torch_device)
         embedders[name] = Embedder(bundle.generator, message_from_key(EVAL_KEY, bundle.n_bits), lpips_model,
                                    torch_device)
+    if out.exists() and any(out.iterdir()):
+        raise SystemExit(f"{out} is not empty: give a new folder, so no earlier strip mixes with these")
     rng = random.Random(seed)
     order = list(paths)
     rng.shuffle(order)
     out.mkdir(parents=True, exist_ok=True)
     key = {}
+    width = max(2, len(str(len(order) - 1)))   # names that sort as numbers: what ``score`` reads them in
     for index, path in enumerate(order):
         loaded = load_image(path)
         # as exported (PNG, transparency kept), as the artist would look at it
@@ -84,14 +88,14 @@ def make(base: Path, candidate: Path, paths: list[Path], p: float, out: Path, se
                   for name, embedder in embedders.items()}
         first = "candidate" if rng.random() < 0.5 else "base"
         second = "base" if first == "candidate" else "candidate"
-        name = f"{index:02d}"
+        name = f"{index:0{width}d}"
         with Image.open(path) as source:
             original = ImageOps.exif_transpose(source)
             copies.setdefault("base", original)   # --base none: the original itself
             strip(original, copies[first], copies[second]).save(out / f"{name}.png")
         key[name] = {"file": path.name, "A": first}
     sealed = {"base": str(base), "candidate": str(candidate), "p": p, "strips": key}
-    out.with_name(out.name + ".key.json").write_text(json.dumps(sealed, indent=1), encoding="utf-8")
+    write_atomic(out.with_name(out.name + ".key.json"), json.dumps(sealed, indent=1).encode("utf-8"))
     return key
 
 
@@ -143,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(key)} strips in {args.out}; the order is sealed in {args.out.name}.key.json")
         return 0
     sealed = json.loads(args.out.with_name(args.out.name + ".key.json").read_text(encoding="utf-8"))
-    clear = {f"{int(n):02d}" for n in args.clear.split(",") if n.strip()}
+    width = len(next(iter(sealed["strips"]), "00"))
+    clear = {f"{int(n):0{width}d}" for n in args.clear.split(",") if n.strip()}
     counts = score(sealed["strips"], [a.strip() for a in args.answers.split(",")], clear)
     print(json.dumps(dict(sorted(counts.items())), indent=1))
     return 0

@@ -55,6 +55,8 @@ def test_make_then_score_from_the_command_line(tmp_path, capsys):
     assert main(["score", str(out), "--answers", "A,=", "--clear", "0"]) == 0
     counts = json.loads(capsys.readouterr().out)
     assert sum(counts.values()) == 2 and counts["same"] == 1
+    with pytest.raises(SystemExit, match="not empty"):    # no stale strip mixes with a new set
+        main(["make", "--base", model, "--candidate", model, "--data", str(data), "--out", str(out)])
 
 
 def test_against_none_one_copy_is_the_original_itself(tmp_path):
