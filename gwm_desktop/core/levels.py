@@ -34,8 +34,8 @@ LEVELS: tuple[Level, ...] = (
                             "all turns, and about 9 in 10 off-centre crops. A faint mottling shows when compared "
                             "closely with the original, plainly on flat colour art"),
     Level("strong", 0.08, "Most robust: survives every standard edit, bucket crops and nearly all turns, and at "
-                          "least 9 in 10 off-centre crops. Mottling shows when compared with the original, "
-                          "plainly on flat areas"),
+                          "least 9 in 10 off-centre crops. Mottling shows plainly when compared with the "
+                          "original"),
 )
 DEFAULT_LEVEL = "balanced"
 
