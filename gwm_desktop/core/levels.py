@@ -31,8 +31,8 @@ LEVELS: tuple[Level, ...] = (
                           "Survives recompression, resizing, mirroring and bucket crops, and most turns and "
                           "off-centre crops (fewer on flat colour art)"),
     Level("balanced", 0.05, "Recommended: survives recompression, resizing, mirroring, bucket crops and nearly "
-                            "all turns, and about 9 in 10 off-centre crops. A faint mottling shows when compared "
-                            "closely with the original, plainly on flat colour art"),
+                            "all turns, and about 9 in 10 off-centre crops. A mottling shows beside the original, at "
+                            "a glance on about 2 images in 3 and on all flat colour art"),
     Level("strong", 0.08, "Most robust: survives every standard edit, bucket crops and nearly all turns, and at "
                           "least 9 in 10 off-centre crops. Mottling shows plainly when compared with the "
                           "original"),
