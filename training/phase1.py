@@ -155,6 +155,12 @@ class Phase1Trainer:
         finally:
             self.lpips.spatial = False
 
+    def calibrated_strength(self, x: torch.Tensor, w: torch.Tensor, budget: torch.Tensor,
+                            window: tuple[slice, ...]) -> torch.Tensor:
+        """(B, 1, 1, 1): the scale that brings ``x + w`` to the budget (LPIPS grows ~quadratically)."""
+        raw = self.lpips_batch(x[window], (x + w).clamp(0, 1)[window])
+        return torch.sqrt(budget / raw.clamp_min(1e-8)).view(-1, 1, 1, 1)
+
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
         cfg = self.config
         batch = x.shape[0]
@@ -167,8 +173,7 @@ class Phase1Trainer:
         # LPIPS on one random crop (same place in x and x_w): LPIPS is a spatial mean, so a crop
         # estimates it at a fraction of the cost; export calibrates on the whole image anyway.
         window = self.lpips_window(x.shape[-1])
-        raw = self.lpips_batch(x[window], (x + w).clamp(0, 1)[window])
-        strength = torch.sqrt(budget / raw.clamp_min(1e-8)).view(-1, 1, 1, 1)
+        strength = self.calibrated_strength(x, w, budget, window)
         x_w = quantize_8bit((x + strength * w).clamp(0, 1))
         with torch.no_grad():
             x_other = quantize_8bit((x + strength * self.generator(x, other)).clamp(0, 1))
@@ -224,8 +229,8 @@ class Phase1Trainer:
         the same budget (the textures are shared, so strength x amplitude is the whole story): the mean
         ratio of each image's worst 1% of pixels, as a mean over the image would forgive one bright face."""
         with torch.no_grad():
-            raw = self.lpips_batch(x[window], (x + self.reference(x, message)).clamp(0, 1)[window])
-            reference = torch.sqrt(budget / raw.clamp_min(1e-8)).view(-1, 1, 1, 1) * self.reference.amplitude(x)
+            reference = (self.calibrated_strength(x, self.reference(x, message), budget, window)
+                         * self.reference.amplitude(x))
         ratio = (strength * self.generator.amplitude(x) / reference.clamp_min(1e-8)).flatten(1)
         worst = ratio.topk(max(1, ratio.shape[1] // 100), dim=1).values.mean(dim=1)
         return F.relu(worst - self.config.amplitude_cap).mean()
