@@ -178,7 +178,7 @@ class ProtectListModel(QAbstractListModel):
             if entry.detail:
                 lines.append(entry.detail)
             if entry.status == "done" and entry.flat_colour:
-                lines.append(FLAT_COLOUR_NOTE[0].upper() + FLAT_COLOUR_NOTE[1:])
+                lines.append(FLAT_COLOUR_NOTE.capitalize())
             return "\n".join(lines)
         if role == Qt.ItemDataRole.ForegroundRole and entry.status == "failed":
             return QColor(theme.FOUND[theme.current()])

@@ -287,7 +287,7 @@ class ProtectTab(QWidget):
         self.metrics_label.setText(
             f"<b>{result['path'].name}</b>: LPIPS {result['lpips']:.4f} (limit {result['p']:g}) · "
             f"PSNR {result['psnr']:.1f} dB · {result['before'].width()}×{result['before'].height()} px"
-            + (f"<br><i>{FLAT_COLOUR_NOTE[0].upper() + FLAT_COLOUR_NOTE[1:]}.</i>" if result["flat_colour"] else ""))
+            + (f"<br><i>{FLAT_COLOUR_NOTE.capitalize()}.</i>" if result["flat_colour"] else ""))
 
     def _preview_failed(self, name: str, message: str) -> None:
         self.compare.clear(f"Cannot preview {name}:\n{message}")
