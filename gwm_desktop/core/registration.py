@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from gwm_desktop.core.spectrum import ZoomedBins
+from gwm_desktop.core.spectrum import ZoomedBins, box_mean
 
 # Zooms searched for a crop's magnification: from a crop keeping 45% of the shorter side to none,
 # in steps of about 2% (a texture's peak stays inside its main lobe).
@@ -260,18 +260,21 @@ class PhaseAlignment:
         kept_rows, kept_cols = row_bins.unique(), col_bins.unique()
         self.bins = ZoomedBins(size, crop // 2 + margin, zooms, kept_rows, kept_cols, device)
         row_at, col_at = torch.searchsorted(kept_rows, row_bins), torch.searchsorted(kept_cols, col_bins)
-        around = (row_at[:, :, None] * len(kept_cols) + col_at[:, None, :]).flatten(1)   # (J, window^2)
-        self.around = around.to(device)
+        # Every bin's window is whole in the kept band (its rows and columns are consecutive integers,
+        # all kept), so the window's mean is a box mean over the kept grid at the window's first corner.
+        assert bool((row_at[:, -1] - row_at[:, 0] == 2 * margin).all() & (col_at[:, -1] - col_at[:, 0] == 2 * margin).all())
+        self.corner = (row_at[:, 0] * (len(kept_cols) - 2 * margin) + col_at[:, 0]).to(device)   # (J,)
         self.centre = (row_at[:, margin] * len(kept_cols) + col_at[:, margin]).to(device)  # (J,)
+        self.side = 2 * margin + 1
         template = templates[components.texture, rows, cols]
         self.phase = (template / template.abs().clamp_min(1e-12)).to(device)
         self.components, self.size, self.zooms = components, size, zooms
 
     def __call__(self, views: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
         """(B, 1, size, size) luma, (K,) or (B, K) indices into ``zooms`` -> (B, K) the best alignment at each."""
-        band = self.bins(views, which).flatten(-2)                          # (B, K, bins read)
-        power = (band.real**2 + band.imag**2)[..., self.around.flatten()]
-        local = power.view(*band.shape[:2], *self.around.shape).mean(-1)
+        band = self.bins(views, which)                                      # (B, K, rows, columns)
+        local = box_mean(band.real**2 + band.imag**2, self.side).flatten(-2)[..., self.corner]   # (B, K, J)
+        band = band.flatten(-2)
         normalised = band[..., self.centre].conj() * self.phase / (local + 1e-12).sqrt()
         # every other shift: the score's peaks are about 4 px wide, and only the best one's height is used
         return shift_scores(normalised.flatten(0, 1), self.components, step=2).amax(dim=-1).view(band.shape[:2])
