@@ -139,6 +139,16 @@ def test_quick_world_runs_end_to_end(tmp_path: Path) -> None:
     made = sorted((tmp_path / "mini" / "phase2" / "synth" / "lora" / "clean" / "verdict").glob("*.png"))
     assert len(made) == 4           # cached beside the run's own splits, on seeds none of them used
 
+    # how much of the subject the models learned: the base model's samples made for the same records
+    from training.miniature.subject_fidelity import main as subject_fidelity
+
+    assert subject_fidelity([str(tmp_path / "mini"), "--json", str(tmp_path / "fidelity.json")]) == 0
+    synth = tmp_path / "mini" / "phase2" / "synth"
+    assert ({p.name for p in (synth / "base" / "clean" / "heldout").glob("*.png")}
+            == {p.name for p in (synth / "lora" / "clean" / "heldout").glob("*.png")})
+    fidelity = json.loads((tmp_path / "fidelity.json").read_text())[str(tmp_path / "mini")]
+    assert set(fidelity["models"]["lora"]) == {"clean", "marked"} and fidelity["base"] > 0
+
 
 def test_personalization_overrides_parse_numbers_and_refuse_unknown_methods(tmp_path: Path) -> None:
     from training.miniature.run import full_config, override_personalization
@@ -228,3 +238,37 @@ def test_matched_filter_check_tells_in_place_watermarks_from_clean_samples(tmp_p
     assert result["n"] == 12 and result["linear"] == 1.0 and result["agreement"] == 1.0
     assert result["phase1_combined"] == 1.0 and "phase2_cnn" not in result  # no Phase 2 detector here
     assert main([str(tmp_path), "dreambooth"]) == 0
+
+
+def test_subject_fidelity_places_a_set_between_the_base_model_and_the_subject(tmp_path: Path) -> None:
+    """Samples that are the subject's own images score past 100%, the base model's samples 0%, and a
+    set between them in between; the base set is read from its cache (no pipeline is loaded)."""
+    from PIL import Image
+
+    from training.miniature.subject_fidelity import score_run
+    from training.phase2.synthesize import RECORDS_FILE, SynthRecord
+
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, 32)
+    subject = [np.clip(ramp[None, :, None] * rng.uniform(0.3, 1, 3) + rng.normal(0, 8, (32, 32, 3)), 0, 255)
+               for _ in range(4)]
+    noise = [rng.uniform(0, 255, (32, 32, 3)) for _ in range(4)]
+    run = tmp_path / "run"
+    sets = {"subject/X": subject, "phase2/synth/dreambooth/clean/heldout": subject,
+            "phase2/synth/base/clean/heldout": noise,
+            "phase2/synth/dreambooth/marked/heldout": [(a + b) / 2 for a, b in zip(subject, noise, strict=True)]}
+    for folder, images in sets.items():
+        (run / folder).mkdir(parents=True)
+        for index, image in enumerate(images):
+            Image.fromarray(image.astype(np.uint8)).save(run / folder / f"p000_s{index}.png")
+    records = [json.dumps(SynthRecord(f"p000_s{i}.png", "a painting", i, 2, 7.5, 32).__dict__) for i in range(4)]
+    (run / "phase2/synth/dreambooth/clean/heldout" / RECORDS_FILE).write_text("\n".join(records) + "\n")
+
+    from gwm_desktop.core.lpips_metric import cached_lpips
+
+    result = score_run(run, cached_lpips())
+    figures = result["models"]["dreambooth"]
+    assert result["size"] == 32 and 0 < result["subject_loo"] < result["base"]
+    assert figures["clean"]["distance"] == pytest.approx(0.0, abs=1e-6) and figures["clean"]["learned"] > 1.0
+    assert 0.0 < figures["marked"]["learned"] < figures["clean"]["learned"]
+    assert figures["marked"]["n"] == 4
