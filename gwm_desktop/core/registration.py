@@ -262,7 +262,8 @@ class PhaseAlignment:
         row_at, col_at = torch.searchsorted(kept_rows, row_bins), torch.searchsorted(kept_cols, col_bins)
         # Every bin's window is whole in the kept band (its rows and columns are consecutive integers,
         # all kept), so the window's mean is a box mean over the kept grid at the window's first corner.
-        assert bool((row_at[:, -1] - row_at[:, 0] == 2 * margin).all() & (col_at[:, -1] - col_at[:, 0] == 2 * margin).all())
+        if not bool((row_at[:, -1] - row_at[:, 0] == 2 * margin).all() & (col_at[:, -1] - col_at[:, 0] == 2 * margin).all()):
+            raise ValueError("a bin's neighbourhood is not whole in the kept band")
         self.corner = (row_at[:, 0] * (len(kept_cols) - 2 * margin) + col_at[:, 0]).to(device)   # (J,)
         self.centre = (row_at[:, margin] * len(kept_cols) + col_at[:, margin]).to(device)  # (J,)
         self.side = 2 * margin + 1
