@@ -53,8 +53,9 @@ def headline(result: VerdictResult) -> str:
     elif name == "Weak evidence":
         sentence += " Not enough on its own: add more of the model's images."
     elif name == "No evidence":
-        sentence += (" This does not show the model never saw your art: more of its images, or images closer "
-                     "to your style, may still show it.")
+        sentence += (" This does not show the model never saw your art: a short fine-tune can pick up a style "
+                     "before it carries the watermark, and more of its images, or images closer to your style, "
+                     "may still show it.")
     return sentence
 
 

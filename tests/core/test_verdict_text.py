@@ -37,3 +37,11 @@ def test_the_words_never_contradict_the_decision_at_the_chosen_alpha():
     assert loose.startswith("Evidence at your chosen level (alpha 0.05): ") and "No evidence" not in loose
     strict = headline(replace(BASE, p_value=5e-4, alpha=1e-4, verdict=False))
     assert strict.startswith("Weak evidence: ") and "short of your chosen level (alpha 0.0001)" in strict
+
+
+def test_no_evidence_says_it_is_not_a_clearance():
+    """A miss is not proof the art was unused: in the miniature, short fine-tunes took on a good part of
+    the subject's look without carrying the watermark (training/miniature/README.md)."""
+    text = headline(replace(BASE, p_value=0.63))
+    assert "does not show the model never saw your art" in text and "before it carries the watermark" in text
+    assert "does not show" not in headline(replace(BASE, p_value=1e-5, verdict=True))
