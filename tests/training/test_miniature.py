@@ -117,6 +117,8 @@ def test_quick_world_runs_end_to_end(tmp_path: Path) -> None:
     verdict = summary["verdicts"]["full"]["lora"]                # each model's, over its held-out images
     assert verdict["marked"]["n"] == verdict["clean"]["n"] == heldout and summary["verdicts"]["quarter"] is None
     assert "Model-level verdict" in render_summary(summary)
+    assert set(summary["subject_fidelity"]["models"]["lora"]) == {"clean", "marked"}   # how much it learned
+    assert "Subject learned" in render_summary(summary)
     # the subject never enters the corpus: the corpus cache holds only photos, filtered photos and samples
     corpus = torch.load(next((tmp_path / "mini" / "corpus").glob("*.pt")), weights_only=False)
     assert {item.kind for item in corpus["train"]} <= {"photo", "painting", "object"}
@@ -139,7 +141,7 @@ def test_quick_world_runs_end_to_end(tmp_path: Path) -> None:
     made = sorted((tmp_path / "mini" / "phase2" / "synth" / "lora" / "clean" / "verdict").glob("*.png"))
     assert len(made) == 4           # cached beside the run's own splits, on seeds none of them used
 
-    # how much of the subject the models learned: the base model's samples made for the same records
+    # the same figures from the command line; the base model's samples made for the same records
     from training.miniature.subject_fidelity import main as subject_fidelity
 
     assert subject_fidelity([str(tmp_path / "mini"), "--json", str(tmp_path / "fidelity.json")]) == 0

@@ -239,12 +239,18 @@ def run(cfg: MiniatureConfig) -> dict[str, Any]:
     survival = {name: vae_survival(vae_dir, model, key, subject, marked_subject)
                 for name, model in (("standard_distortions", standard_watermark),
                                     ("with_autoencoder_round_trip", watermark_model))}
+    from gwm_desktop.core.lpips_metric import cached_lpips
+    from training.miniature.subject_fidelity import score_run
+
+    fidelity = timed("subject fidelity", score_run, out, cached_lpips())
     summary = {
         "quick": cfg.quick, "timings_s": timings, "total_s": round(sum(timings.values()), 1),
         "autoencoder": json.loads((vae_dir.parent / "summary.json").read_text()),
         "watermark_survives_autoencoder": survival,
         "phase2_full": report_full, "phase2_quarter": quarter_report,
         "quarter_with_full_detectors": crossed,
+        # how much of the subject each model learned: a model that learned little cannot carry the watermark
+        "subject_fidelity": fidelity,
         # the model-level verdict per personalized model (``results.model_verdicts``), also in each report
         "verdicts": {"full": report_full["verdict"], "quarter": quarter_report["verdict"] if quarter_report else None},
         "settings": {"personalization": cfg.personalization, "prior": asdict(cfg.prior), "phase2": cfg.phase2},
@@ -266,6 +272,13 @@ def render_summary(summary: dict[str, Any]) -> str:
     for name, result in survival.items():
         lines.append(f"- {name.replace('_', ' ')}: {result['direct']['auc']:.3f} / "
                      f"{result['vae_round_trip']['auc']:.3f}")
+    fidelity = summary.get("subject_fidelity")
+    if fidelity:
+        lines += ["", f"Subject learned (held-out samples' LPIPS to the nearest subject image: base model "
+                      f"{fidelity['base']:.3f}, the subject's own images {fidelity['subject_loo']:.3f}; the share of "
+                      "that gap closed), clean twin / on X_w:"]
+        lines += [f"- {method}: {variants['clean']['learned']:.0%} / {variants['marked']['learned']:.0%}"
+                  for method, variants in fidelity["models"].items() if {"clean", "marked"} <= set(variants)]
     lines += ["",
              render_markdown(summary["phase2_full"])]
     if summary["phase2_quarter"]:
